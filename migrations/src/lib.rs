@@ -1,0 +1,18 @@
+//! Database schema for amp-orchestrator, as ordered sea-orm migrations.
+//!
+//! The same migrations run on SQLite (the single-replica default) and PostgreSQL. Every id is a
+//! 64-bit integer and every timestamp is Unix milliseconds in a `BIGINT`, so both backends store and
+//! compare them the same way (no text-vs-timestamptz differences in lease arithmetic).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial::Migration)]
+    }
+}

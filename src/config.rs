@@ -1,0 +1,507 @@
+//! Configuration from the environment.
+//!
+//! Names follow Probot's where Probot has one (`APP_ID`, `PRIVATE_KEY`, `WEBHOOK_SECRET`, ...), so a
+//! team moving from a Probot app keeps its deployment settings. Everything is validated at start and
+//! every problem is reported at once, one line each, so a misconfigured deployment is fixed in one
+//! round rather than one variable per restart.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where the service's SQLite database lives when `DATABASE_URL` is not set.
+pub const DEFAULT_SQLITE_PATH: &str = "./data/amp-orchestrator.sqlite";
+
+/// The agent container's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentNetwork {
+    Bridge,
+    None,
+    Host,
+    Named(String),
+}
+
+impl AgentNetwork {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "bridge" => Self::Bridge,
+            "none" => Self::None,
+            "host" => Self::Host,
+            other => Self::Named(other.to_string()),
+        }
+    }
+
+    /// The value Docker expects in `HostConfig.NetworkMode`.
+    pub fn as_docker_mode(&self) -> &str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::None => "none",
+            Self::Host => "host",
+            Self::Named(name) => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The service's whole configuration. Secrets are [`SecretString`]s, whose `Debug` output is
+/// redacted, so logging the config (or a panic message containing it) never prints them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_id: Option<u64>,
+    pub private_key: Option<SecretString>,
+    /// One or more secrets; a webhook signed with any of them is accepted (rotation).
+    pub webhook_secrets: Vec<SecretString>,
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub github_api_url: String,
+    pub public_url: String,
+    pub amp_api_key: Option<SecretString>,
+    pub amp_url: Option<String>,
+    pub agent_image: String,
+    pub agent_network: AgentNetwork,
+    pub max_concurrent_tasks: usize,
+    pub task_timeout: Duration,
+    pub agent_idle_timeout: Duration,
+    pub max_ci_rounds: u32,
+    pub ci_wait_timeout: Duration,
+    pub admin_token: Option<SecretString>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Every problem found in the environment, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parse a duration given as plain seconds (`90`) or with a unit (`90s`, `30m`, `2h`, `1h 30m`).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Ok(secs) = value.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(value)
+        .map_err(|e| format!("is not a duration like 90, 90s, 30m or 2h ({e})"))
+}
+
+impl Config {
+    /// Read the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read the configuration through `lookup`, so tests never have to mutate the process
+    /// environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let app_id = get("APP_ID").and_then(|v| match v.trim().parse::<u64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                problems.push(format!("APP_ID must be a positive integer, got {v:?}"));
+                None
+            }
+        });
+
+        let private_key = match (get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")) {
+            (Some(key), _) => Some(normalize_private_key(&key)),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(key) => Some(normalize_private_key(&key)),
+                Err(e) => {
+                    problems.push(format!("PRIVATE_KEY_PATH {path:?} cannot be read: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(key) = &private_key
+            && !key.expose_secret().contains("-----BEGIN")
+        {
+            problems.push(
+                "PRIVATE_KEY is not a PEM private key (expected a -----BEGIN ... KEY----- block)"
+                    .into(),
+            );
+        }
+        if app_id.is_some() && private_key.is_none() {
+            problems.push("APP_ID is set but neither PRIVATE_KEY nor PRIVATE_KEY_PATH is".into());
+        }
+
+        let webhook_secrets: Vec<SecretString> = get("WEBHOOK_SECRET")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_secrets.is_empty() {
+            problems.push(
+                "WEBHOOK_SECRET is not set (the service never accepts unsigned webhooks)".into(),
+            );
+        }
+
+        let host = match get("HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!("HOST must be an IP address, got {v:?}"));
+                IpAddr::from([0, 0, 0, 0])
+            }),
+        };
+        let port = parse_num(&get, "PORT", 3000u16, &mut problems);
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(default_sqlite_url);
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "DATABASE_URL must start with sqlite: or postgres://, got {:?}",
+                redact_url(&database_url)
+            ));
+        }
+
+        let github_api_url = get("GITHUB_API_URL")
+            .unwrap_or_else(|| "https://api.github.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        if !is_http_url(&github_api_url) {
+            problems.push(format!(
+                "GITHUB_API_URL must be an http(s) URL, got {github_api_url:?}"
+            ));
+        }
+        let public_url = get("PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !is_http_url(&public_url) {
+            problems.push(format!(
+                "PUBLIC_URL must be an http(s) URL, got {public_url:?}"
+            ));
+        }
+
+        let amp_api_key = get("AMP_API_KEY").map(SecretString::from);
+        let amp_url = get("AMP_URL");
+        let agent_image =
+            get("AGENT_IMAGE").unwrap_or_else(|| "amp-orchestrator-agent:latest".into());
+        let agent_network =
+            AgentNetwork::parse(get("AGENT_NETWORK").as_deref().unwrap_or("bridge").trim());
+        let max_concurrent_tasks = parse_num(&get, "MAX_CONCURRENT_TASKS", 4usize, &mut problems);
+        if max_concurrent_tasks == 0 {
+            problems.push("MAX_CONCURRENT_TASKS must be at least 1".into());
+        }
+        let task_timeout = parse_dur(&get, "TASK_TIMEOUT", "2h", &mut problems);
+        let agent_idle_timeout = parse_dur(&get, "AGENT_IDLE_TIMEOUT", "10m", &mut problems);
+        let max_ci_rounds = parse_num(&get, "MAX_CI_ROUNDS", 3u32, &mut problems);
+        let ci_wait_timeout = parse_dur(&get, "CI_WAIT_TIMEOUT", "10m", &mut problems);
+        let admin_token = get("ADMIN_TOKEN").map(SecretString::from);
+        if let Some(token) = &admin_token
+            && token.expose_secret().len() < 16
+        {
+            problems.push("ADMIN_TOKEN must be at least 16 characters".into());
+        }
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            problems.push(format!(
+                "LOG_LEVEL {log_level:?} is not a level (trace, debug, info, warn, error) or filter"
+            ));
+        }
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!("LOG_FORMAT must be json or pretty, got {other:?}"));
+                LogFormat::Pretty
+            }
+        };
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Config {
+            app_id,
+            private_key,
+            webhook_secrets,
+            host,
+            port,
+            database_url,
+            github_api_url,
+            public_url,
+            amp_api_key,
+            amp_url,
+            agent_image,
+            agent_network,
+            max_concurrent_tasks,
+            task_timeout,
+            agent_idle_timeout,
+            max_ci_rounds,
+            ci_wait_timeout,
+            admin_token,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// The directory holding the default SQLite database, if that is what is used.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        sqlite_path(&self.database_url).and_then(|p| p.parent().map(PathBuf::from))
+    }
+}
+
+fn default_sqlite_url() -> String {
+    format!("sqlite://{DEFAULT_SQLITE_PATH}")
+}
+
+/// The file path in a `sqlite:` URL, or `None` for an in-memory or non-SQLite URL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// A database URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Probot accepts a PEM with literal `\n` sequences (as some secret stores flatten it).
+fn normalize_private_key(key: &str) -> SecretString {
+    let key = key.trim();
+    let key = if key.contains("\\n") && !key.contains('\n') {
+        key.replace("\\n", "\n")
+    } else {
+        key.to_string()
+    };
+    SecretString::from(key)
+}
+
+fn is_http_url(value: &str) -> bool {
+    (value.starts_with("http://") || value.starts_with("https://"))
+        && value.len() > "https://".len()
+}
+
+fn parse_num<T: std::str::FromStr + Copy>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    problems: &mut Vec<String>,
+) -> T {
+    match get(name) {
+        None => default,
+        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            problems.push(format!("{name} must be a non-negative integer, got {v:?}"));
+            default
+        }),
+    }
+}
+
+fn parse_dur(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: &str,
+    problems: &mut Vec<String>,
+) -> Duration {
+    let raw = get(name).unwrap_or_else(|| default.to_string());
+    match parse_duration(&raw) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problems.push(format!("{name} must be longer than zero"));
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            problems.push(format!("{name} {raw:?} {e}"));
+            Duration::from_secs(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            parse_duration(" 1h 30m ").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5").is_err());
+    }
+
+    #[test]
+    fn minimal_config_has_documented_defaults() {
+        let c = config(&[("WEBHOOK_SECRET", "s3cret")]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.database_url, "sqlite://./data/amp-orchestrator.sqlite");
+        assert_eq!(c.github_api_url, "https://api.github.com");
+        assert_eq!(c.public_url, "http://localhost:3000");
+        assert_eq!(c.agent_network, AgentNetwork::Bridge);
+        assert_eq!(c.max_ci_rounds, 3);
+        assert_eq!(c.ci_wait_timeout, Duration::from_secs(600));
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.webhook_secrets.len(), 1);
+        assert_eq!(c.sqlite_dir(), Some(PathBuf::from("./data")));
+    }
+
+    #[test]
+    fn missing_secret_is_named() {
+        let err = config(&[]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec!["WEBHOOK_SECRET is not set (the service never accepts unsigned webhooks)"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = config(&[
+            ("APP_ID", "abc"),
+            ("PORT", "http"),
+            ("TASK_TIMEOUT", "forever"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "mysql://root:hunter2@db/x"),
+            ("MAX_CONCURRENT_TASKS", "0"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "APP_ID must be a positive integer",
+            "PORT must be a non-negative integer",
+            "TASK_TIMEOUT \"forever\" is not a duration",
+            "LOG_FORMAT must be json or pretty",
+            "DATABASE_URL must start with sqlite: or postgres://",
+            "MAX_CONCURRENT_TASKS must be at least 1",
+            "WEBHOOK_SECRET is not set",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(!text.contains("hunter2"), "password leaked: {text}");
+    }
+
+    #[test]
+    fn app_id_needs_a_key() {
+        let err = config(&[("WEBHOOK_SECRET", "x"), ("APP_ID", "12")]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec!["APP_ID is set but neither PRIVATE_KEY nor PRIVATE_KEY_PATH is"]
+        );
+        let err = config(&[
+            ("WEBHOOK_SECRET", "x"),
+            ("APP_ID", "12"),
+            ("PRIVATE_KEY_PATH", "/nonexistent/key.pem"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.problems[0].starts_with("PRIVATE_KEY_PATH \"/nonexistent/key.pem\" cannot be read")
+        );
+    }
+
+    #[test]
+    fn escaped_newlines_in_private_key_are_restored() {
+        let c = config(&[
+            ("WEBHOOK_SECRET", "x"),
+            ("APP_ID", "12"),
+            (
+                "PRIVATE_KEY",
+                "-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.private_key.unwrap().expose_secret(),
+            "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----"
+        );
+    }
+
+    #[test]
+    fn rotation_secrets_are_split_and_never_printed() {
+        let c = config(&[
+            ("WEBHOOK_SECRET", "old-secret, new-secret,"),
+            ("AMP_API_KEY", "sgamp_key"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert_eq!(c.webhook_secrets[1].expose_secret(), "new-secret");
+        let debug = format!("{c:?}");
+        for secret in ["old-secret", "new-secret", "sgamp_key"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:pw@db:5432/amp"),
+            "postgres://app:***@db:5432/amp"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/x.sqlite"),
+            "sqlite://./data/x.sqlite"
+        );
+    }
+
+    #[test]
+    fn agent_network_values() {
+        assert_eq!(AgentNetwork::parse("none").as_docker_mode(), "none");
+        assert_eq!(AgentNetwork::parse("host"), AgentNetwork::Host);
+        assert_eq!(AgentNetwork::parse("agents").as_docker_mode(), "agents");
+    }
+}

@@ -1,0 +1,31 @@
+//! A webhook delivery in the durable inbox.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deliveries")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// GitHub's `X-GitHub-Delivery` GUID; unique, so a redelivery is recognised.
+    #[sea_orm(unique)]
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    /// One of [`crate::inbox::DeliveryStatus`].
+    pub status: String,
+    /// The raw body as received (empty for events the service ignores).
+    pub payload: Vec<u8>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

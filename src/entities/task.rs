@@ -1,0 +1,57 @@
+//! A task: one `/amp` prompt, driven through the states in [`crate::state::TaskState`].
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "tasks")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The capability in status links: at least 128 random bits, never derived from `id`.
+    #[sea_orm(unique)]
+    pub public_id: String,
+    pub installation_id: i64,
+    pub repo_id: i64,
+    pub repo_full_name: String,
+    pub clone_url: String,
+    pub default_branch: String,
+    pub issue_number: i64,
+    pub is_pull_request: bool,
+    pub issue_title: String,
+    pub issue_body: String,
+    pub requester_login: String,
+    pub requester_id: i64,
+    pub comment_id: i64,
+    pub delivery_id: Option<String>,
+    pub prompt: String,
+    pub state: String,
+    /// The sequence number of the newest event in `task_events` (0 = none yet).
+    pub last_seq: i64,
+    pub status_comment_id: Option<i64>,
+    pub branch: Option<String>,
+    pub pr_number: Option<i64>,
+    pub head_sha: Option<String>,
+    pub thread_id: Option<String>,
+    pub ci_round: i32,
+    pub error_message: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::task_event::Entity")]
+    Events,
+}
+
+impl Related<super::task_event::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Events.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,316 @@
+//! Tasks and their append-only event log.
+//!
+//! Sequence numbers come from `tasks.last_seq`, bumped in the same transaction that inserts the
+//! event, so they are gap-free and strictly increasing per task even with several writers (the row
+//! update serialises them). State changes are compare-and-set on the current state, so two actors
+//! (a worker finishing, a user's `/amp stop`) can never both win.
+
+use base64::Engine;
+use rand::RngCore;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde_json::json;
+
+use super::stmt;
+use crate::db::now_ms;
+use crate::entities::{task, task_event};
+use crate::state::TaskState;
+
+/// Random bytes in a public id: 144 bits, beyond guessing.
+const PUBLIC_ID_BYTES: usize = 18;
+
+/// A fresh capability id for status links (URL-safe base64, 24 characters).
+pub fn new_public_id() -> String {
+    let mut bytes = [0u8; PUBLIC_ID_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What a task is created from.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub installation_id: i64,
+    pub repo_id: i64,
+    pub repo_full_name: String,
+    pub clone_url: String,
+    pub default_branch: String,
+    pub issue_number: i64,
+    pub is_pull_request: bool,
+    pub issue_title: String,
+    pub issue_body: String,
+    pub requester_login: String,
+    pub requester_id: i64,
+    pub comment_id: i64,
+    /// The delivery that asked for it; a second attempt at the same delivery finds this task.
+    pub delivery_id: Option<String>,
+    pub prompt: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task {0} not found")]
+    NotFound(i64),
+    #[error("task {task_id} is {actual}, not {expected}: cannot become {to}")]
+    Conflict {
+        task_id: i64,
+        expected: TaskState,
+        actual: String,
+        to: TaskState,
+    },
+    #[error("a task cannot go from {from} to {to}")]
+    IllegalTransition { from: TaskState, to: TaskState },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The kinds of event in `task_events.kind`.
+pub mod kind {
+    /// `{"from": state|null, "to": state, "reason": text|null}`
+    pub const STATE: &str = "state";
+    /// `{"level": "info"|"warn"|"error", "text": text}`
+    pub const LOG: &str = "log";
+}
+
+/// Create a task in `queued`, with its first event. Returns `None` when the task for this delivery
+/// already exists (the delivery is being processed a second time).
+pub async fn create(db: &DatabaseConnection, new: NewTask) -> Result<Option<task::Model>, DbErr> {
+    if let Some(delivery_id) = &new.delivery_id {
+        let existing = task::Entity::find()
+            .filter(task::Column::DeliveryId.eq(delivery_id.as_str()))
+            .one(db)
+            .await?;
+        if existing.is_some() {
+            return Ok(None);
+        }
+    }
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let model = task::ActiveModel {
+        public_id: Set(new_public_id()),
+        installation_id: Set(new.installation_id),
+        repo_id: Set(new.repo_id),
+        repo_full_name: Set(new.repo_full_name),
+        clone_url: Set(new.clone_url),
+        default_branch: Set(new.default_branch),
+        issue_number: Set(new.issue_number),
+        is_pull_request: Set(new.is_pull_request),
+        issue_title: Set(new.issue_title),
+        issue_body: Set(new.issue_body),
+        requester_login: Set(new.requester_login),
+        requester_id: Set(new.requester_id),
+        comment_id: Set(new.comment_id),
+        delivery_id: Set(new.delivery_id),
+        prompt: Set(new.prompt),
+        state: Set(TaskState::Queued.as_str().to_string()),
+        last_seq: Set(0),
+        ci_round: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = task::Entity::insert(model).exec(&txn).await?;
+    append_event(
+        &txn,
+        inserted.last_insert_id,
+        kind::STATE,
+        &json!({"from": null, "to": TaskState::Queued, "reason": "task created"}),
+    )
+    .await?;
+    txn.commit().await?;
+    task::Entity::find_by_id(inserted.last_insert_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", inserted.last_insert_id)))
+        .map(Some)
+}
+
+/// Append an event to a task's log and return it with its sequence number. Call it inside a
+/// transaction when it must commit together with other changes.
+pub async fn append_event(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    kind: &str,
+    data: &serde_json::Value,
+) -> Result<task_event::Model, DbErr> {
+    let now = now_ms();
+    let row = db
+        .query_one_raw(stmt(
+            db,
+            "UPDATE tasks SET last_seq = last_seq + 1, updated_at = $2 WHERE id = $1 \
+             RETURNING last_seq",
+            [task_id.into(), now.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {task_id}")))?;
+    let seq: i64 = row.try_get_by_index(0)?;
+    let data = data.to_string();
+    let inserted = task_event::Entity::insert(task_event::ActiveModel {
+        task_id: Set(task_id),
+        seq: Set(seq),
+        kind: Set(kind.to_string()),
+        data: Set(data.clone()),
+        created_at: Set(now),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(task_event::Model {
+        id: inserted.last_insert_id,
+        task_id,
+        seq,
+        kind: kind.to_string(),
+        data,
+        created_at: now,
+    })
+}
+
+/// Append an event in its own transaction.
+pub async fn log_event(
+    db: &DatabaseConnection,
+    task_id: i64,
+    kind: &str,
+    data: &serde_json::Value,
+) -> Result<task_event::Model, DbErr> {
+    let txn = db.begin().await?;
+    let event = append_event(&txn, task_id, kind, data).await?;
+    txn.commit().await?;
+    Ok(event)
+}
+
+/// Move a task from `from` to `to` (compare-and-set) and record the change as a `state` event.
+pub async fn transition(
+    db: &DatabaseConnection,
+    task_id: i64,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+) -> Result<task_event::Model, TaskError> {
+    if !from.can_become(to) {
+        return Err(TaskError::IllegalTransition { from, to });
+    }
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let result = txn
+        .execute_raw(stmt(
+            &txn,
+            "UPDATE tasks SET state = $1, updated_at = $2, \
+               started_at = CASE WHEN $3 AND started_at IS NULL THEN $2 ELSE started_at END, \
+               finished_at = CASE WHEN $4 THEN $2 ELSE NULL END \
+             WHERE id = $5 AND state = $6",
+            [
+                to.as_str().into(),
+                now.into(),
+                (to == TaskState::Preparing).into(),
+                to.is_terminal().into(),
+                task_id.into(),
+                from.as_str().into(),
+            ],
+        ))
+        .await?;
+    if result.rows_affected() != 1 {
+        txn.rollback().await?;
+        let actual = task::Entity::find_by_id(task_id)
+            .one(db)
+            .await?
+            .ok_or(TaskError::NotFound(task_id))?
+            .state;
+        return Err(TaskError::Conflict {
+            task_id,
+            expected: from,
+            actual,
+            to,
+        });
+    }
+    let event = append_event(
+        &txn,
+        task_id,
+        kind::STATE,
+        &json!({"from": from, "to": to, "reason": reason}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(event)
+}
+
+pub async fn get(db: &DatabaseConnection, task_id: i64) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find_by_id(task_id).one(db).await
+}
+
+pub async fn get_by_public_id(
+    db: &DatabaseConnection,
+    public_id: &str,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::PublicId.eq(public_id))
+        .one(db)
+        .await
+}
+
+/// Events with `seq > after`, oldest first, at most `limit`.
+pub async fn events_after(
+    db: &DatabaseConnection,
+    task_id: i64,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<task_event::Model>, DbErr> {
+    task_event::Entity::find()
+        .filter(task_event::Column::TaskId.eq(task_id))
+        .filter(task_event::Column::Seq.gt(after))
+        .order_by_asc(task_event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The newest task on an issue or pull request that has not finished, if any.
+pub async fn active_for_issue(
+    db: &DatabaseConnection,
+    repo_id: i64,
+    issue_number: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    let active: Vec<&str> = TaskState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .map(TaskState::as_str)
+        .collect();
+    task::Entity::find()
+        .filter(task::Column::RepoId.eq(repo_id))
+        .filter(task::Column::IssueNumber.eq(issue_number))
+        .filter(task::Column::State.is_in(active))
+        .order_by_desc(task::Column::Id)
+        .one(db)
+        .await
+}
+
+/// The newest task on an issue or pull request, finished or not.
+pub async fn latest_for_issue(
+    db: &DatabaseConnection,
+    repo_id: i64,
+    issue_number: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::RepoId.eq(repo_id))
+        .filter(task::Column::IssueNumber.eq(issue_number))
+        .order_by_desc(task::Column::Id)
+        .one(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_ids_are_long_random_and_url_safe() {
+        let a = new_public_id();
+        let b = new_public_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+}
