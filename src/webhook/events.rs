@@ -1,0 +1,326 @@
+//! The service's own webhook event type.
+//!
+//! Only the fields the service uses are modelled, so GitHub adding fields never breaks parsing, while
+//! a payload missing a field the service needs fails loudly with the JSON path that was wrong
+//! (`serde_path_to_error`), e.g. `comment.id: missing field`.
+
+use serde::Deserialize;
+
+/// A webhook the service acts on, parsed from its JSON body.
+#[derive(Debug, Clone)]
+pub enum WebhookEvent {
+    Ping,
+    IssueComment(IssueCommentEvent),
+    CheckSuite(CheckSuiteEvent),
+    Installation(InstallationEvent),
+    InstallationRepositories(InstallationRepositoriesEvent),
+}
+
+/// The names of the events [`parse`] understands.
+pub const HANDLED_EVENTS: [&str; 5] = [
+    "ping",
+    "issue_comment",
+    "check_suite",
+    "installation",
+    "installation_repositories",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {event} payload at `{path}`: {message}")]
+pub struct PayloadError {
+    pub event: String,
+    /// The JSON path of the offending value (`.` for the document itself).
+    pub path: String,
+    pub message: String,
+}
+
+/// Parse `body` as event `event`. `Ok(None)` means the service does not handle that event at all.
+pub fn parse(event: &str, body: &[u8]) -> Result<Option<WebhookEvent>, PayloadError> {
+    fn de<T: for<'de> Deserialize<'de>>(event: &str, body: &[u8]) -> Result<T, PayloadError> {
+        let mut json = serde_json::Deserializer::from_slice(body);
+        let value: T = serde_path_to_error::deserialize(&mut json).map_err(|e| PayloadError {
+            event: event.to_string(),
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        json.end().map_err(|e| PayloadError {
+            event: event.to_string(),
+            path: ".".into(),
+            message: e.to_string(),
+        })?;
+        Ok(value)
+    }
+    Ok(Some(match event {
+        "ping" => {
+            de::<serde::de::IgnoredAny>(event, body)?;
+            WebhookEvent::Ping
+        }
+        "issue_comment" => WebhookEvent::IssueComment(de(event, body)?),
+        "check_suite" => WebhookEvent::CheckSuite(de(event, body)?),
+        "installation" => WebhookEvent::Installation(de(event, body)?),
+        "installation_repositories" => WebhookEvent::InstallationRepositories(de(event, body)?),
+        _ => return Ok(None),
+    }))
+}
+
+impl WebhookEvent {
+    pub fn action(&self) -> Option<&str> {
+        match self {
+            WebhookEvent::Ping => None,
+            WebhookEvent::IssueComment(e) => Some(&e.action),
+            WebhookEvent::CheckSuite(e) => Some(&e.action),
+            WebhookEvent::Installation(e) => Some(&e.action),
+            WebhookEvent::InstallationRepositories(e) => Some(&e.action),
+        }
+    }
+
+    pub fn installation_id(&self) -> Option<i64> {
+        match self {
+            WebhookEvent::Ping => None,
+            WebhookEvent::IssueComment(e) => e.installation.as_ref().map(|i| i.id),
+            WebhookEvent::CheckSuite(e) => e.installation.as_ref().map(|i| i.id),
+            WebhookEvent::Installation(e) => Some(e.installation.id),
+            WebhookEvent::InstallationRepositories(e) => Some(e.installation.id),
+        }
+    }
+
+    /// Whether the service does something with this event and action. Others are acknowledged
+    /// and recorded as ignored, without keeping their body.
+    pub fn is_actionable(&self) -> bool {
+        match self {
+            WebhookEvent::Ping => false,
+            WebhookEvent::IssueComment(e) => matches!(e.action.as_str(), "created" | "edited"),
+            WebhookEvent::CheckSuite(e) => e.action == "completed",
+            WebhookEvent::Installation(_) | WebhookEvent::InstallationRepositories(_) => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub login: String,
+    pub id: i64,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+impl User {
+    /// Bots never trigger work: GitHub marks them `type: Bot` and `login` ends in `[bot]`.
+    pub fn is_bot(&self) -> bool {
+        self.kind == "Bot" || self.login.ends_with("[bot]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationRef {
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Repository {
+    pub id: i64,
+    pub name: String,
+    pub full_name: String,
+    pub owner: User,
+    #[serde(default)]
+    pub private: bool,
+    pub clone_url: String,
+    pub default_branch: String,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub fork: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppRef {
+    pub id: i64,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssueCommentEvent {
+    pub action: String,
+    #[serde(default)]
+    pub changes: Option<CommentChanges>,
+    pub issue: Issue,
+    pub comment: Comment,
+    pub repository: Repository,
+    pub sender: User,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommentChanges {
+    #[serde(default)]
+    pub body: Option<ChangedFrom>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChangedFrom {
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issue {
+    pub number: i64,
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub locked: bool,
+    pub user: User,
+    /// Present (with URLs) when the "issue" is a pull request.
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
+}
+
+impl Issue {
+    pub fn is_pull_request(&self) -> bool {
+        self.pull_request.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Comment {
+    pub id: i64,
+    pub body: String,
+    pub user: User,
+    pub html_url: String,
+    /// Set when an App posted the comment (this one included).
+    #[serde(default)]
+    pub performed_via_github_app: Option<AppRef>,
+}
+
+impl IssueCommentEvent {
+    /// The comment body before an edit, when GitHub reports it.
+    pub fn previous_body(&self) -> Option<&str> {
+        self.changes
+            .as_ref()
+            .and_then(|c| c.body.as_ref())
+            .map(|b| b.from.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckSuiteEvent {
+    pub action: String,
+    pub check_suite: CheckSuite,
+    pub repository: Repository,
+    pub sender: User,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckSuite {
+    pub id: i64,
+    #[serde(default)]
+    pub head_branch: Option<String>,
+    pub head_sha: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    #[serde(default)]
+    pub pull_requests: Vec<PullRequestRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestRef {
+    pub number: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationEvent {
+    pub action: String,
+    pub installation: Installation,
+    #[serde(default)]
+    pub repositories: Option<Vec<RepositoryRef>>,
+    pub sender: User,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Installation {
+    pub id: i64,
+    pub account: User,
+    #[serde(default)]
+    pub repository_selection: Option<String>,
+    #[serde(default)]
+    pub app_id: Option<i64>,
+    #[serde(default)]
+    pub suspended_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepositoryRef {
+    pub id: i64,
+    pub name: String,
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationRepositoriesEvent {
+    pub action: String,
+    pub installation: Installation,
+    #[serde(default)]
+    pub repository_selection: Option<String>,
+    #[serde(default)]
+    pub repositories_added: Vec<RepositoryRef>,
+    #[serde(default)]
+    pub repositories_removed: Vec<RepositoryRef>,
+    pub sender: User,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_events_are_not_parsed() {
+        assert!(parse("push", b"not even json").unwrap().is_none());
+        assert!(parse("workflow_job", b"{}").unwrap().is_none());
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let err = parse(
+            "issue_comment",
+            br#"{"action":"created","issue":{"number":"seven"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "issue.number");
+        assert!(err.message.contains("invalid type"), "{err}");
+
+        let err = parse("check_suite", b"{\"action\":").unwrap_err();
+        assert!(err.message.contains("EOF"), "{err}");
+
+        let err = parse("ping", b"{} trailing").unwrap_err();
+        assert_eq!(err.path, ".");
+    }
+
+    #[test]
+    fn bots_are_recognised() {
+        let bot = User {
+            login: "amp-orchestrator[bot]".into(),
+            id: 1,
+            kind: "Bot".into(),
+        };
+        assert!(bot.is_bot());
+        let person = User {
+            login: "octocat".into(),
+            id: 2,
+            kind: "User".into(),
+        };
+        assert!(!person.is_bot());
+    }
+}

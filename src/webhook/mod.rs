@@ -1,0 +1,5 @@
+//! GitHub webhooks: signature checks, the event types, and the intake route.
+
+pub mod events;
+pub mod intake;
+pub mod signature;
