@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Install (on Debian) and start what the test suite needs: PostgreSQL 15, the Docker engine, Chromium
+# with chromedriver, and the pinned Amp CLI. Idempotent: anything already present or running is left
+# as it is. Source it, then call the ensure_* functions.
+
+AMP_CLI_VERSION="${AMP_CLI_VERSION:-0.0.1790142911-g7618fb}"
+TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/test-tools}"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "cannot install $* here (no apt-get); install it yourself"
+    return 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq || return 1
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# PostgreSQL: a running cluster on 127.0.0.1:5432 with password login for `postgres`.
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    apt_install postgresql || return 1
+  fi
+  local version
+  version=$(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $1}')
+  if [ -z "$version" ]; then
+    version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+    log "creating PostgreSQL $version cluster"
+    as_root pg_createcluster "$version" main >/dev/null || return 1
+  fi
+  if ! pg_lsclusters --no-header | awk -v v="$version" '$1==v && $2=="main"' | grep -q online; then
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
+  fi
+  local i
+  for i in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.5
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; return 1; }
+  as_root su postgres -c "psql -qc \"alter user postgres password 'postgres'\"" >/dev/null || return 1
+  export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+  # Databases left by interrupted test runs.
+  as_root su postgres -c "psql -qAt -c \"select datname from pg_database where datname like 'amp_test_%'\"" 2>/dev/null |
+    while read -r name; do
+      as_root su postgres -c "psql -qc 'drop database if exists \"$name\" with (force)'" >/dev/null 2>&1 || true
+    done
+  log "PostgreSQL ready"
+}
+
+# Docker engine (Debian's docker.io, API 1.41), started by hand when no service manager runs it.
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then
+    log "Docker ready"
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    log "installing the Docker engine (docker.io)"
+    apt_install docker.io || return 1
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    as_root sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'
+    local i
+    for i in $(seq 1 120); do
+      docker info >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+  fi
+  docker info >/dev/null 2>&1 || { log "dockerd did not start (see /tmp/dockerd.log)"; return 1; }
+  log "Docker ready"
+}
+
+# Chromium and its matching chromedriver, from Debian.
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver"
+    apt_install chromium chromium-driver || return 1
+  fi
+  export CHROMIUM_BIN="${CHROMIUM_BIN:-$(command -v chromium)}"
+  export CHROMEDRIVER_BIN="${CHROMEDRIVER_BIN:-$(command -v chromedriver)}"
+  log "Chromium ready"
+}
+
+# The real Amp CLI (a native binary from npm), pinned.
+ensure_amp_cli() {
+  local dir="$TOOLS_DIR/amp-cli"
+  local bin="$dir/node_modules/@ampcode/cli-linux-x64/amp"
+  if [ ! -x "$bin" ]; then
+    command -v npm >/dev/null 2>&1 || { log "npm is needed to install the Amp CLI"; return 1; }
+    log "installing @ampcode/cli-linux-x64@$AMP_CLI_VERSION"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund --prefix "$dir" \
+      "@ampcode/cli-linux-x64@$AMP_CLI_VERSION" >/dev/null) || return 1
+  fi
+  export AMP_CLI_BIN="$bin"
+  log "Amp CLI ready"
+}

@@ -1,0 +1,131 @@
+//! Wiring: the shared context, the HTTP router and the background workers, started and stopped
+//! together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use rand::RngCore;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use tracing::info;
+
+use crate::config::{Config, redact_url};
+use crate::{db, http, inbox, webhook};
+
+/// What every handler and worker shares.
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    /// Names this process in leases, so one replica never overwrites another's claim.
+    pub instance_id: String,
+    /// Rung by intake when a delivery is stored.
+    pub inbox_wakeup: Notify,
+    /// Rung when a task is queued.
+    pub task_wakeup: Notify,
+    /// Cancelled on SIGTERM/SIGINT: stop accepting work, finish what is in hand.
+    pub shutdown: CancellationToken,
+}
+
+pub type Ctx = Arc<AppContext>;
+
+fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{:08x}", rand::rng().next_u32())
+}
+
+/// The HTTP routes.
+pub fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route(
+            "/api/github/webhooks",
+            post(webhook::intake::receive)
+                .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
+        )
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .layer(TraceLayer::new_for_http())
+        .with_state(ctx)
+}
+
+/// A started service.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ctx: Ctx,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Ask the service to stop and wait until it has: in-flight requests finish, workers finish
+    /// the work in hand.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.ctx.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Wait until the service stops (after [`AppContext::shutdown`] is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.server.await.context("the HTTP server panicked")?;
+        for worker in self.workers {
+            worker.await.context("a worker panicked")?;
+        }
+        served.context("the HTTP server failed")
+    }
+}
+
+/// Connect to the database, migrate, and start serving on `config.host:config.port`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    start_on(config, listener).await
+}
+
+/// Like [`start`], on a listener the caller bound (tests bind port 0).
+pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let db = db::connect(&config.database_url).await?;
+    db::migrate(&db).await?;
+    let ctx = Arc::new(AppContext {
+        config: Arc::new(config),
+        db,
+        instance_id: instance_id(),
+        inbox_wakeup: Notify::new(),
+        task_wakeup: Notify::new(),
+        shutdown: CancellationToken::new(),
+    });
+    let addr = listener.local_addr()?;
+    info!(
+        %addr,
+        database = %redact_url(&ctx.config.database_url),
+        instance = %ctx.instance_id,
+        "amp-orchestrator listening"
+    );
+    let app = router(ctx.clone());
+    let shutdown = ctx.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+    let workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
+    Ok(Running {
+        addr,
+        ctx,
+        server,
+        workers,
+    })
+}

@@ -1,0 +1,32 @@
+//! Routes a stored delivery to the handler for its event.
+
+use anyhow::Context;
+
+use crate::app::Ctx;
+use crate::handlers;
+use crate::store::deliveries::{Claimed, Outcome};
+use crate::webhook::events::{self, WebhookEvent};
+
+/// Handle one delivery. `Err` means "try again later"; everything the service decided not to act
+/// on is an `Ok(Outcome::Ignored)` with the reason.
+pub async fn handle(ctx: &Ctx, delivery: &Claimed) -> anyhow::Result<Outcome> {
+    let event =
+        events::parse(&delivery.event, &delivery.payload).context("parsing the stored payload")?;
+    let Some(event) = event else {
+        return Ok(Outcome::Ignored(format!(
+            "event {} is not handled",
+            delivery.event
+        )));
+    };
+    match event {
+        WebhookEvent::Ping => Ok(Outcome::Ignored("ping".into())),
+        WebhookEvent::IssueComment(e) => {
+            handlers::comment::handle(ctx, &delivery.delivery_id, &e).await
+        }
+        WebhookEvent::CheckSuite(e) => handlers::check_suite::handle(ctx, &e).await,
+        WebhookEvent::Installation(e) => handlers::installation::handle_installation(ctx, &e).await,
+        WebhookEvent::InstallationRepositories(e) => {
+            handlers::installation::handle_repositories(ctx, &e).await
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! amp-orchestrator: a GitHub App that runs the Amp coding agent in Docker when someone comments
+//! `/amp <prompt>` on an issue, and drives the resulting pull request to green CI.
+
+pub mod app;
+pub mod command;
+pub mod config;
+pub mod db;
+pub mod dispatch;
+pub mod entities;
+pub mod handlers;
+pub mod http;
+pub mod inbox;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,102 @@
+//! The real service (router, database, workers) started in-process on a loopback port.
+
+use std::collections::HashMap;
+
+use amp_orchestrator::app::{self, Running};
+use amp_orchestrator::config::Config;
+use amp_orchestrator::webhook::signature::sign;
+
+use super::db::TestDb;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+pub struct TestService {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// The environment a test service starts with; tests add or override variables.
+pub fn test_env(db: &TestDb) -> HashMap<String, String> {
+    HashMap::from([
+        ("WEBHOOK_SECRET".to_string(), SECRET.to_string()),
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("HOST".to_string(), "127.0.0.1".to_string()),
+        ("PORT".to_string(), "0".to_string()),
+        ("LOG_LEVEL".to_string(), "warn".to_string()),
+    ])
+}
+
+impl TestService {
+    pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(test_env(db)).await
+    }
+
+    pub async fn start_with(env: HashMap<String, String>) -> Self {
+        amp_orchestrator::telemetry::init(
+            env.get("LOG_LEVEL").map(String::as_str).unwrap_or("warn"),
+            amp_orchestrator::config::LogFormat::Pretty,
+        );
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = app::start_on(config, listener)
+            .await
+            .expect("service starts");
+        let base = format!("http://{}", running.addr);
+        TestService {
+            running: Some(running),
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn ctx(&self) -> &amp_orchestrator::app::Ctx {
+        &self.running.as_ref().unwrap().ctx
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Send a webhook signed with the test secret, as GitHub would.
+    pub async fn webhook(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        self.webhook_signed(event, delivery, body, &sign(SECRET, body))
+            .await
+    }
+
+    pub async fn webhook_signed(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url("/api/github/webhooks"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", signature)
+            .header("user-agent", "GitHub-Hookshot/test")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.unwrap();
+        }
+    }
+}

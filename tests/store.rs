@@ -1,0 +1,263 @@
+//! The task store on SQLite and PostgreSQL: creation, the event log's sequence numbers, and the
+//! state machine's compare-and-set transitions.
+
+mod common;
+
+use amp_orchestrator::state::TaskState;
+use amp_orchestrator::store::tasks::{self, NewTask, TaskError};
+use common::TestDb;
+
+fn new_task(delivery: &str) -> NewTask {
+    NewTask {
+        installation_id: 1,
+        repo_id: 10,
+        repo_full_name: "octo/repo".into(),
+        clone_url: "http://127.0.0.1:1/octo/repo.git".into(),
+        default_branch: "main".into(),
+        issue_number: 5,
+        is_pull_request: false,
+        issue_title: "Export as JSON".into(),
+        issue_body: "It would help.".into(),
+        requester_login: "octocat".into(),
+        requester_id: 583231,
+        comment_id: 99,
+        delivery_id: Some(delivery.into()),
+        prompt: "add --json — and make it 🚀".into(),
+    }
+}
+
+both_backends!(
+    tasks_are_created_once_per_delivery,
+    |db: TestDb| async move {
+        let conn = db.connect().await;
+        let task = tasks::create(&conn, new_task("d-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.state, "queued");
+        assert_eq!(task.last_seq, 1);
+        assert_eq!(task.prompt, "add --json — and make it 🚀");
+        assert!(
+            tasks::create(&conn, new_task("d-1"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let other = tasks::create(&conn, new_task("d-2"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(task.public_id, other.public_id);
+        let found = tasks::get_by_public_id(&conn, &task.public_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, task.id);
+        assert!(
+            tasks::get_by_public_id(&conn, "nope")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+);
+
+both_backends!(
+    concurrent_appends_get_gap_free_sequence_numbers,
+    |db: TestDb| async move {
+        let conn = db.connect().await;
+        let task = tasks::create(&conn, new_task("d-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut handles = Vec::new();
+        for writer in 0..8 {
+            let conn = conn.clone();
+            handles.push(tokio::spawn(async move {
+            for line in 0..25 {
+                tasks::log_event(
+                    &conn,
+                    task.id,
+                    tasks::kind::LOG,
+                    &serde_json::json!({"level": "info", "text": format!("writer {writer} line {line}")}),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let events = tasks::events_after(&conn, task.id, 0, 1000).await.unwrap();
+        assert_eq!(events.len(), 201);
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event.seq, i as i64 + 1);
+        }
+        let tail = tasks::events_after(&conn, task.id, 195, 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![196, 197, 198, 199, 200, 201]
+        );
+        let task = tasks::get(&conn, task.id).await.unwrap().unwrap();
+        assert_eq!(task.last_seq, 201);
+    }
+);
+
+both_backends!(
+    transitions_follow_the_state_machine,
+    |db: TestDb| async move {
+        let conn = db.connect().await;
+        let task = tasks::create(&conn, new_task("d-1"))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let err = tasks::transition(&conn, task.id, TaskState::Queued, TaskState::Running, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TaskError::IllegalTransition { .. }), "{err}");
+
+        for (from, to) in [
+            (TaskState::Queued, TaskState::Preparing),
+            (TaskState::Preparing, TaskState::Running),
+            (TaskState::Running, TaskState::Pushing),
+            (TaskState::Pushing, TaskState::AwaitingCi),
+        ] {
+            tasks::transition(&conn, task.id, from, to, Some("test"))
+                .await
+                .unwrap();
+        }
+        let row = tasks::get(&conn, task.id).await.unwrap().unwrap();
+        assert_eq!(row.state, "awaiting_ci");
+        assert!(row.started_at.is_some());
+        assert!(row.finished_at.is_none());
+
+        // Someone else moved it first: the compare-and-set loses and says what it found.
+        let err = tasks::transition(&conn, task.id, TaskState::Running, TaskState::Failed, None)
+            .await
+            .unwrap_err();
+        match err {
+            TaskError::Conflict { actual, .. } => assert_eq!(actual, "awaiting_ci"),
+            other => panic!("{other}"),
+        }
+
+        tasks::transition(
+            &conn,
+            task.id,
+            TaskState::AwaitingCi,
+            TaskState::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+        let row = tasks::get(&conn, task.id).await.unwrap().unwrap();
+        assert!(row.finished_at.is_some());
+
+        let states: Vec<String> = tasks::events_after(&conn, task.id, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "state")
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["to"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "queued",
+                "preparing",
+                "running",
+                "pushing",
+                "awaiting_ci",
+                "succeeded"
+            ]
+        );
+
+        // Only one of two racing transitions from the same state wins.
+        let again = tasks::create(&conn, new_task("d-2"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (a, b) = tokio::join!(
+            tasks::transition(
+                &conn,
+                again.id,
+                TaskState::Queued,
+                TaskState::Preparing,
+                None
+            ),
+            tasks::transition(
+                &conn,
+                again.id,
+                TaskState::Queued,
+                TaskState::Cancelled,
+                None
+            ),
+        );
+        assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+    }
+);
+
+both_backends!(active_and_latest_task_per_issue, |db: TestDb| async move {
+    let conn = db.connect().await;
+    assert!(
+        tasks::active_for_issue(&conn, 10, 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let first = tasks::create(&conn, new_task("d-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tasks::active_for_issue(&conn, 10, 5)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first.id
+    );
+    tasks::transition(
+        &conn,
+        first.id,
+        TaskState::Queued,
+        TaskState::Cancelled,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        tasks::active_for_issue(&conn, 10, 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        tasks::latest_for_issue(&conn, 10, 5)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first.id
+    );
+    assert!(
+        tasks::latest_for_issue(&conn, 10, 6)
+            .await
+            .unwrap()
+            .is_none()
+    );
+});
+
+both_backends!(migrations_are_idempotent, |db: TestDb| async move {
+    let conn = db.connect().await;
+    amp_orchestrator::db::migrate(&conn).await.unwrap();
+    amp_orchestrator::db::migrate(&conn).await.unwrap();
+});
