@@ -18,12 +18,15 @@ use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use crate::config::{Config, redact_url};
+use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, webhook};
 
 /// What every handler and worker shares.
 pub struct AppContext {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// Group-commits intake's deliveries.
+    pub deliveries: DeliveryWriter,
     /// Names this process in leases, so one replica never overwrites another's claim.
     pub instance_id: String,
     /// Rung by intake when a delivery is stored.
@@ -66,6 +69,7 @@ pub struct Running {
     pub ctx: Ctx,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    writer: WriterTasks,
 }
 
 impl Running {
@@ -79,6 +83,8 @@ impl Running {
     /// Wait until the service stops (after [`AppContext::shutdown`] is cancelled).
     pub async fn wait(self) -> anyhow::Result<()> {
         let served = self.server.await.context("the HTTP server panicked")?;
+        // No request can hand over a delivery any more; commit what was handed over.
+        self.writer.stop().await;
         for worker in self.workers {
             worker.await.context("a worker panicked")?;
         }
@@ -99,9 +105,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
+    let (deliveries, writer) = DeliveryWriter::start(db.clone());
     let ctx = Arc::new(AppContext {
         config: Arc::new(config),
         db,
+        deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),
         task_wakeup: Notify::new(),
@@ -127,5 +135,6 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         ctx,
         server,
         workers,
+        writer,
     })
 }

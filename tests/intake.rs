@@ -3,6 +3,7 @@
 mod common;
 
 use amp_orchestrator::entities::{delivery, task, task_event};
+use amp_orchestrator::store::deliveries as inbox_store;
 use common::fixtures::issue_comment;
 use common::{TestDb, TestService, eventually, fixture_bytes};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
@@ -142,7 +143,10 @@ both_backends!(
         assert_eq!(stored[0].event, "issue_comment");
         assert_eq!(stored[0].action.as_deref(), Some("created"));
         assert_eq!(stored[0].installation_id, Some(42));
-        assert_eq!(stored[0].payload, body);
+        assert_eq!(
+            inbox_store::payload(&conn, stored[0].id).await.unwrap(),
+            body
+        );
 
         eventually(10, "the delivery is processed", || async {
             (delivery_status(&conn, "guid-1").await.as_deref() == Some("done")).then_some(())
@@ -183,6 +187,16 @@ both_backends!(
             .await;
         assert_eq!((status, json["status"].as_str()), (202, Some("ignored")));
 
+        // A comment that carries no `/amp` command (the real example, unchanged) needs no work.
+        let (status, json) = service
+            .webhook(
+                "issue_comment",
+                "no-command-1",
+                &fixture_bytes("webhooks/issue_comment/created.with-installation.payload.json"),
+            )
+            .await;
+        assert_eq!((status, json["status"].as_str()), (202, Some("ignored")));
+
         let (status, json) = service
             .webhook(
                 "issue_comment",
@@ -204,13 +218,13 @@ both_backends!(
         let stored = deliveries(&conn).await;
         assert_eq!(
             stored.len(),
-            3,
+            4,
             "ignored deliveries are recorded, ping is not"
         );
         for d in &stored {
             assert_eq!(d.status, "ignored");
             assert!(
-                d.payload.is_empty(),
+                inbox_store::payload(&conn, d.id).await.unwrap().is_empty(),
                 "an ignored delivery's body is not kept"
             );
         }
@@ -258,7 +272,11 @@ both_backends!(
             .unwrap()
             .unwrap();
         assert_eq!(stored.status, "invalid");
-        assert_eq!(stored.payload, body, "the raw body is kept for inspection");
+        assert_eq!(
+            inbox_store::payload(&conn, stored.id).await.unwrap(),
+            body,
+            "the raw body is kept for inspection"
+        );
         assert!(stored.error.unwrap().contains("comment.id"));
         assert_eq!(task::Entity::find().count(&conn).await.unwrap(), 0);
     }
@@ -469,3 +487,58 @@ both_backends!(health_and_readiness, |db: TestDb| async move {
         assert_eq!(response.status(), 200);
     }
 });
+
+both_backends!(
+    concurrent_copies_of_one_delivery_are_stored_once,
+    |db: TestDb| async move {
+        // GitHub redelivering while the original is still in flight: the copies may be committed in
+        // the same batch or in different ones; either way one is queued and the rest are duplicates.
+        let service = TestService::start(&db).await;
+        let conn = db.connect().await;
+        let body =
+            serde_json::to_vec(&issue_comment("created", "/amp only once", Some(3))).unwrap();
+        let ids: Vec<String> = (0..40)
+            .map(|i| {
+                if i % 2 == 0 {
+                    "same-guid".to_string()
+                } else {
+                    format!("other-{i}")
+                }
+            })
+            .collect();
+        let replies = futures::future::join_all(
+            ids.iter()
+                .map(|id| service.webhook("issue_comment", id, &body)),
+        )
+        .await;
+        let same: Vec<&str> = replies
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, (_, json))| json["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            same.iter().filter(|s| **s == "queued").count(),
+            1,
+            "{same:?}"
+        );
+        assert_eq!(
+            same.iter().filter(|s| **s == "duplicate").count(),
+            19,
+            "{same:?}"
+        );
+        assert!(
+            replies
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .all(|(_, (status, json))| *status == 202 && json["status"] == "queued")
+        );
+        assert_eq!(deliveries(&conn).await.len(), 21);
+        eventually(15, "all processed", || async {
+            let stored = deliveries(&conn).await;
+            stored.iter().all(|d| d.status == "done").then_some(())
+        })
+        .await;
+    }
+);

@@ -106,9 +106,34 @@ fn actionable_events_are_the_ones_the_service_acts_on() {
             .unwrap()
             .is_actionable()
     };
-    assert!(actionable("issue_comment", "created.payload.json"));
-    assert!(actionable("issue_comment", "edited.payload.json"));
+    // The examples' comments carry no `/amp` command: recorded, but nothing to do.
+    assert!(!actionable("issue_comment", "created.payload.json"));
+    assert!(!actionable("issue_comment", "edited.payload.json"));
     assert!(!actionable("issue_comment", "deleted.payload.json"));
+    let with_body = |file: &str, body: &str, previous: Option<&str>| {
+        let mut json = common::fixture(&format!("webhooks/issue_comment/{file}"));
+        json["comment"]["body"] = body.into();
+        if let Some(previous) = previous {
+            json["changes"]["body"]["from"] = previous.into();
+        }
+        events::parse("issue_comment", &serde_json::to_vec(&json).unwrap())
+            .unwrap()
+            .unwrap()
+            .is_actionable()
+    };
+    assert!(with_body("created.payload.json", "/amp fix it", None));
+    assert!(with_body("created.payload.json", "/amp stop", None));
+    assert!(!with_body("deleted.payload.json", "/amp fix it", None));
+    assert!(with_body(
+        "edited.payload.json",
+        "/amp fix it",
+        Some("fix it")
+    ));
+    assert!(!with_body(
+        "edited.payload.json",
+        "/amp fix it",
+        Some("/amp fix it")
+    ));
     assert!(actionable("check_suite", "completed.payload.json"));
     assert!(!actionable("check_suite", "requested.payload.json"));
     assert!(!actionable("check_suite", "rerequested.payload.json"));

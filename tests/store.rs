@@ -261,3 +261,55 @@ both_backends!(migrations_are_idempotent, |db: TestDb| async move {
     amp_orchestrator::db::migrate(&conn).await.unwrap();
     amp_orchestrator::db::migrate(&conn).await.unwrap();
 });
+
+both_backends!(
+    a_batch_of_deliveries_stores_each_id_once,
+    |db: TestDb| async move {
+        use amp_orchestrator::store::deliveries::{self, DeliveryStatus, NewDelivery};
+        use sea_orm::TransactionTrait;
+        let conn = db.connect().await;
+        let new = |id: &'static str, payload: &'static [u8]| NewDelivery {
+            delivery_id: id,
+            event: "issue_comment",
+            action: Some("created"),
+            installation_id: Some(1),
+            status: DeliveryStatus::Pending,
+            payload,
+            error: None,
+        };
+        assert!(
+            deliveries::insert(&conn, new("earlier", b"{\"a\":1}"))
+                .await
+                .unwrap()
+        );
+        let txn = conn.begin().await.unwrap();
+        let stored = deliveries::insert_many(
+            &txn,
+            &[
+                new("one", b"{\"one\":1}"),
+                new("earlier", b"{\"again\":1}"),
+                new("two", b""),
+                new("one", b"{\"one\":2}"),
+            ],
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(stored, [true, false, true, false]);
+
+        let claimed = deliveries::claim(&conn, "me", 60_000, 10).await.unwrap();
+        let got: Vec<(&str, &[u8])> = claimed
+            .iter()
+            .map(|c| (c.delivery_id.as_str(), c.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("earlier", &b"{\"a\":1}"[..]),
+                ("one", &b"{\"one\":1}"[..]),
+                ("two", &b""[..]),
+            ],
+            "the first copy of each id is kept, with its own body"
+        );
+    }
+);

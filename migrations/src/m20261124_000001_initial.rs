@@ -14,13 +14,21 @@ enum Deliveries {
     Action,
     InstallationId,
     Status,
-    Payload,
     Error,
     Attempts,
     LeaseOwner,
     LeaseUntil,
     ReceivedAt,
     ProcessedAt,
+}
+
+/// Bodies live apart from the inbox rows: the row is updated as the delivery moves through the
+/// inbox, and on SQLite an update rewrites the whole row, a 25 MiB body included.
+#[derive(DeriveIden)]
+enum DeliveryPayloads {
+    Table,
+    DeliveryId,
+    Body,
 }
 
 #[derive(DeriveIden)]
@@ -97,7 +105,6 @@ impl MigrationTrait for Migration {
                     .col(string_null(Deliveries::Action))
                     .col(big_integer_null(Deliveries::InstallationId))
                     .col(string(Deliveries::Status))
-                    .col(blob(Deliveries::Payload))
                     .col(text_null(Deliveries::Error))
                     .col(integer(Deliveries::Attempts).default(0))
                     .col(string_null(Deliveries::LeaseOwner))
@@ -114,6 +121,23 @@ impl MigrationTrait for Migration {
                     .table(Deliveries::Table)
                     .col(Deliveries::Status)
                     .col(Deliveries::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(DeliveryPayloads::Table)
+                    .if_not_exists()
+                    .col(big_integer(DeliveryPayloads::DeliveryId).primary_key())
+                    .col(blob(DeliveryPayloads::Body))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_delivery_payloads_delivery")
+                            .from(DeliveryPayloads::Table, DeliveryPayloads::DeliveryId)
+                            .to(Deliveries::Table, Deliveries::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -245,6 +269,7 @@ impl MigrationTrait for Migration {
             TaskEvents::Table.into_iden(),
             Tasks::Table.into_iden(),
             Installations::Table.into_iden(),
+            DeliveryPayloads::Table.into_iden(),
             Deliveries::Table.into_iden(),
         ] {
             manager

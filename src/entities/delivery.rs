@@ -13,10 +13,8 @@ pub struct Model {
     pub event: String,
     pub action: Option<String>,
     pub installation_id: Option<i64>,
-    /// One of [`crate::inbox::DeliveryStatus`].
+    /// One of [`crate::store::deliveries::DeliveryStatus`].
     pub status: String,
-    /// The raw body as received (empty for events the service ignores).
-    pub payload: Vec<u8>,
     pub error: Option<String>,
     pub attempts: i32,
     pub lease_owner: Option<String>,
@@ -26,6 +24,15 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(has_one = "super::delivery_payload::Entity")]
+    Payload,
+}
+
+impl Related<super::delivery_payload::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Payload.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

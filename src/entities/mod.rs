@@ -1,6 +1,7 @@
 //! sea-orm entities, one module per table (see `migrations/` for the schema and its reasons).
 
 pub mod delivery;
+pub mod delivery_payload;
 pub mod installation;
 pub mod task;
 pub mod task_event;

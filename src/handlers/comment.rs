@@ -4,7 +4,7 @@ use anyhow::Context;
 use tracing::info;
 
 use crate::app::Ctx;
-use crate::command::{self, Command};
+use crate::command::Command;
 use crate::store::deliveries::Outcome;
 use crate::store::tasks::{self, NewTask};
 use crate::webhook::events::IssueCommentEvent;
@@ -14,12 +14,7 @@ pub async fn handle(
     delivery_id: &str,
     event: &IssueCommentEvent,
 ) -> anyhow::Result<Outcome> {
-    let commands = match event.action.as_str() {
-        "created" => command::parse(&event.comment.body),
-        // Only commands the edit added count: fixing a typo must not run a prompt again.
-        "edited" => command::new_commands(event.previous_body().unwrap_or(""), &event.comment.body),
-        other => return Ok(Outcome::Ignored(format!("issue_comment {other}"))),
-    };
+    let commands = event.commands();
     if commands.is_empty() {
         return Ok(Outcome::Ignored("no /amp command".into()));
     }

@@ -6,6 +6,8 @@
 //! idempotent per delivery (a task remembers the delivery that created it), so a second attempt
 //! after a crash never doubles the work.
 
+use std::collections::HashMap;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
 
 use super::stmt;
@@ -53,26 +55,91 @@ pub struct NewDelivery<'a> {
 }
 
 /// Store a delivery. Returns `false` when a delivery with that id is already stored.
-pub async fn insert(db: &impl ConnectionTrait, d: NewDelivery<'_>) -> Result<bool, DbErr> {
-    let result = db
-        .execute_raw(stmt(
+pub async fn insert(db: &DatabaseConnection, d: NewDelivery<'_>) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let stored = insert_many(&txn, &[d]).await?;
+    txn.commit().await?;
+    Ok(stored[0])
+}
+
+/// Store several deliveries with one statement for the rows and one for the bodies; call it in a
+/// transaction. Returns, for each delivery, whether it was stored: `false` for an id already
+/// stored, and for the later copy of an id that appears twice in `batch`.
+pub async fn insert_many(
+    db: &impl ConnectionTrait,
+    batch: &[NewDelivery<'_>],
+) -> Result<Vec<bool>, DbErr> {
+    const COLUMNS: usize = 7;
+    let now = now_ms();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut values: Vec<Value> = Vec::with_capacity(batch.len() * COLUMNS);
+    let mut rows = Vec::new();
+    for (i, d) in batch.iter().enumerate() {
+        if first_of.contains_key(d.delivery_id) {
+            continue;
+        }
+        first_of.insert(d.delivery_id, i);
+        rows.push(placeholders(values.len(), COLUMNS));
+        values.extend([
+            d.delivery_id.into(),
+            d.event.into(),
+            d.action.map(str::to_string).into(),
+            d.installation_id.into(),
+            d.status.as_str().into(),
+            d.error.map(str::to_string).into(),
+            now.into(),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO deliveries (delivery_id, event, action, installation_id, status, error, \
+         received_at) VALUES {} ON CONFLICT (delivery_id) DO NOTHING RETURNING id, delivery_id",
+        rows.join(", ")
+    );
+    let inserted = db.query_all_raw(stmt(db, &sql, values)).await?;
+    let mut stored = vec![false; batch.len()];
+    let mut bodies: Vec<Value> = Vec::new();
+    let mut body_rows = Vec::new();
+    for row in inserted {
+        let id: i64 = row.try_get_by_index(0)?;
+        let delivery_id: String = row.try_get_by_index(1)?;
+        let Some(&i) = first_of.get(delivery_id.as_str()) else {
+            continue;
+        };
+        stored[i] = true;
+        if !batch[i].payload.is_empty() {
+            body_rows.push(placeholders(bodies.len(), 2));
+            bodies.extend([id.into(), batch[i].payload.to_vec().into()]);
+        }
+    }
+    if !body_rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO delivery_payloads (delivery_id, body) VALUES {}",
+            body_rows.join(", ")
+        );
+        db.execute_raw(stmt(db, &sql, bodies)).await?;
+    }
+    Ok(stored)
+}
+
+/// `($n+1, $n+2, …)` for a row of `columns` values after `n` values already bound.
+fn placeholders(n: usize, columns: usize) -> String {
+    let list: Vec<String> = (1..=columns).map(|c| format!("${}", n + c)).collect();
+    format!("({})", list.join(", "))
+}
+
+/// The stored body of a delivery (empty when none was kept).
+pub async fn payload(db: &impl ConnectionTrait, id: i64) -> Result<Vec<u8>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
             db,
-            "INSERT INTO deliveries (delivery_id, event, action, installation_id, status, payload, \
-             error, attempts, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) \
-             ON CONFLICT (delivery_id) DO NOTHING",
-            [
-                d.delivery_id.into(),
-                d.event.into(),
-                d.action.map(str::to_string).into(),
-                d.installation_id.into(),
-                d.status.as_str().into(),
-                d.payload.to_vec().into(),
-                d.error.map(str::to_string).into(),
-                now_ms().into(),
-            ],
+            "SELECT body FROM delivery_payloads WHERE delivery_id = $1",
+            [id.into()],
         ))
         .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(row
+        .map(|r| r.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or_default())
 }
 
 /// A delivery claimed for processing.
@@ -106,7 +173,7 @@ pub async fn claim(
            WHERE (status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
               OR (status = 'processing' AND lease_until < $3) \
            ORDER BY id LIMIT $4{lock}) \
-         RETURNING id, delivery_id, event, payload, attempts"
+         RETURNING id, delivery_id, event, attempts"
     );
     let rows = db
         .query_all_raw(stmt(
@@ -127,13 +194,29 @@ pub async fn claim(
                 id: row.try_get_by_index(0)?,
                 delivery_id: row.try_get_by_index(1)?,
                 event: row.try_get_by_index(2)?,
-                payload: row.try_get_by_index(3)?,
-                attempts: row.try_get_by_index(4)?,
+                payload: Vec::new(),
+                attempts: row.try_get_by_index(3)?,
             })
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
     // RETURNING does not promise an order; process oldest first.
     claimed.sort_by_key(|c| c.id);
+    if !claimed.is_empty() {
+        let list: Vec<String> = (1..=claimed.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT delivery_id, body FROM delivery_payloads WHERE delivery_id IN ({})",
+            list.join(", ")
+        );
+        let rows = db
+            .query_all_raw(stmt(db, &sql, claimed.iter().map(|c| Value::from(c.id))))
+            .await?;
+        for row in rows {
+            let id: i64 = row.try_get_by_index(0)?;
+            if let Ok(i) = claimed.binary_search_by_key(&id, |c| c.id) {
+                claimed[i].payload = row.try_get_by_index(1)?;
+            }
+        }
+    }
     Ok(claimed)
 }
 
@@ -150,8 +233,12 @@ pub enum Outcome {
     },
 }
 
-/// Record the outcomes of a batch in one transaction (one commit on SQLite). Only rows still
-/// leased by `owner` are touched, so a worker that lost its lease cannot overwrite another's work.
+/// (status, error, lease_until, processed_at): rows sharing one are updated by one statement.
+type FinishKey = (&'static str, Option<String>, Option<i64>, Option<i64>);
+
+/// Record the outcomes of a batch in one transaction (one commit on SQLite), with one statement
+/// per distinct outcome (usually one for the whole batch). Only rows still leased by `owner` are
+/// touched, so a worker that lost its lease cannot overwrite another's work.
 pub async fn finish(
     db: &DatabaseConnection,
     owner: &str,
@@ -161,52 +248,49 @@ pub async fn finish(
         return Ok(());
     }
     let now = now_ms();
-    let txn = db.begin().await?;
+    let mut groups: Vec<(FinishKey, Vec<i64>)> = Vec::new();
     for (id, outcome) in outcomes {
-        let (status, error, lease_until, processed_at): (&str, Option<String>, Value, Value) =
-            match outcome {
-                Outcome::Done => ("done", None, Value::BigInt(None), now.into()),
-                Outcome::Ignored(reason) => (
-                    "ignored",
-                    Some(reason.clone()),
-                    Value::BigInt(None),
-                    now.into(),
-                ),
-                Outcome::Error {
-                    message,
-                    give_up: true,
-                    ..
-                } => (
-                    "failed",
-                    Some(message.clone()),
-                    Value::BigInt(None),
-                    now.into(),
-                ),
-                Outcome::Error {
-                    message,
-                    retry_after_ms,
-                    give_up: false,
-                } => (
-                    "pending",
-                    Some(message.clone()),
-                    (now + retry_after_ms).into(),
-                    Value::BigInt(None),
-                ),
-            };
-        txn.execute_raw(stmt(
-            &txn,
+        let key = match outcome {
+            Outcome::Done => ("done", None, None, Some(now)),
+            Outcome::Ignored(reason) => ("ignored", Some(reason.clone()), None, Some(now)),
+            Outcome::Error {
+                message,
+                give_up: true,
+                ..
+            } => ("failed", Some(message.clone()), None, Some(now)),
+            Outcome::Error {
+                message,
+                retry_after_ms,
+                give_up: false,
+            } => (
+                "pending",
+                Some(message.clone()),
+                Some(now + retry_after_ms),
+                None,
+            ),
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ids)) => ids.push(*id),
+            None => groups.push((key, vec![*id])),
+        }
+    }
+    let txn = db.begin().await?;
+    for ((status, error, lease_until, processed_at), ids) in groups {
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 6)).collect();
+        let sql = format!(
             "UPDATE deliveries SET status = $1, error = $2, lease_owner = NULL, lease_until = $3, \
-             processed_at = $4 WHERE id = $5 AND lease_owner = $6",
-            [
-                status.into(),
-                error.into(),
-                lease_until,
-                processed_at,
-                (*id).into(),
-                owner.into(),
-            ],
-        ))
-        .await?;
+             processed_at = $4 WHERE lease_owner = $5 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut values: Vec<Value> = vec![
+            status.into(),
+            error.into(),
+            lease_until.into(),
+            processed_at.into(),
+            owner.into(),
+        ];
+        values.extend(ids.into_iter().map(Value::from));
+        txn.execute_raw(stmt(&txn, &sql, values)).await?;
     }
     txn.commit().await
 }

@@ -4,6 +4,7 @@
 //! that runs on both backends; the rest goes through sea-orm entities.
 
 pub mod deliveries;
+pub mod delivery_writer;
 pub mod installations;
 pub mod tasks;
 

@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::command::{self, Command};
+
 /// A webhook the service acts on, parsed from its JSON body.
 #[derive(Debug, Clone)]
 pub enum WebhookEvent {
@@ -37,6 +39,10 @@ pub struct PayloadError {
 /// Parse `body` as event `event`. `Ok(None)` means the service does not handle that event at all.
 pub fn parse(event: &str, body: &[u8]) -> Result<Option<WebhookEvent>, PayloadError> {
     fn de<T: for<'de> Deserialize<'de>>(event: &str, body: &[u8]) -> Result<T, PayloadError> {
+        // Path tracking costs time on every field; only a payload that fails pays for it.
+        if let Ok(value) = serde_json::from_slice(body) {
+            return Ok(value);
+        }
         let mut json = serde_json::Deserializer::from_slice(body);
         let value: T = serde_path_to_error::deserialize(&mut json).map_err(|e| PayloadError {
             event: event.to_string(),
@@ -89,7 +95,9 @@ impl WebhookEvent {
     pub fn is_actionable(&self) -> bool {
         match self {
             WebhookEvent::Ping => false,
-            WebhookEvent::IssueComment(e) => matches!(e.action.as_str(), "created" | "edited"),
+            // Most comments are not commands; those need no processing and their bodies are
+            // not kept.
+            WebhookEvent::IssueComment(e) => !e.commands().is_empty(),
             WebhookEvent::CheckSuite(e) => e.action == "completed",
             WebhookEvent::Installation(_) | WebhookEvent::InstallationRepositories(_) => true,
         }
@@ -206,6 +214,18 @@ impl IssueCommentEvent {
             .as_ref()
             .and_then(|c| c.body.as_ref())
             .map(|b| b.from.as_str())
+    }
+
+    /// The `/amp` commands this event brings: all of a new comment's, and only those an edit
+    /// added (fixing a typo must not run a prompt again).
+    pub fn commands(&self) -> Vec<Command> {
+        match self.action.as_str() {
+            "created" => command::parse(&self.comment.body),
+            "edited" => {
+                command::new_commands(self.previous_body().unwrap_or(""), &self.comment.body)
+            }
+            _ => Vec::new(),
+        }
     }
 }
 

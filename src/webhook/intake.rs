@@ -15,7 +15,8 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use super::events;
 use super::signature;
 use crate::app::Ctx;
-use crate::store::deliveries::{self, DeliveryStatus, NewDelivery};
+use crate::store::deliveries::DeliveryStatus;
+use crate::store::delivery_writer::OwnedDelivery;
 
 /// GitHub caps webhook payloads at 25 MiB.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -92,16 +93,16 @@ async fn accept(ctx: Ctx, event: &str, delivery_id: &str, body: Bytes) -> Respon
         ),
     };
     let known = parsed.as_ref().ok().and_then(|e| e.as_ref());
-    let record = NewDelivery {
-        delivery_id,
-        event,
-        action: known.and_then(|e| e.action()),
+    let record = OwnedDelivery {
+        delivery_id: delivery_id.to_string(),
+        event: event.to_string(),
+        action: known.and_then(|e| e.action()).map(str::to_string),
         installation_id: known.and_then(|e| e.installation_id()),
         status,
-        payload,
-        error: error_text.as_deref(),
+        payload: payload.to_vec(),
+        error: error_text.clone(),
     };
-    let stored = match deliveries::insert(&ctx.db, record).await {
+    let stored = match ctx.deliveries.insert(record).await {
         Ok(stored) => stored,
         Err(e) => {
             // GitHub records the delivery as failed; missed-delivery recovery redelivers it.

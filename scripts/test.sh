@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the whole test suite, on SQLite and on PostgreSQL, after installing and starting what it needs
+# (PostgreSQL 15 and the Docker engine on Debian). Extra arguments go to `cargo test`.
+#
+# Under CI=true a service that cannot be installed or started is a failure; elsewhere it is too,
+# because the suite has no "skip" mode: a test without its database fails rather than passing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+fail() { printf '[test] %s\n' "$*" >&2; exit 1; }
+
+ensure_postgres || fail "PostgreSQL is needed by the tests and could not be started"
+ensure_docker || fail "the Docker engine is needed by the tests and could not be started"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  fail "cargo is not installed (https://rustup.rs)"
+fi
+
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+locked=()
+if [ -f Cargo.lock ]; then locked=(--locked); fi
+cargo test --workspace "${locked[@]}" "$@"
