@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::config::{Config, redact_url};
 use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
-use crate::{db, http, inbox, webhook};
+use crate::{db, http, inbox, pages, webhook};
 
 /// What every handler and worker shares.
 pub struct AppContext {
@@ -57,6 +57,7 @@ pub fn router(ctx: Ctx) -> Router {
             post(webhook::intake::receive)
                 .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
         )
+        .route("/", get(pages::index))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .layer(TraceLayer::new_for_http())

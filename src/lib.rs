@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod entities;
 pub mod handlers;
 pub mod http;
+pub mod pages;
 pub mod inbox;
 pub mod state;
 pub mod store;

@@ -468,6 +468,17 @@ both_backends!(health_and_readiness, |db: TestDb| async move {
     let json: serde_json::Value = response.json().await.unwrap();
     assert_eq!(json["database"], "ok");
 
+    let response = service.http.get(service.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<code>/amp help</code>"), "{page}");
+
     if db.backend == common::Backend::Postgres {
         // The database goes away: still alive, no longer ready.
         db.drop_now().await;
