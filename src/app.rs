@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use crate::config::{Config, redact_url};
+use crate::github::{self, GitHub};
 use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, pages, webhook};
 
@@ -25,6 +26,9 @@ use crate::{db, http, inbox, pages, webhook};
 pub struct AppContext {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// The GitHub App client; `None` when `APP_ID`/`PRIVATE_KEY` are not set, in which case
+    /// commands are recorded but nothing is posted to GitHub.
+    pub github: Option<Arc<GitHub>>,
     /// Group-commits intake's deliveries.
     pub deliveries: DeliveryWriter,
     /// Names this process in leases, so one replica never overwrites another's claim.
@@ -104,12 +108,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Like [`start`], on a listener the caller bound (tests bind port 0).
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    start_with(config, listener, github::Options::default()).await
+}
+
+/// Like [`start_on`], with the GitHub client's timings chosen by the caller.
+pub async fn start_with(
+    config: Config,
+    listener: TcpListener,
+    github_options: github::Options,
+) -> anyhow::Result<Running> {
+    let github = if config.app_id.is_some() {
+        Some(GitHub::new(&config, github_options)?)
+    } else {
+        tracing::warn!("APP_ID is not set: commands are recorded but nothing is posted to GitHub");
+        None
+    };
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
     let (deliveries, writer) = DeliveryWriter::start(db.clone());
     let ctx = Arc::new(AppContext {
         config: Arc::new(config),
         db,
+        github,
         deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),

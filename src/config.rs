@@ -73,6 +73,8 @@ pub struct Config {
     pub agent_idle_timeout: Duration,
     pub max_ci_rounds: u32,
     pub ci_wait_timeout: Duration,
+    /// The least repository role that may run `/amp` commands: `write`, `maintain` or `admin`.
+    pub required_permission: String,
     pub admin_token: Option<SecretString>,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -226,6 +228,14 @@ impl Config {
         {
             problems.push("ADMIN_TOKEN must be at least 16 characters".into());
         }
+        let required_permission = get("REQUIRED_PERMISSION")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "write".into());
+        if !matches!(required_permission.as_str(), "write" | "maintain" | "admin") {
+            problems.push(format!(
+                "REQUIRED_PERMISSION must be write, maintain or admin, got {required_permission:?}"
+            ));
+        }
         let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             problems.push(format!(
@@ -262,6 +272,7 @@ impl Config {
             agent_idle_timeout,
             max_ci_rounds,
             ci_wait_timeout,
+            required_permission,
             admin_token,
             log_level,
             log_format,

@@ -1,0 +1,496 @@
+//! The GitHub App's client, on octocrab.
+//!
+//! octocrab provides the HTTP client (TLS, timeouts, redirects), the App JWT and the response
+//! models; this module adds what a long-running App needs on top:
+//!
+//! - installation tokens minted **per repository** (a token for one task can touch nothing else),
+//!   cached, and replaced ahead of their expiry, or at once when GitHub answers 401;
+//! - one retry policy for every call: transport errors, timeouts and 5xx back off exponentially;
+//!   primary and secondary rate limits wait for `Retry-After` / `x-ratelimit-reset`, so a
+//!   rate-limited GitHub delays work and never drops it; other 4xx fail at once with GitHub's
+//!   message, for the caller to turn into a reply;
+//! - a typed function per operation the service uses.
+
+pub mod texts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use octocrab::models::{InstallationToken, Repository, issues::Comment, reactions::Reaction};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+
+/// Tunables, with production defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Limit on one HTTP exchange.
+    pub call_timeout: Duration,
+    /// Attempts for a call that fails with a 5xx or a transport error.
+    pub max_attempts: u32,
+    /// The first backoff after a 5xx; doubled each time.
+    pub backoff: Duration,
+    /// The longest a rate limit is waited out in one go (GitHub's resets are at most an hour).
+    pub max_rate_limit_wait: Duration,
+    /// A cached installation token is replaced when it has less than this left.
+    pub token_refresh_margin: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            call_timeout: Duration::from_secs(30),
+            max_attempts: 4,
+            backoff: Duration::from_millis(500),
+            max_rate_limit_wait: Duration::from_secs(3600),
+            token_refresh_margin: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// A call GitHub refused or could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// A 4xx that retrying cannot fix (or a 5xx that outlasted the retries).
+    #[error("GitHub answered {status} to {method} {path}: {message}")]
+    Status {
+        status: u16,
+        method: Method,
+        path: String,
+        message: String,
+    },
+    #[error("GitHub could not be reached for {method} {path}: {message}")]
+    Transport {
+        method: Method,
+        path: String,
+        message: String,
+    },
+    #[error("the GitHub App is not configured (APP_ID and PRIVATE_KEY are needed)")]
+    NotConfigured,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl GitHubError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GitHubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The repository a call is for, as the webhook named it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RepoRef {
+    pub installation_id: i64,
+    pub repo_id: i64,
+    /// `owner/name`.
+    pub full_name: String,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    token: SecretString,
+    expires_at: SystemTime,
+}
+
+/// How the request authenticates.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    App,
+    Repo(&'a RepoRef),
+}
+
+/// The App's GitHub client. Cheap to share (`Arc`).
+pub struct GitHub {
+    http: Octocrab,
+    app_id: u64,
+    key: Option<jsonwebtoken::EncodingKey>,
+    options: Options,
+    tokens: Mutex<HashMap<(i64, i64), CachedToken>>,
+}
+
+/// A collaborator's role on a repository, as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Role {
+        match name {
+            "admin" => Role::Admin,
+            "maintain" => Role::Maintain,
+            "write" => Role::Write,
+            "triage" => Role::Triage,
+            "read" => Role::Read,
+            _ => Role::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Read => "read",
+            Role::Triage => "triage",
+            Role::Write => "write",
+            Role::Maintain => "maintain",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl GitHub {
+    pub fn new(config: &Config, options: Options) -> anyhow::Result<Arc<GitHub>> {
+        let key = match &config.private_key {
+            Some(pem) => Some(
+                jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+                    .context("PRIVATE_KEY is not an RSA private key in PEM form")?,
+            ),
+            None => None,
+        };
+        let http = Octocrab::builder()
+            .base_uri(config.github_api_url.as_str())
+            .context("GITHUB_API_URL")?
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(options.call_timeout))
+            .set_write_timeout(Some(options.call_timeout))
+            .build()
+            .context("building the GitHub client")?;
+        Ok(Arc::new(GitHub {
+            http,
+            app_id: config.app_id.unwrap_or(0),
+            key,
+            options,
+            tokens: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn jwt(&self) -> Result<String, GitHubError> {
+        let key = self.key.as_ref().ok_or(GitHubError::NotConfigured)?;
+        octocrab::auth::create_jwt(octocrab::models::AppId(self.app_id), key)
+            .map_err(|e| GitHubError::Other(format!("signing the App JWT: {e}")))
+    }
+
+    /// A token for one repository of one installation, from the cache while it has more than
+    /// the refresh margin left.
+    pub async fn repo_token(&self, repo: &RepoRef) -> Result<SecretString, GitHubError> {
+        let key = (repo.installation_id, repo.repo_id);
+        let mut tokens = self.tokens.lock().await;
+        if let Some(cached) = tokens.get(&key)
+            && cached
+                .expires_at
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > self.options.token_refresh_margin)
+        {
+            return Ok(cached.token.clone());
+        }
+        let minted: InstallationToken = self
+            .call(
+                Auth::App,
+                Method::POST,
+                &format!("/app/installations/{}/access_tokens", repo.installation_id),
+                Some(&json!({ "repository_ids": [repo.repo_id] })),
+            )
+            .await?;
+        let expires_at = minted
+            .expires_at
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
+            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
+        let token = SecretString::from(minted.token);
+        debug!(installation = repo.installation_id, repo = %repo.full_name, "minted an installation token");
+        tokens.insert(
+            key,
+            CachedToken {
+                token: token.clone(),
+                expires_at,
+            },
+        );
+        Ok(token)
+    }
+
+    async fn forget_token(&self, repo: &RepoRef) {
+        self.tokens
+            .lock()
+            .await
+            .remove(&(repo.installation_id, repo.repo_id));
+    }
+
+    /// One call with the retry policy; the body of a 2xx is deserialized into `T`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        auth: Auth<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, GitHubError> {
+        let bytes = self.call_raw(auth, method.clone(), path, body).await?;
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"null")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            GitHubError::Other(format!(
+                "GitHub's answer to {method} {path} does not parse: {e}"
+            ))
+        })
+    }
+
+    async fn call_raw(
+        &self,
+        auth: Auth<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<Bytes, GitHubError> {
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let authorization = match auth {
+                Auth::App => format!("Bearer {}", self.jwt()?),
+                Auth::Repo(repo) => {
+                    // Boxed: minting a token is itself a call (as the App).
+                    let token = Box::pin(self.repo_token(repo)).await?;
+                    format!("Bearer {}", token.expose_secret())
+                }
+            };
+            let builder = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(http::header::ACCEPT, "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28")
+                .header(http::header::AUTHORIZATION, authorization);
+            let request = self
+                .http
+                .build_request(builder, body)
+                .map_err(|e| GitHubError::Other(format!("building {method} {path}: {e}")))?;
+            let outcome =
+                tokio::time::timeout(self.options.call_timeout, self.exchange(request)).await;
+            let failure = match outcome {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(message)) => Err(message),
+                Err(_) => Err(format!("no answer within {:?}", self.options.call_timeout)),
+            };
+            let (status, headers, bytes) = match failure {
+                Ok(response) => response,
+                Err(message) if attempt < self.options.max_attempts => {
+                    let wait = self.backoff(attempt);
+                    warn!(%method, path, attempt, ?wait, error = %message, "GitHub call failed in transport; retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(message) => {
+                    return Err(GitHubError::Transport {
+                        method,
+                        path: path.into(),
+                        message,
+                    });
+                }
+            };
+            if status.is_success() || status == StatusCode::FOUND {
+                return Ok(bytes);
+            }
+            if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
+                let wait = wait.min(self.options.max_rate_limit_wait);
+                warn!(%method, path, status = status.as_u16(), ?wait, "GitHub rate limit; waiting");
+                tokio::time::sleep(wait).await;
+                attempt -= 1; // A rate limit delays the call; it does not use up an attempt.
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED
+                && let Auth::Repo(repo) = auth
+                && !refreshed
+            {
+                // Revoked or expired early: mint a fresh token once.
+                warn!(%method, path, "installation token refused; minting a new one");
+                self.forget_token(repo).await;
+                refreshed = true;
+                continue;
+            }
+            if status.is_server_error() && attempt < self.options.max_attempts {
+                let wait = self.backoff(attempt);
+                warn!(%method, path, status = status.as_u16(), attempt, ?wait, "GitHub server error; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(GitHubError::Status {
+                status: status.as_u16(),
+                method,
+                path: path.into(),
+                message: error_message(&bytes),
+            });
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: http::Request<octocrab::OctoBody>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.options.backoff * 2u32.saturating_pow(attempt.saturating_sub(1).min(10));
+        let jitter = rand::random::<f64>() * 0.25;
+        base.mul_f64(1.0 + jitter)
+    }
+
+    // --- Operations -------------------------------------------------------------------------
+
+    /// React to an issue comment (`+1`, `eyes`, `rocket`, …). GitHub answers 200 with the existing
+    /// reaction when the App already reacted, so this is safe to repeat.
+    pub async fn react_to_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: i64,
+        content: &str,
+    ) -> Result<Reaction, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!(
+                "/repos/{}/issues/comments/{comment_id}/reactions",
+                repo.full_name
+            ),
+            Some(&json!({ "content": content })),
+        )
+        .await
+    }
+
+    /// Post a comment on an issue or pull request.
+    pub async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        issue_number: i64,
+        body: &str,
+    ) -> Result<Comment, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/issues/{issue_number}/comments", repo.full_name),
+            Some(&json!({ "body": body })),
+        )
+        .await
+    }
+
+    /// Replace a comment's text (the task's status comment).
+    pub async fn update_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: i64,
+        body: &str,
+    ) -> Result<Comment, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::PATCH,
+            &format!("/repos/{}/issues/comments/{comment_id}", repo.full_name),
+            Some(&json!({ "body": body })),
+        )
+        .await
+    }
+
+    /// The repository (default branch, fork and archived flags).
+    pub async fn repository(&self, repo: &RepoRef) -> Result<Repository, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A user's role on the repository (`admin`, `maintain`, `write`, `triage`, `read`; a user
+    /// who is not a collaborator gets `read` on a public repository and `none` otherwise).
+    pub async fn collaborator_role(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> Result<Role, GitHubError> {
+        let permission: Value = self
+            .call(
+                Auth::Repo(repo),
+                Method::GET,
+                &format!("/repos/{}/collaborators/{login}/permission", repo.full_name),
+                None::<&Value>,
+            )
+            .await?;
+        let name = permission["role_name"]
+            .as_str()
+            .or_else(|| permission["permission"].as_str())
+            .unwrap_or("none");
+        Ok(Role::parse(name))
+    }
+}
+
+/// How long a rate-limited response says to wait, if it is one: `Retry-After` (secondary limits
+/// and 429), or `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (the primary limit). A 403
+/// without these headers is a real refusal.
+fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<Duration> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs.max(0) as u64));
+    }
+    if header("x-ratelimit-remaining") == Some(0)
+        && let Some(reset) = header("x-ratelimit-reset")
+    {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        return Some(Duration::from_secs((reset - now).clamp(1, 3600) as u64));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || error_message(body)
+            .to_ascii_lowercase()
+            .contains("secondary rate limit")
+    {
+        // GitHub asks for at least a minute when it gives no time.
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// GitHub's `message` from an error body, or the body itself.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect())
+}
