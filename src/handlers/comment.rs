@@ -1,10 +1,20 @@
 //! `issue_comment` webhooks: where `/amp` commands come from.
+//!
+//! Order: bots are ignored silently; the commenter's role on the repository is checked (one reply
+//! when it is not enough); then each command is acted on. A prompt becomes a task, gets a 👀 on
+//! the comment and one status comment; control commands get a short reply.
+
+use std::sync::Arc;
 
 use anyhow::Context;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::app::Ctx;
 use crate::command::Command;
+use crate::entities::task;
+use crate::github::texts::{self, TaskView};
+use crate::github::{GitHub, GitHubError, RepoRef, Role};
+use crate::state::TaskState;
 use crate::store::deliveries::Outcome;
 use crate::store::tasks::{self, NewTask};
 use crate::webhook::events::IssueCommentEvent;
@@ -27,13 +37,145 @@ pub async fn handle(
     let Some(installation) = &event.installation else {
         return Ok(Outcome::Ignored("delivery without an installation".into()));
     };
+    if event.repository.archived {
+        // GitHub refuses every write to an archived repository, a reply included.
+        warn!(repo = %event.repository.full_name, "command on an archived repository ignored");
+        return Ok(Outcome::Ignored("repository archived".into()));
+    }
+    let repo = RepoRef {
+        installation_id: installation.id,
+        repo_id: event.repository.id,
+        full_name: event.repository.full_name.clone(),
+    };
+    let github = ctx.github.clone();
+    let turn = Turn {
+        ctx,
+        delivery_id,
+        event,
+        repo: &repo,
+        github: github.as_ref(),
+    };
+
+    if let Some(github) = turn.github {
+        let role = github
+            .collaborator_role(&repo, &event.sender.login)
+            .await
+            .context("checking the commenter's permission")?;
+        let minimum = Role::parse(&ctx.config.required_permission);
+        if role < minimum {
+            info!(login = %event.sender.login, role = role.as_str(), "command refused: not enough access");
+            turn.reply(&texts::not_permitted(
+                &event.sender.login,
+                role.as_str(),
+                minimum.as_str(),
+            ))
+            .await?;
+            return Ok(Outcome::Done);
+        }
+    }
+
     for command in commands {
         match command {
-            Command::Prompt(prompt) => {
+            Command::Prompt(prompt) => turn.prompt(prompt).await?,
+            Command::Help => turn.reply(&texts::help()).await?,
+            Command::Status => {
+                let latest = tasks::latest_for_issue(&ctx.db, repo.repo_id, event.issue.number)
+                    .await
+                    .context("reading the latest task")?;
+                let text = match &latest {
+                    Some(task) => texts::status_reply(&turn.view(task)),
+                    None => texts::no_task(),
+                };
+                turn.reply(&text).await?;
+            }
+            control @ (Command::Stop | Command::Retry) => {
+                // Acted on by the worker; acknowledged here.
+                let latest = tasks::latest_for_issue(&ctx.db, repo.repo_id, event.issue.number)
+                    .await
+                    .context("reading the latest task")?;
+                info!(
+                    command = control.name(),
+                    task = latest.as_ref().map(|t| t.id),
+                    "control command received"
+                );
+                let view = latest.as_ref().map(|t| turn.view(t));
+                turn.reply(&texts::control_accepted(control.name(), view.as_ref()))
+                    .await?;
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// One delivery's worth of context for acting on its commands.
+struct Turn<'a> {
+    ctx: &'a Ctx,
+    delivery_id: &'a str,
+    event: &'a IssueCommentEvent,
+    repo: &'a RepoRef,
+    github: Option<&'a Arc<GitHub>>,
+}
+
+impl Turn<'_> {
+    fn view<'t>(&'t self, task: &'t task::Model) -> TaskView<'t> {
+        TaskView {
+            public_url: &self.ctx.config.public_url,
+            public_id: &task.public_id,
+            state: task.state.parse().unwrap_or(TaskState::Failed),
+            requester: &task.requester_login,
+        }
+    }
+
+    /// Post a reply on the issue. A refusal GitHub will never accept (4xx) is logged, not
+    /// retried; a GitHub that cannot answer now fails the delivery so it is tried again.
+    async fn reply(&self, body: &str) -> anyhow::Result<()> {
+        let Some(github) = self.github else {
+            info!("GitHub is not configured; reply not posted");
+            return Ok(());
+        };
+        match github
+            .create_comment(self.repo, self.event.issue.number, body)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_permanent(&e) => {
+                error!(delivery_id = self.delivery_id, error = %e, "posting a reply failed");
+                Ok(())
+            }
+            Err(e) => Err(e).context("posting a reply"),
+        }
+    }
+
+    async fn prompt(&self, prompt: String) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let event = self.event;
+        // The task this delivery created before (a delivery processed again after a crash).
+        let existing = tasks::get_by_delivery(&ctx.db, self.delivery_id)
+            .await
+            .context("looking up the delivery's task")?;
+        let task = match existing {
+            Some(task) => task,
+            None => {
+                if let Some(active) =
+                    tasks::active_for_issue(&ctx.db, self.repo.repo_id, event.issue.number)
+                        .await
+                        .context("looking for a running task")?
+                {
+                    info!(
+                        task_id = active.id,
+                        "a task is already active on this issue"
+                    );
+                    return self
+                        .reply(&texts::already_running(
+                            &event.sender.login,
+                            &self.view(&active),
+                        ))
+                        .await;
+                }
                 let created = tasks::create(
                     &ctx.db,
                     NewTask {
-                        installation_id: installation.id,
+                        installation_id: self.repo.installation_id,
                         repo_id: event.repository.id,
                         repo_full_name: event.repository.full_name.clone(),
                         clone_url: event.repository.clone_url.clone(),
@@ -45,7 +187,7 @@ pub async fn handle(
                         requester_login: event.sender.login.clone(),
                         requester_id: event.sender.id,
                         comment_id: event.comment.id,
-                        delivery_id: Some(delivery_id.to_string()),
+                        delivery_id: Some(self.delivery_id.to_string()),
                         prompt,
                     },
                 )
@@ -55,12 +197,50 @@ pub async fn handle(
                     Some(task) => {
                         info!(task_id = task.id, public_id = %task.public_id, repo = %task.repo_full_name, issue = task.issue_number, "task queued");
                         ctx.task_wakeup.notify_one();
+                        task
                     }
-                    None => info!("the task for this delivery already exists"),
+                    None => tasks::get_by_delivery(&ctx.db, self.delivery_id)
+                        .await
+                        .context("reading the delivery's task")?
+                        .context("the delivery's task disappeared")?,
                 }
             }
-            control => info!(command = control.name(), "control command received"),
+        };
+        let Some(github) = self.github else {
+            return Ok(());
+        };
+        if let Err(e) = github
+            .react_to_comment(self.repo, event.comment.id, "eyes")
+            .await
+        {
+            if !is_permanent(&e) {
+                return Err(e).context("reacting to the comment");
+            }
+            warn!(error = %e, "could not react to the comment");
         }
+        if task.status_comment_id.is_none() {
+            let body = texts::status_comment(&self.view(&task));
+            match github
+                .create_comment(self.repo, event.issue.number, &body)
+                .await
+            {
+                Ok(comment) => {
+                    tasks::set_status_comment(&ctx.db, task.id, comment.id.0 as i64)
+                        .await
+                        .context("remembering the status comment")?;
+                }
+                Err(e) if is_permanent(&e) => {
+                    error!(delivery_id = self.delivery_id, task_id = task.id, error = %e, "posting the status comment failed");
+                }
+                Err(e) => return Err(e).context("posting the status comment"),
+            }
+        }
+        Ok(())
     }
-    Ok(Outcome::Done)
+}
+
+/// A refusal that repeating will not change (a 4xx other than the rate limits, which the client
+/// waits out itself).
+fn is_permanent(e: &GitHubError) -> bool {
+    matches!(e.status(), Some(400..=499))
 }

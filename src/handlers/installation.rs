@@ -6,6 +6,7 @@ use tracing::info;
 use crate::app::Ctx;
 use crate::store::deliveries::Outcome;
 use crate::store::installations::{self, InstallationInfo};
+use crate::store::tasks;
 use crate::webhook::events::{Installation, InstallationEvent, InstallationRepositoriesEvent};
 
 fn info<'a>(installation: &'a Installation, action: &str) -> InstallationInfo<'a> {
@@ -24,6 +25,23 @@ pub async fn handle_installation(ctx: &Ctx, event: &InstallationEvent) -> anyhow
     installations::upsert(&ctx.db, info(&event.installation, &event.action))
         .await
         .context("storing the installation")?;
+    if matches!(event.action.as_str(), "deleted" | "suspend") {
+        let reason = if event.action == "deleted" {
+            "the app was uninstalled"
+        } else {
+            "the installation was suspended"
+        };
+        let cancelled =
+            tasks::cancel_queued_for_installation(&ctx.db, event.installation.id, reason)
+                .await
+                .context("cancelling the installation's queued tasks")?;
+        if cancelled > 0 {
+            info!(
+                installation_id = event.installation.id,
+                cancelled, "queued tasks cancelled"
+            );
+        }
+    }
     info!(
         installation_id = event.installation.id,
         account = %event.installation.account.login,

@@ -248,6 +248,63 @@ pub async fn get_by_public_id(
         .await
 }
 
+/// Cancel every `queued` task of an installation (uninstalled or suspended); returns how many.
+pub async fn cancel_queued_for_installation(
+    db: &DatabaseConnection,
+    installation_id: i64,
+    reason: &str,
+) -> Result<usize, TaskError> {
+    let queued = task::Entity::find()
+        .filter(task::Column::InstallationId.eq(installation_id))
+        .filter(task::Column::State.eq(TaskState::Queued.as_str()))
+        .all(db)
+        .await?;
+    let mut cancelled = 0;
+    for task in queued {
+        match transition(
+            db,
+            task.id,
+            TaskState::Queued,
+            TaskState::Cancelled,
+            Some(reason),
+        )
+        .await
+        {
+            Ok(_) => cancelled += 1,
+            // Picked up by a worker meanwhile: the worker sees the installation is gone.
+            Err(TaskError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cancelled)
+}
+
+/// The task a delivery created, if any.
+pub async fn get_by_delivery(
+    db: &DatabaseConnection,
+    delivery_id: &str,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::DeliveryId.eq(delivery_id))
+        .one(db)
+        .await
+}
+
+/// Remember the task's status comment, so it is edited from now on and never posted twice.
+pub async fn set_status_comment(
+    db: &DatabaseConnection,
+    task_id: i64,
+    comment_id: i64,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db,
+        "UPDATE tasks SET status_comment_id = $1, updated_at = $2 WHERE id = $3",
+        [comment_id.into(), now_ms().into(), task_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Events with `seq > after`, oldest first, at most `limit`.
 pub async fn events_after(
     db: &DatabaseConnection,

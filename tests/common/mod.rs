@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod fixtures;
+pub mod github_sim;
 pub mod service;
 
 pub use db::{Backend, TestDb};
