@@ -308,7 +308,7 @@ impl GitHub {
                     });
                 }
             };
-            if status.is_success() || status == StatusCode::FOUND {
+            if status.is_success() {
                 return Ok(bytes);
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
@@ -448,6 +448,173 @@ impl GitHub {
             .or_else(|| permission["permission"].as_str())
             .unwrap_or("none");
         Ok(Role::parse(name))
+    }
+}
+
+/// A check run annotation (GitHub's `GET …/check-runs/{id}/annotations`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+pub struct Annotation {
+    pub path: String,
+    pub start_line: Option<u64>,
+    pub end_line: Option<u64>,
+    pub annotation_level: Option<String>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub raw_details: Option<String>,
+}
+
+impl GitHub {
+    /// Create a branch pointing at `sha`.
+    pub async fn create_branch(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        sha: &str,
+    ) -> Result<octocrab::models::repos::Ref, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/git/refs", repo.full_name),
+            Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": sha })),
+        )
+        .await
+    }
+
+    /// Open a draft pull request from `head` into `base`.
+    pub async fn open_draft_pr(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/pulls", repo.full_name),
+            Some(&json!({
+                "title": title, "head": head, "base": base, "body": body,
+                "draft": true, "maintainer_can_modify": true,
+            })),
+        )
+        .await
+    }
+
+    /// Mark a draft pull request ready for review (GraphQL only; `pr_node_id` is its `node_id`).
+    pub async fn mark_ready_for_review(
+        &self,
+        repo: &RepoRef,
+        pr_node_id: &str,
+    ) -> Result<(), GitHubError> {
+        let answer: Value = self
+            .call(
+                Auth::Repo(repo),
+                Method::POST,
+                "/graphql",
+                Some(&json!({
+                    "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
+                    "variables": { "id": pr_node_id },
+                })),
+            )
+            .await?;
+        if let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) {
+            return Err(GitHubError::Status {
+                status: 422,
+                method: Method::POST,
+                path: "/graphql".into(),
+                message: errors
+                    .iter()
+                    .filter_map(|e| e["message"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ask `login` to review a pull request.
+    pub async fn request_reviewer(
+        &self,
+        repo: &RepoRef,
+        pr_number: i64,
+        login: &str,
+    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!(
+                "/repos/{}/pulls/{pr_number}/requested_reviewers",
+                repo.full_name
+            ),
+            Some(&json!({ "reviewers": [login] })),
+        )
+        .await
+    }
+
+    /// The check suites of a commit.
+    pub async fn check_suites(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<octocrab::models::checks::ListCheckSuites, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}/commits/{sha}/check-suites", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// The check runs of a commit.
+    pub async fn check_runs(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<octocrab::models::checks::ListCheckRuns, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!(
+                "/repos/{}/commits/{sha}/check-runs?per_page=100",
+                repo.full_name
+            ),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A check run's annotations (file, lines, message).
+    pub async fn check_run_annotations(
+        &self,
+        repo: &RepoRef,
+        check_run_id: u64,
+    ) -> Result<Vec<Annotation>, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!(
+                "/repos/{}/check-runs/{check_run_id}/annotations?per_page=100",
+                repo.full_name
+            ),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A GitHub Actions job's log as text. GitHub answers with a redirect to short-lived storage,
+    /// which the client follows.
+    pub async fn job_log(&self, repo: &RepoRef, job_id: u64) -> Result<String, GitHubError> {
+        let bytes = self
+            .call_raw(
+                Auth::Repo(repo),
+                Method::GET,
+                &format!("/repos/{}/actions/jobs/{job_id}/logs", repo.full_name),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

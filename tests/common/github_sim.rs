@@ -35,14 +35,14 @@ fn app_public_key() -> Vec<u8> {
     std::fs::read(super::fixtures::fixtures_dir().join("../app/test-app-key.pub.pem")).unwrap()
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp(secs as i64, 0)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -113,8 +113,52 @@ pub struct Logged {
     pub status: u16,
 }
 
+#[derive(Debug, Clone)]
+pub struct Pull {
+    pub number: i64,
+    pub node_id: String,
+    pub repo: String,
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub draft: bool,
+    pub reviewers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub id: i64,
+    pub name: String,
+    pub conclusion: String,
+    pub title: String,
+    pub summary: String,
+    pub annotations: Vec<Value>,
+    /// Served as the job's log.
+    pub log: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckSuite {
+    pub id: i64,
+    pub repo: String,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub conclusion: String,
+    pub runs: Vec<CheckRun>,
+    pub created_at: u64,
+}
+
 #[derive(Default)]
 pub struct SimState {
+    /// Where the bare repositories live.
+    pub root: std::path::PathBuf,
+    pub base_url: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: String,
+    deliveries: u64,
+    pub pulls: Vec<Pull>,
+    pub check_suites: Vec<CheckSuite>,
     pub repos: Vec<Repo>,
     pub comments: Vec<Comment>,
     pub reactions: Vec<Reaction>,
@@ -126,6 +170,8 @@ pub struct SimState {
     pub log: Vec<Logged>,
     pub unknown: Vec<String>,
     next_id: i64,
+    /// Job id → the signature its log's download URL carries.
+    log_links: HashMap<i64, String>,
 }
 
 impl SimState {
@@ -133,6 +179,62 @@ impl SimState {
         self.next_id += 1;
         self.next_id
     }
+
+    pub fn next(&mut self) -> i64 {
+        self.id()
+    }
+
+    fn next_delivery(&mut self) -> String {
+        self.deliveries += 1;
+        format!(
+            "sim-delivery-{}-{}",
+            self.base_url.rsplit(':').next().unwrap_or(""),
+            self.deliveries
+        )
+    }
+}
+
+/// Whether `token` is a valid installation token for `repo` right now.
+pub fn token_allows(state: &SimState, token: &str, repo: &Repo) -> bool {
+    state.tokens.get(token).is_some_and(|t| {
+        t.expires_at > now()
+            && t.installation_id == repo.installation_id
+            && t.repo_ids.contains(&repo.id)
+    })
+}
+
+/// Sign and send a webhook to the service (when one is connected).
+pub async fn send_webhook_with(state: &Shared, event: &str, payload: &Value) -> Option<u16> {
+    let (url, secret, delivery) = {
+        let mut s = state.lock().unwrap();
+        let url = s.webhook_url.clone()?;
+        (url, s.webhook_secret.clone(), s.next_delivery())
+    };
+    Some(post_webhook(&url, &secret, event, &delivery, payload).await)
+}
+
+async fn post_webhook(
+    url: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    payload: &Value,
+) -> u16 {
+    let body = serde_json::to_vec(payload).unwrap();
+    let signature = amp_orchestrator::webhook::signature::sign(secret, &body);
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("user-agent", "GitHub-Hookshot/sim")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 pub type Shared = Arc<Mutex<SimState>>;
@@ -141,11 +243,8 @@ pub struct GitHubSim {
     pub addr: SocketAddr,
     pub state: Shared,
     pub http: reqwest::Client,
-    /// Where webhooks go (the service under test), set with [`GitHubSim::deliver_to`].
-    webhook_url: Mutex<Option<String>>,
-    webhook_secret: String,
-    deliveries: Mutex<u64>,
     server: tokio::task::JoinHandle<()>,
+    _root: tempfile::TempDir,
 }
 
 impl Drop for GitHubSim {
@@ -160,9 +259,15 @@ impl Drop for GitHubSim {
 
 impl GitHubSim {
     pub async fn start(webhook_secret: &str) -> GitHubSim {
+        let root = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let state: Shared = Arc::new(Mutex::new(SimState {
             token_lifetime: Duration::from_secs(3600),
             next_id: 1000,
+            root: root.path().to_path_buf(),
+            base_url: format!("http://{addr}"),
+            webhook_secret: webhook_secret.to_string(),
             ..Default::default()
         }));
         let app = Router::new()
@@ -187,14 +292,37 @@ impl GitHubSim {
                 "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
                 post(create_reaction),
             )
+            .route("/repos/{owner}/{repo}/git/refs", post(create_ref))
+            .route("/repos/{owner}/{repo}/pulls", post(create_pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}/requested_reviewers",
+                post(request_reviewers),
+            )
+            .route("/graphql", post(graphql))
+            .route(
+                "/repos/{owner}/{repo}/commits/{sha}/check-suites",
+                get(list_check_suites),
+            )
+            .route(
+                "/repos/{owner}/{repo}/commits/{sha}/check-runs",
+                get(list_check_runs),
+            )
+            .route(
+                "/repos/{owner}/{repo}/check-runs/{id}/annotations",
+                get(list_annotations),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
+                get(job_log_redirect),
+            )
+            .route("/_blobs/job-logs/{id}", get(job_log_blob))
+            .route("/git/{owner}/{repo}/{*rest}", get(git_http).post(git_http))
             .fallback(unknown)
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 faults_and_log,
             ))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -202,10 +330,8 @@ impl GitHubSim {
             addr,
             state,
             http: reqwest::Client::new(),
-            webhook_url: Mutex::new(None),
-            webhook_secret: webhook_secret.to_string(),
-            deliveries: Mutex::new(0),
             server,
+            _root: root,
         }
     }
 
@@ -224,15 +350,33 @@ impl GitHubSim {
     }
 
     pub fn deliver_to(&self, service_base: &str) {
-        *self.webhook_url.lock().unwrap() = Some(format!("{service_base}/api/github/webhooks"));
+        self.state.lock().unwrap().webhook_url =
+            Some(format!("{service_base}/api/github/webhooks"));
     }
 
-    /// A repository with the App installed; `collaborators` are (login, role).
+    /// A repository with the App installed; `collaborators` are (login, role). Its git
+    /// repository has one commit on `main` with a README.
     pub fn add_repo(
         &self,
         full_name: &str,
         installation_id: i64,
         collaborators: &[(&str, &str)],
+    ) -> Repo {
+        self.add_repo_with_files(
+            full_name,
+            installation_id,
+            collaborators,
+            &[("README.md", "# widgets\n")],
+        )
+    }
+
+    /// Like [`GitHubSim::add_repo`], with the first commit's files given.
+    pub fn add_repo_with_files(
+        &self,
+        full_name: &str,
+        installation_id: i64,
+        collaborators: &[(&str, &str)],
+        files: &[(&str, &str)],
     ) -> Repo {
         let (owner, name) = full_name.split_once('/').unwrap();
         let mut state = self.state.lock().unwrap();
@@ -250,7 +394,26 @@ impl GitHubSim {
                 .collect(),
         };
         state.repos.push(repo.clone());
+        super::github_sim_git::init_bare(&state.root, &repo, files);
         repo
+    }
+
+    /// The bare repository behind `repo` (for assertions with git).
+    pub fn bare_repo(&self, repo: &Repo) -> std::path::PathBuf {
+        super::github_sim_git::bare_path(&self.state.lock().unwrap().root, repo)
+    }
+
+    /// The URL to clone `repo` from (`clone_url` in its payloads).
+    pub fn clone_url(&self, repo: &Repo) -> String {
+        format!("http://{}/git/{}.git", self.addr, repo.full_name())
+    }
+
+    pub fn pulls(&self) -> Vec<Pull> {
+        self.state.lock().unwrap().pulls.clone()
+    }
+
+    pub fn check_suites(&self) -> Vec<CheckSuite> {
+        self.state.lock().unwrap().check_suites.clone()
     }
 
     /// Serve `fault` instead of the next `method` request whose path contains `path_part`.
@@ -352,16 +515,10 @@ impl GitHubSim {
             id
         };
         let payload = self.comment_payload(repo, issue_number, comment_id, login, user_type, body);
-        let delivery = self.next_delivery();
+        let delivery = self.state.lock().unwrap().next_delivery();
         self.send_webhook("issue_comment", &delivery, &payload)
             .await;
         (comment_id, delivery)
-    }
-
-    fn next_delivery(&self) -> String {
-        let mut n = self.deliveries.lock().unwrap();
-        *n += 1;
-        format!("sim-delivery-{}-{}", self.addr.port(), *n)
     }
 
     pub fn comment_payload(
@@ -386,34 +543,21 @@ impl GitHubSim {
         payload["sender"] = user;
         payload["issue"]["number"] = issue_number.into();
         payload["issue"]["locked"] = false.into();
-        payload["repository"] = repo_json(repo);
+        payload["repository"] = repo_json(&self.state.lock().unwrap(), repo);
         payload["installation"]["id"] = repo.installation_id.into();
         payload
     }
 
     /// Send a signed webhook to the service; returns its status.
     pub async fn send_webhook(&self, event: &str, delivery: &str, payload: &Value) -> u16 {
-        let url = self
-            .webhook_url
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("deliver_to was not called");
-        let body = serde_json::to_vec(payload).unwrap();
-        let signature = amp_orchestrator::webhook::signature::sign(&self.webhook_secret, &body);
-        self.http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("user-agent", "GitHub-Hookshot/sim")
-            .header("x-github-event", event)
-            .header("x-github-delivery", delivery)
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        let (url, secret) = {
+            let s = self.state.lock().unwrap();
+            (
+                s.webhook_url.clone().expect("deliver_to was not called"),
+                s.webhook_secret.clone(),
+            )
+        };
+        post_webhook(&url, &secret, event, delivery, payload).await
     }
 }
 
@@ -452,7 +596,7 @@ fn app_user() -> Value {
     user_json(&format!("{APP_SLUG}[bot]"), "Bot")
 }
 
-pub fn repo_json(repo: &Repo) -> Value {
+pub fn repo_json(state: &SimState, repo: &Repo) -> Value {
     let mut json = fixture("webhooks/issue_comment/created.payload.json")["repository"].clone();
     let full = repo.full_name();
     json["id"] = repo.id.into();
@@ -461,7 +605,7 @@ pub fn repo_json(repo: &Repo) -> Value {
     json["owner"] = user_json(&repo.owner, "User");
     json["default_branch"] = repo.default_branch.clone().into();
     json["archived"] = repo.archived.into();
-    json["clone_url"] = format!("https://github.com/{full}.git").into();
+    json["clone_url"] = format!("{}/git/{full}.git", state.base_url).into();
     json["html_url"] = format!("https://github.com/{full}").into();
     json["url"] = format!("https://api.github.com/repos/{full}").into();
     json
@@ -498,7 +642,7 @@ fn comment_json(c: &Comment) -> Value {
     json
 }
 
-fn github_error(status: StatusCode, message: &str) -> Response {
+pub fn github_error(status: StatusCode, message: &str) -> Response {
     (
         status,
         axum::Json(json!({
@@ -723,7 +867,7 @@ async fn get_repo(
     if let Err(r) = check_token(&s, &headers, &repo) {
         return r;
     }
-    axum::Json(repo_json(&repo)).into_response()
+    axum::Json(repo_json(&s, &repo)).into_response()
 }
 
 async fn get_permission(
@@ -876,4 +1020,412 @@ async fn create_reaction(
         })),
     )
         .into_response()
+}
+
+fn authorized_repo(
+    state: &SimState,
+    owner: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Repo, Response> {
+    let Some(repo) = find_repo(state, owner, name) else {
+        return Err(github_error(StatusCode::NOT_FOUND, "Not Found"));
+    };
+    check_token(state, headers, &repo)?;
+    Ok(repo)
+}
+
+fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
+    let mut json = fixture("rest/pull_requests_list.json")[0].clone();
+    let full = repo.full_name();
+    let api = format!("https://api.github.com/repos/{full}");
+    json["id"] = (pull.number * 1000 + repo.id).into();
+    json["node_id"] = pull.node_id.clone().into();
+    json["number"] = pull.number.into();
+    json["state"] = "open".into();
+    json["title"] = pull.title.clone().into();
+    json["body"] = pull.body.clone().into();
+    json["draft"] = pull.draft.into();
+    json["user"] = app_user();
+    json["url"] = format!("{api}/pulls/{}", pull.number).into();
+    json["html_url"] = format!("https://github.com/{full}/pull/{}", pull.number).into();
+    json["requested_reviewers"] = Value::Array(
+        pull.reviewers
+            .iter()
+            .map(|l| user_json(l, "User"))
+            .collect(),
+    );
+    json["requested_teams"] = json!([]);
+    json["labels"] = json!([]);
+    json["milestone"] = Value::Null;
+    json["assignee"] = Value::Null;
+    json["assignees"] = json!([]);
+    let bare = super::github_sim_git::bare_path(&state.root, repo);
+    for (side, branch) in [("head", &pull.head), ("base", &pull.base)] {
+        let sha = super::github_sim_git::branches(&bare)
+            .into_iter()
+            .find(|(r, _)| *r == format!("refs/heads/{branch}"))
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        json[side]["ref"] = branch.clone().into();
+        json[side]["sha"] = sha.into();
+        json[side]["label"] = format!("{}:{branch}", repo.owner).into();
+        json[side]["repo"] = repo_json(state, repo);
+        json[side]["user"] = user_json(&repo.owner, "User");
+    }
+    json
+}
+
+async fn create_ref(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (repo, bare) = {
+        let s = state.lock().unwrap();
+        match authorized_repo(&s, &owner, &name, &headers) {
+            Ok(repo) => {
+                let bare = super::github_sim_git::bare_path(&s.root, &repo);
+                (repo, bare)
+            }
+            Err(r) => return r,
+        }
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let (Some(refname), Some(sha)) = (request["ref"].as_str(), request["sha"].as_str()) else {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request.");
+    };
+    if !refname.starts_with("refs/") {
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Reference name must start with 'refs/'",
+        );
+    }
+    let exists = std::process::Command::new("git")
+        .args(["show-ref", "--verify", "--quiet", refname])
+        .current_dir(&bare)
+        .status()
+        .unwrap()
+        .success();
+    if exists {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Reference already exists");
+    }
+    let ok = std::process::Command::new("git")
+        .args(["update-ref", refname, sha])
+        .current_dir(&bare)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !ok {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Object does not exist");
+    }
+    let full = repo.full_name();
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "ref": refname,
+            "node_id": "MDM6UmVmcmVmcy9oZWFkcy9mZWF0dXJlQQ==",
+            "url": format!("https://api.github.com/repos/{full}/git/{refname}"),
+            "object": {"type": "commit", "sha": sha,
+                       "url": format!("https://api.github.com/repos/{full}/git/commits/{sha}")}
+        })),
+    )
+        .into_response()
+}
+
+async fn create_pull(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let (Some(head), Some(base), Some(title)) = (
+        request["head"].as_str(),
+        request["base"].as_str(),
+        request["title"].as_str(),
+    ) else {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    };
+    let branches =
+        super::github_sim_git::branches(&super::github_sim_git::bare_path(&s.root, &repo));
+    let has = |b: &str| {
+        branches
+            .iter()
+            .any(|(r, _)| *r == format!("refs/heads/{b}"))
+    };
+    if !has(head) || !has(base) {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let full = repo.full_name();
+    if s.pulls.iter().any(|p| p.repo == full && p.head == head) {
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("A pull request already exists for {}:{head}.", repo.owner),
+        );
+    }
+    let number = s.id();
+    let pull = Pull {
+        number,
+        node_id: format!("PR_sim{number}"),
+        repo: full,
+        head: head.into(),
+        base: base.into(),
+        title: title.into(),
+        body: request["body"].as_str().unwrap_or("").into(),
+        draft: request["draft"].as_bool().unwrap_or(false),
+        reviewers: vec![],
+    };
+    s.pulls.push(pull.clone());
+    (StatusCode::CREATED, axum::Json(pull_json(&s, &repo, &pull))).into_response()
+}
+
+async fn request_reviewers(
+    State(state): State<Shared>,
+    Path((owner, name, number)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let logins: Vec<String> = request["reviewers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if logins.iter().any(|l| !repo.collaborators.contains_key(l)) {
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Reviews may only be requested from collaborators.",
+        );
+    }
+    let full = repo.full_name();
+    let Some(pull) = s
+        .pulls
+        .iter_mut()
+        .find(|p| p.repo == full && p.number == number)
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    pull.reviewers.extend(logins);
+    let pull = pull.clone();
+    (StatusCode::CREATED, axum::Json(pull_json(&s, &repo, &pull))).into_response()
+}
+
+/// The one GraphQL mutation the service uses: `markPullRequestReadyForReview`.
+async fn graphql(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = state.lock().unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let query = request["query"].as_str().unwrap_or("");
+    if !query.contains("markPullRequestReadyForReview") {
+        s.unknown.push(format!("POST /graphql {query}"));
+        return axum::Json(json!({"errors": [{"message": "unknown query"}]})).into_response();
+    }
+    let id = request["variables"]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let Some(pull) = s.pulls.iter().find(|p| p.node_id == id).cloned() else {
+        return axum::Json(json!({"data": null, "errors": [{"type": "NOT_FOUND",
+            "message": format!("Could not resolve to a node with the global id of '{id}'")}]}))
+        .into_response();
+    };
+    let (owner, name) = pull.repo.split_once('/').unwrap();
+    if let Err(r) = authorized_repo(&s, owner, name, &headers) {
+        return r;
+    }
+    if let Some(p) = s.pulls.iter_mut().find(|p| p.node_id == id) {
+        p.draft = false;
+    }
+    axum::Json(
+        json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}}),
+    )
+    .into_response()
+}
+
+fn suite_json(state: &SimState, repo: &Repo, suite: &CheckSuite) -> Value {
+    let mut json = fixture("rest/list_check_suites_for_ref.json")["check_suites"][0].clone();
+    json["id"] = suite.id.into();
+    json["head_branch"] = suite.head_branch.clone().into();
+    json["head_sha"] = suite.head_sha.clone().into();
+    json["after"] = suite.head_sha.clone().into();
+    json["status"] = "completed".into();
+    json["conclusion"] = suite.conclusion.clone().into();
+    json["pull_requests"] = json!([]);
+    json["repository"] = repo_json(state, repo);
+    json["latest_check_runs_count"] = suite.runs.len().into();
+    json["created_at"] = rfc3339(suite.created_at).into();
+    json["updated_at"] = rfc3339(suite.created_at).into();
+    json["head_commit"]["id"] = suite.head_sha.clone().into();
+    json
+}
+
+fn run_json(repo: &Repo, suite: &CheckSuite, run: &CheckRun) -> Value {
+    let mut json = fixture("rest/commit_check_runs.json")["check_runs"][0].clone();
+    let full = repo.full_name();
+    json["id"] = run.id.into();
+    json["name"] = run.name.clone().into();
+    json["head_sha"] = suite.head_sha.clone().into();
+    json["status"] = "completed".into();
+    json["conclusion"] = run.conclusion.clone().into();
+    json["details_url"] = format!(
+        "https://github.com/{full}/actions/runs/{}/job/{}",
+        suite.id, run.id
+    )
+    .into();
+    json["output"] = json!({
+        "title": run.title, "summary": run.summary, "text": null,
+        "annotations_count": run.annotations.len(),
+        "annotations_url": format!("https://api.github.com/repos/{full}/check-runs/{}/annotations", run.id),
+    });
+    json["check_suite"] = json!({"id": suite.id});
+    json["pull_requests"] = json!([]);
+    json["started_at"] = rfc3339(suite.created_at).into();
+    json["completed_at"] = rfc3339(suite.created_at).into();
+    json
+}
+
+async fn list_check_suites(
+    State(state): State<Shared>,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let full = repo.full_name();
+    let suites: Vec<Value> = s
+        .check_suites
+        .iter()
+        .filter(|c| c.repo == full && c.head_sha == sha)
+        .map(|c| suite_json(&s, &repo, c))
+        .collect();
+    axum::Json(json!({"total_count": suites.len(), "check_suites": suites})).into_response()
+}
+
+async fn list_check_runs(
+    State(state): State<Shared>,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let full = repo.full_name();
+    let runs: Vec<Value> = s
+        .check_suites
+        .iter()
+        .filter(|c| c.repo == full && c.head_sha == sha)
+        .flat_map(|c| c.runs.iter().map(move |r| (c, r)))
+        .map(|(c, r)| run_json(&repo, c, r))
+        .collect();
+    axum::Json(json!({"total_count": runs.len(), "check_runs": runs})).into_response()
+}
+
+fn find_run(state: &SimState, full: &str, id: i64) -> Option<CheckRun> {
+    state
+        .check_suites
+        .iter()
+        .filter(|c| c.repo == full)
+        .flat_map(|c| c.runs.iter())
+        .find(|r| r.id == id)
+        .cloned()
+}
+
+async fn list_annotations(
+    State(state): State<Shared>,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    match find_run(&s, &repo.full_name(), id) {
+        Some(run) => axum::Json(Value::Array(run.annotations)).into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// Like GitHub: a redirect to short-lived storage that needs no credentials.
+async fn job_log_redirect(
+    State(state): State<Shared>,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    if find_run(&s, &repo.full_name(), id).is_none() {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let sig = uuid::Uuid::new_v4().simple().to_string();
+    s.log_links.insert(id, sig.clone());
+    let location = format!("{}/_blobs/job-logs/{id}?sig={sig}", s.base_url);
+    let mut response = StatusCode::FOUND.into_response();
+    response
+        .headers_mut()
+        .insert("location", location.parse().unwrap());
+    response
+}
+
+async fn job_log_blob(
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let s = state.lock().unwrap();
+    if s.log_links.get(&id) != query.get("sig") {
+        return (StatusCode::FORBIDDEN, "AuthenticationFailed").into_response();
+    }
+    let log = s
+        .check_suites
+        .iter()
+        .flat_map(|c| c.runs.iter())
+        .find(|r| r.id == id)
+        .map(|r| r.log.clone())
+        .unwrap_or_default();
+    ([("content-type", "text/plain")], log).into_response()
+}
+
+async fn git_http(
+    State(state): State<Shared>,
+    Path((owner, repo_git, rest)): Path<(String, String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    super::github_sim_git::serve(
+        state,
+        owner,
+        repo_git,
+        rest,
+        method,
+        uri.query().map(str::to_string),
+        headers,
+        body,
+    )
+    .await
 }

@@ -5,6 +5,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod github_sim;
+pub mod github_sim_git;
 pub mod service;
 
 pub use db::{Backend, TestDb};
