@@ -22,6 +22,23 @@ use crate::github::{self, GitHub};
 use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, pages, webhook};
 
+/// Timings with production defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Tunables {
+    pub github: github::Options,
+    /// The first wait before a failed delivery is tried again; doubled per attempt.
+    pub inbox_retry_base: std::time::Duration,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            github: github::Options::default(),
+            inbox_retry_base: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
 /// What every handler and worker shares.
 pub struct AppContext {
     pub config: Arc<Config>,
@@ -29,6 +46,7 @@ pub struct AppContext {
     /// The GitHub App client; `None` when `APP_ID`/`PRIVATE_KEY` are not set, in which case
     /// commands are recorded but nothing is posted to GitHub.
     pub github: Option<Arc<GitHub>>,
+    pub tunables: Tunables,
     /// Group-commits intake's deliveries.
     pub deliveries: DeliveryWriter,
     /// Names this process in leases, so one replica never overwrites another's claim.
@@ -108,17 +126,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Like [`start`], on a listener the caller bound (tests bind port 0).
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
-    start_with(config, listener, github::Options::default()).await
+    start_with(config, listener, Tunables::default()).await
 }
 
-/// Like [`start_on`], with the GitHub client's timings chosen by the caller.
+/// Like [`start_on`], with timings chosen by the caller.
 pub async fn start_with(
     config: Config,
     listener: TcpListener,
-    github_options: github::Options,
+    tunables: Tunables,
 ) -> anyhow::Result<Running> {
     let github = if config.app_id.is_some() {
-        Some(GitHub::new(&config, github_options)?)
+        Some(GitHub::new(&config, tunables.github.clone())?)
     } else {
         tracing::warn!("APP_ID is not set: commands are recorded but nothing is posted to GitHub");
         None
@@ -130,6 +148,7 @@ pub async fn start_with(
         config: Arc::new(config),
         db,
         github,
+        tunables,
         deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),

@@ -30,3 +30,16 @@ pub async fn handle(ctx: &Ctx, delivery: &Claimed) -> anyhow::Result<Outcome> {
         }
     }
 }
+
+/// A delivery failed for the last time: tell the person who asked, once, with the task's link
+/// when there is a task. The details stay in the logs, under the delivery id.
+pub async fn gave_up(ctx: &Ctx, delivery: &Claimed) {
+    let Ok(Some(WebhookEvent::IssueComment(event))) =
+        events::parse(&delivery.event, &delivery.payload)
+    else {
+        return;
+    };
+    if let Err(e) = handlers::comment::report_failure(ctx, &delivery.delivery_id, &event).await {
+        tracing::error!(delivery_id = %delivery.delivery_id, error = format!("{e:#}"), "could not report the failure on GitHub");
+    }
+}

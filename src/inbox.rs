@@ -24,6 +24,8 @@ pub const MAX_ATTEMPTS: i32 = 5;
 
 /// Run until shutdown is requested; the batch in hand is finished first.
 pub async fn run(ctx: Ctx) {
+    // When the earliest retry scheduled by this worker is due (sooner than the sweep).
+    let mut next_retry: Option<tokio::time::Instant> = None;
     loop {
         if ctx.shutdown.is_cancelled() {
             return;
@@ -40,9 +42,11 @@ pub async fn run(ctx: Ctx) {
             }
         };
         if batch.is_empty() {
+            let sweep = tokio::time::Instant::now() + SWEEP;
+            let wake = next_retry.take().map_or(sweep, |due| due.min(sweep));
             tokio::select! {
                 _ = ctx.inbox_wakeup.notified() => {}
-                _ = tokio::time::sleep(SWEEP) => {}
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = ctx.shutdown.cancelled() => return,
             }
             continue;
@@ -57,9 +61,13 @@ pub async fn run(ctx: Ctx) {
                         Err(e) => {
                             let give_up = claimed.attempts >= MAX_ATTEMPTS;
                             error!(error = format!("{e:#}"), attempt = claimed.attempts, give_up, "processing the delivery failed");
+                            if give_up {
+                                dispatch::gave_up(&ctx, &claimed).await;
+                            }
                             Outcome::Error {
                                 message: format!("{e:#}"),
-                                retry_after_ms: 1000 * 2i64.pow(claimed.attempts.clamp(0, 8) as u32),
+                                retry_after_ms: ctx.tunables.inbox_retry_base.as_millis() as i64
+                                    * 2i64.pow(claimed.attempts.clamp(0, 8) as u32),
                                 give_up,
                             }
                         }
@@ -71,6 +79,19 @@ pub async fn run(ctx: Ctx) {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        for (_, outcome) in &outcomes {
+            if let Outcome::Error {
+                retry_after_ms,
+                give_up: false,
+                ..
+            } = outcome
+            {
+                // A little after the retry time, so the claim finds it due.
+                let due =
+                    tokio::time::Instant::now() + Duration::from_millis(*retry_after_ms as u64 + 5);
+                next_retry = Some(next_retry.map_or(due, |d| d.min(due)));
+            }
+        }
         if let Err(e) = deliveries::finish(&ctx.db, &ctx.instance_id, &outcomes).await {
             // The leases expire and the deliveries are processed again; handling is idempotent.
             warn!(error = %e, "recording delivery outcomes failed");

@@ -49,7 +49,14 @@ async fn story_with(db: TestDb, options: Options) -> Story {
     );
     let mut env = test_env(&db);
     env.extend(sim.service_env());
-    let service = TestService::start_full(env, options).await;
+    let service = TestService::start_full(
+        env,
+        amp_orchestrator::app::Tunables {
+            github: options,
+            inbox_retry_base: Duration::from_millis(20),
+        },
+    )
+    .await;
     sim.deliver_to(&service.base);
     let conn = db.connect().await;
     Story {
@@ -399,3 +406,127 @@ both_backends!(
         assert!(deliveries.iter().all(|d| d.attempts == 1), "{deliveries:?}");
     }
 );
+
+both_backends!(
+    a_status_comment_github_refuses_becomes_one_generic_reply,
+    |db: TestDb| async move {
+        let s = story(db).await;
+        s.sim
+            .inject(Method::POST, "/issues/14/comments", Fault::Status(422));
+        s.sim.comment(&s.repo, 14, "writer", "/amp refactor").await;
+        let comments = s.expect_app_comments(14, 1).await;
+        s.settle().await;
+        assert_eq!(s.sim.app_comments(&s.repo, 14).len(), 1);
+        let task = s.tasks().await.remove(0);
+        assert!(
+            comments[0].body.contains("Something went wrong"),
+            "{}",
+            comments[0].body
+        );
+        assert!(
+            comments[0].body.contains(&task.public_id),
+            "{}",
+            comments[0].body
+        );
+    }
+);
+
+both_backends!(
+    a_delivery_that_keeps_failing_is_reported_once,
+    |db: TestDb| async move {
+        let s = story(db).await;
+        // The permission check fails on every attempt of the delivery (4 calls per attempt, 5
+        // attempts); then the reply goes through.
+        for _ in 0..20 {
+            s.sim.inject(Method::GET, "/permission", Fault::Status(502));
+        }
+        s.sim.comment(&s.repo, 15, "writer", "/amp try hard").await;
+        let comments = s.expect_app_comments(15, 1).await;
+        s.settle().await;
+        assert_eq!(s.sim.app_comments(&s.repo, 15).len(), 1);
+        assert!(
+            comments[0].body.contains("Something went wrong"),
+            "{}",
+            comments[0].body
+        );
+        assert_eq!(s.tasks().await.len(), 0);
+        let deliveries = amp_orchestrator::entities::delivery::Entity::find()
+            .all(&s.conn)
+            .await
+            .unwrap();
+        assert_eq!(deliveries[0].status, "failed");
+        assert_eq!(deliveries[0].attempts, 5);
+    }
+);
+
+both_backends!(
+    ci_on_push_reports_a_check_suite_to_the_service,
+    |db: TestDb| async move {
+        let s = story(db).await;
+        let gh = s._service.ctx().github.clone().unwrap();
+        let r = amp_orchestrator::github::RepoRef {
+            installation_id: s.repo.installation_id,
+            repo_id: s.repo.id,
+            full_name: s.repo.full_name(),
+        };
+        let token = gh.repo_token(&r).await.unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let url = s.sim.clone_url(&s.repo).replacen(
+            "http://",
+            &format!(
+                "http://x-access-token:{}@",
+                secrecy::ExposeSecret::expose_secret(&token)
+            ),
+            1,
+        );
+        let dir = work.path().join("w");
+        common::github_sim_git::git(work.path(), &["clone", "-q", &url, "w"]);
+        std::fs::write(dir.join("ci.sh"), "echo all good\n").unwrap();
+        common::github_sim_git::git(&dir, &["add", "-A"]);
+        common::github_sim_git::git(&dir, &["commit", "-q", "-m", "Add CI"]);
+        common::github_sim_git::git(&dir, &["push", "-q", "origin", "HEAD:refs/heads/amp/ci"]);
+        let delivery = eventually(
+            60,
+            "the check_suite webhook is stored and processed",
+            || async {
+                amp_orchestrator::entities::delivery::Entity::find()
+                    .all(&s.conn)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|d| d.event == "check_suite" && d.status == "done")
+            },
+        )
+        .await;
+        assert_eq!(delivery.action.as_deref(), Some("completed"));
+        assert_eq!(s.sim.check_suites()[0].conclusion, "success");
+    }
+);
+
+both_backends!(suspending_cancels_queued_tasks, |db: TestDb| async move {
+    let s = story(db).await;
+    s.sim
+        .comment(&s.repo, 16, "writer", "/amp port it to wasm")
+        .await;
+    s.expect_app_comments(16, 1).await;
+    s.settle().await;
+
+    let mut payload = common::fixture("webhooks/installation/suspend.payload.json");
+    payload["installation"]["id"] = s.repo.installation_id.into();
+    assert_eq!(
+        s.sim
+            .send_webhook("installation", "suspend-1", &payload)
+            .await,
+        202
+    );
+    eventually(10, "the queued task is cancelled", || async {
+        let tasks = s.tasks().await;
+        (tasks[0].state == "cancelled").then_some(())
+    })
+    .await;
+    let installation = amp_orchestrator::store::installations::get(&s.conn, s.repo.installation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(installation.suspended_at.is_some());
+});

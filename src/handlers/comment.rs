@@ -107,6 +107,38 @@ pub async fn handle(
     Ok(Outcome::Done)
 }
 
+/// Post the one generic "something went wrong" reply for a delivery that could not be processed.
+pub async fn report_failure(
+    ctx: &Ctx,
+    delivery_id: &str,
+    event: &IssueCommentEvent,
+) -> anyhow::Result<()> {
+    let (Some(github), Some(installation)) = (&ctx.github, &event.installation) else {
+        return Ok(());
+    };
+    if event.commands().is_empty() || event.sender.is_bot() {
+        return Ok(());
+    }
+    let repo = RepoRef {
+        installation_id: installation.id,
+        repo_id: event.repository.id,
+        full_name: event.repository.full_name.clone(),
+    };
+    let task = tasks::get_by_delivery(&ctx.db, delivery_id)
+        .await
+        .ok()
+        .flatten();
+    let turn = Turn {
+        ctx,
+        delivery_id,
+        event,
+        repo: &repo,
+        github: Some(github),
+    };
+    let view = task.as_ref().map(|t| turn.view(t));
+    turn.reply(&texts::internal_error(view.as_ref())).await
+}
+
 /// One delivery's worth of context for acting on its commands.
 struct Turn<'a> {
     ctx: &'a Ctx,
@@ -231,6 +263,8 @@ impl Turn<'_> {
                 }
                 Err(e) if is_permanent(&e) => {
                     error!(delivery_id = self.delivery_id, task_id = task.id, error = %e, "posting the status comment failed");
+                    self.reply(&texts::internal_error(Some(&self.view(&task))))
+                        .await?;
                 }
                 Err(e) => return Err(e).context("posting the status comment"),
             }

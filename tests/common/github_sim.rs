@@ -1419,13 +1419,15 @@ async fn git_http(
 ) -> Response {
     super::github_sim_git::serve(
         state,
-        owner,
-        repo_git,
-        rest,
-        method,
-        uri.query().map(str::to_string),
-        headers,
-        body,
+        super::github_sim_git::GitRequest {
+            owner,
+            repo_git,
+            rest,
+            method,
+            query: uri.query().map(str::to_string),
+            headers,
+            body,
+        },
     )
     .await
 }

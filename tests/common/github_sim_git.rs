@@ -88,17 +88,28 @@ fn basic_token(headers: &HeaderMap) -> Option<String> {
     Some(password.to_string())
 }
 
+/// One smart-HTTP request, as the router received it.
+pub struct GitRequest {
+    pub owner: String,
+    pub repo_git: String,
+    pub rest: String,
+    pub method: Method,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
 /// `GET/POST /git/{owner}/{name}.git/...`: git's smart HTTP protocol through `git http-backend`.
-pub async fn serve(
-    state: Shared,
-    owner: String,
-    repo_git: String,
-    rest: String,
-    method: Method,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn serve(state: Shared, request: GitRequest) -> Response {
+    let GitRequest {
+        owner,
+        repo_git,
+        rest,
+        method,
+        query,
+        headers,
+        body,
+    } = request;
     let name = repo_git.trim_end_matches(".git").to_string();
     let (repo, root) = {
         let s = state.lock().unwrap();

@@ -33,21 +33,18 @@ impl TestService {
     }
 
     pub async fn start_with(env: HashMap<String, String>) -> Self {
-        Self::start_full(env, amp_orchestrator::github::Options::default()).await
+        Self::start_full(env, app::Tunables::default()).await
     }
 
-    /// Start with the GitHub client's timings shortened for tests.
-    pub async fn start_full(
-        env: HashMap<String, String>,
-        github: amp_orchestrator::github::Options,
-    ) -> Self {
+    /// Start with timings shortened for tests.
+    pub async fn start_full(env: HashMap<String, String>, tunables: app::Tunables) -> Self {
         amp_orchestrator::telemetry::init(
             env.get("LOG_LEVEL").map(String::as_str).unwrap_or("warn"),
             amp_orchestrator::config::LogFormat::Pretty,
         );
         let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = app::start_with(config, listener, github)
+        let running = app::start_with(config, listener, tunables)
             .await
             .expect("service starts");
         let base = format!("http://{}", running.addr);
