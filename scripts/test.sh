@@ -12,6 +12,8 @@ fail() { printf '[test] %s\n' "$*" >&2; exit 1; }
 
 ensure_postgres || fail "PostgreSQL is needed by the tests and could not be started"
 ensure_docker || fail "the Docker engine is needed by the tests and could not be started"
+TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
+export TEST_AGENT_IMAGE
 
 if ! command -v cargo >/dev/null 2>&1; then
   fail "cargo is not installed (https://rustup.rs)"

@@ -1,0 +1,86 @@
+//! The in-process event bus: each task's new events, as they are stored, for live viewers.
+//!
+//! The store is the record; the bus only tells listeners that something new arrived, so a viewer
+//! that lags or connects late reads what it missed from the store (events carry their sequence
+//! numbers) and never misses a line.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+
+/// A stored task event, as published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub task_id: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// How many events a slow listener may fall behind before it must catch up from the store.
+const CAPACITY: usize = 1024;
+
+#[derive(Debug, Default)]
+pub struct EventBus {
+    channels: Mutex<HashMap<i64, broadcast::Sender<Published>>>,
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn subscribe(&self, task_id: i64) -> broadcast::Receiver<Published> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .entry(task_id)
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Publish to the task's listeners, if any; a channel nobody listens to is dropped.
+    pub fn publish(&self, event: Published) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = channels.get(&event.task_id) {
+            let task_id = event.task_id;
+            if sender.send(event).is_err() {
+                channels.remove(&task_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(task_id: i64, seq: i64) -> Published {
+        Published {
+            task_id,
+            seq,
+            kind: "log".into(),
+            data: serde_json::json!({"line": seq}),
+        }
+    }
+
+    #[tokio::test]
+    async fn listeners_get_their_tasks_events_in_order() {
+        let bus = EventBus::new();
+        bus.publish(event(1, 1)); // nobody listens yet: dropped
+        let mut one = bus.subscribe(1);
+        let mut two = bus.subscribe(2);
+        bus.publish(event(1, 2));
+        bus.publish(event(2, 1));
+        bus.publish(event(1, 3));
+        assert_eq!(one.recv().await.unwrap().seq, 2);
+        assert_eq!(one.recv().await.unwrap().seq, 3);
+        assert_eq!(two.recv().await.unwrap(), event(2, 1));
+        drop(one);
+        bus.publish(event(1, 4));
+        assert!(
+            bus.channels.lock().unwrap().get(&1).is_none(),
+            "unused channels are dropped"
+        );
+    }
+}

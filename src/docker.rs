@@ -1,0 +1,369 @@
+//! The Docker engine, through bollard: one long-lived, locked-down container per task with its own
+//! workspace volume, commands run in it with `exec`, and everything labelled so orphans can be
+//! found and removed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+/// Labels on everything the service creates.
+pub const LABEL_OWNER: &str = "io.amp-orchestrator.owned";
+pub const LABEL_TASK: &str = "io.amp-orchestrator.task";
+pub const LABEL_INSTANCE: &str = "io.amp-orchestrator.instance";
+/// Where the workspace volume is mounted in the agent container.
+pub const WORKSPACE: &str = "/workspace";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("the Docker engine cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the agent image {0} is not present on the Docker engine (build or pull it first)")]
+    MissingImage(String),
+    #[error("Docker refused to {action}: {message}")]
+    Api { action: String, message: String },
+}
+
+fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerError + '_ {
+    move |e| DockerError::Api {
+        action: action.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Resource limits and placement of an agent container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub task_id: i64,
+    pub instance_id: String,
+    /// `bridge`, `none`, `host` or a network name.
+    pub network: String,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    /// `uid:gid` the agent runs as.
+    pub user: String,
+}
+
+/// A task's container and its volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskContainer {
+    pub id: String,
+    pub volume: String,
+}
+
+/// A chunk of a command's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout(String),
+    Stderr(String),
+}
+
+/// A command to run in a task's container.
+#[derive(Debug, Clone, Default)]
+pub struct Exec {
+    pub cmd: Vec<String>,
+    /// `KEY=value`; only this exec's process sees them.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connect (`DOCKER_HOST` or the local socket) and agree on an API version the engine speaks.
+    pub async fn connect() -> Result<Engine, DockerError> {
+        let docker =
+            Docker::connect_with_defaults().map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        Ok(Engine { docker })
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| DockerError::Unreachable(e.to_string()))
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(DockerError::Unreachable(e.to_string())),
+        }
+    }
+
+    /// Create and start the task's container with a fresh workspace volume. Nothing is left
+    /// behind if a step fails.
+    pub async fn start_task_container(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<TaskContainer, DockerError> {
+        if !self.image_exists(&spec.image).await? {
+            return Err(DockerError::MissingImage(spec.image.clone()));
+        }
+        let labels = HashMap::from([
+            (LABEL_OWNER.to_string(), "true".to_string()),
+            (LABEL_TASK.to_string(), spec.task_id.to_string()),
+            (LABEL_INSTANCE.to_string(), spec.instance_id.clone()),
+        ]);
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let name = format!("amp-task-{}-{suffix}", spec.task_id);
+        let volume = self
+            .docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(format!("{name}-workspace")),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(api("create the workspace volume"))?
+            .name;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            user: Some(spec.user.clone()),
+            working_dir: Some(WORKSPACE.into()),
+            labels: Some(labels),
+            network_disabled: Some(spec.network == "none"),
+            host_config: Some(HostConfig {
+                memory: Some(spec.memory_bytes),
+                memory_swap: Some(spec.memory_bytes),
+                nano_cpus: Some(spec.nano_cpus),
+                pids_limit: Some(spec.pids_limit),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                network_mode: Some(spec.network.clone()),
+                mounts: Some(vec![Mount {
+                    target: Some(WORKSPACE.into()),
+                    source: Some(volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await;
+        let id = match created {
+            Ok(c) => c.id,
+            Err(e) => {
+                self.remove_volume(&volume).await;
+                return Err(api("create the agent container")(e));
+            }
+        };
+        let handle = TaskContainer { id, volume };
+        if let Err(e) = self.docker.start_container(&handle.id, None).await {
+            self.remove(&handle).await;
+            return Err(api("start the agent container")(e));
+        }
+        Ok(handle)
+    }
+
+    /// Run a command in the container, sending its output line by line to `output`, and return
+    /// its exit code. Dropping the future abandons the command (removing the container stops it).
+    pub async fn exec(
+        &self,
+        container: &TaskContainer,
+        exec: Exec,
+        output: mpsc::Sender<Output>,
+    ) -> Result<Option<i64>, DockerError> {
+        let created = self
+            .docker
+            .create_exec(
+                &container.id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(exec.cmd),
+                    env: Some(exec.env),
+                    user: exec.user,
+                    working_dir: exec.workdir,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api("run a command in the agent container"))?;
+        match self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(api("start a command in the agent container"))?
+        {
+            StartExecResults::Attached {
+                output: mut stream, ..
+            } => {
+                while let Some(chunk) = stream.next().await {
+                    let line = match chunk {
+                        Ok(LogOutput::StdOut { message }) => {
+                            Output::Stdout(String::from_utf8_lossy(&message).into_owned())
+                        }
+                        Ok(LogOutput::StdErr { message }) => {
+                            Output::Stderr(String::from_utf8_lossy(&message).into_owned())
+                        }
+                        Ok(_) => continue,
+                        Err(e) => return Err(api("read a command's output")(e)),
+                    };
+                    if output.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            StartExecResults::Detached => {}
+        }
+        // The exit code can lag the end of the stream by a moment.
+        for _ in 0..50 {
+            let inspect = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(api("inspect a command"))?;
+            if inspect.running != Some(true) {
+                return Ok(inspect.exit_code);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
+    }
+
+    /// Remove the container (killing whatever runs in it) and its volume. Errors are logged: a
+    /// leftover is found again by [`Engine::owned`] and removed later.
+    pub async fn remove(&self, container: &TaskContainer) {
+        if !container.id.is_empty()
+            && let Err(e) = self
+                .docker
+                .remove_container(
+                    &container.id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+            && !matches!(
+                e,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                }
+            )
+        {
+            tracing::warn!(container = %container.id, error = %e, "removing the agent container failed");
+        }
+        self.remove_volume(&container.volume).await;
+    }
+
+    async fn remove_volume(&self, volume: &str) {
+        if let Err(e) = self
+            .docker
+            .remove_volume(volume, Some(RemoveVolumeOptions { force: true }))
+            .await
+            && !matches!(
+                e,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                }
+            )
+        {
+            tracing::warn!(%volume, error = %e, "removing the workspace volume failed");
+        }
+    }
+
+    /// Containers and volumes the service created, with the task id each belongs to.
+    pub async fn owned(&self) -> Result<Vec<(i64, TaskContainer)>, DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}=true")])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))?;
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(api("list volumes"))?
+            .volumes
+            .unwrap_or_default();
+        let task_of = |labels: Option<&HashMap<String, String>>| {
+            labels
+                .and_then(|l| l.get(LABEL_TASK))
+                .and_then(|t| t.parse::<i64>().ok())
+        };
+        let mut owned: Vec<(i64, TaskContainer)> = Vec::new();
+        for c in containers {
+            let Some(task) = task_of(c.labels.as_ref()) else {
+                continue;
+            };
+            let volume = c
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.destination.as_deref() == Some(WORKSPACE))
+                .and_then(|m| m.name)
+                .unwrap_or_default();
+            owned.push((
+                task,
+                TaskContainer {
+                    id: c.id.unwrap_or_default(),
+                    volume,
+                },
+            ));
+        }
+        for v in volumes {
+            if owned.iter().any(|(_, c)| c.volume == v.name) {
+                continue;
+            }
+            if let Some(task) = task_of(Some(&v.labels)) {
+                owned.push((
+                    task,
+                    TaskContainer {
+                        id: String::new(),
+                        volume: v.name,
+                    },
+                ));
+            }
+        }
+        Ok(owned)
+    }
+}
