@@ -28,6 +28,9 @@ pub struct Tunables {
     pub github: github::Options,
     /// The first wait before a failed delivery is tried again; doubled per attempt.
     pub inbox_retry_base: std::time::Duration,
+    /// Whether this instance runs tasks; without it, it only takes webhooks and answers
+    /// commands (tasks wait in the queue for an instance that runs them).
+    pub run_tasks: bool,
 }
 
 impl Default for Tunables {
@@ -35,6 +38,7 @@ impl Default for Tunables {
         Tunables {
             github: github::Options::default(),
             inbox_retry_base: std::time::Duration::from_secs(1),
+            run_tasks: true,
         }
     }
 }
@@ -47,6 +51,12 @@ pub struct AppContext {
     /// commands are recorded but nothing is posted to GitHub.
     pub github: Option<Arc<GitHub>>,
     pub tunables: Tunables,
+    /// Secrets to mask in every stored or shown line.
+    pub redactor: crate::redact::Redactor,
+    /// New task events, for live viewers.
+    pub bus: crate::bus::EventBus,
+    /// Tasks running in this process (for `/amp stop`).
+    pub running: crate::worker::Running,
     /// Group-commits intake's deliveries.
     pub deliveries: DeliveryWriter,
     /// Names this process in leases, so one replica never overwrites another's claim.
@@ -144,11 +154,31 @@ pub async fn start_with(
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
     let (deliveries, writer) = DeliveryWriter::start(db.clone());
+    let redactor = crate::redact::Redactor::new();
+    {
+        use secrecy::ExposeSecret;
+        for secret in config.webhook_secrets.iter() {
+            redactor.add(secret.expose_secret());
+        }
+        for secret in [
+            &config.amp_api_key,
+            &config.private_key,
+            &config.admin_token,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            redactor.add(secret.expose_secret());
+        }
+    }
     let ctx = Arc::new(AppContext {
         config: Arc::new(config),
         db,
         github,
         tunables,
+        redactor,
+        bus: crate::bus::EventBus::new(),
+        running: crate::worker::Running::default(),
         deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),
@@ -169,7 +199,10 @@ pub async fn start_with(
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     });
-    let workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
+    let mut workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
+    if ctx.tunables.run_tasks {
+        workers.push(tokio::spawn(crate::worker::run(ctx.clone())));
+    }
     Ok(Running {
         addr,
         ctx,

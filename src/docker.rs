@@ -46,7 +46,8 @@ fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerError + '_ {
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
     pub image: String,
-    pub task_id: i64,
+    /// The task's public id (unique across databases and replicas).
+    pub task: String,
     pub instance_id: String,
     /// `bridge`, `none`, `host` or a network name.
     pub network: String,
@@ -127,11 +128,17 @@ impl Engine {
         }
         let labels = HashMap::from([
             (LABEL_OWNER.to_string(), "true".to_string()),
-            (LABEL_TASK.to_string(), spec.task_id.to_string()),
+            (LABEL_TASK.to_string(), spec.task.clone()),
             (LABEL_INSTANCE.to_string(), spec.instance_id.clone()),
         ]);
         let suffix = format!("{:08x}", rand::random::<u32>());
-        let name = format!("amp-task-{}-{suffix}", spec.task_id);
+        let short: String = spec
+            .task
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        let name = format!("amp-task-{short}-{suffix}");
         let volume = self
             .docker
             .create_volume(VolumeCreateRequest {
@@ -304,8 +311,8 @@ impl Engine {
         }
     }
 
-    /// Containers and volumes the service created, with the task id each belongs to.
-    pub async fn owned(&self) -> Result<Vec<(i64, TaskContainer)>, DockerError> {
+    /// Containers and volumes the service created, with the task (public id) each belongs to.
+    pub async fn owned(&self) -> Result<Vec<(String, TaskContainer)>, DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}=true")])]);
         let containers = self
             .docker
@@ -326,11 +333,9 @@ impl Engine {
             .volumes
             .unwrap_or_default();
         let task_of = |labels: Option<&HashMap<String, String>>| {
-            labels
-                .and_then(|l| l.get(LABEL_TASK))
-                .and_then(|t| t.parse::<i64>().ok())
+            labels.and_then(|l| l.get(LABEL_TASK)).cloned()
         };
-        let mut owned: Vec<(i64, TaskContainer)> = Vec::new();
+        let mut owned: Vec<(String, TaskContainer)> = Vec::new();
         for c in containers {
             let Some(task) = task_of(c.labels.as_ref()) else {
                 continue;

@@ -15,7 +15,7 @@ fn test_image() -> String {
 fn spec(image: &str) -> ContainerSpec {
     ContainerSpec {
         image: image.to_string(),
-        task_id: i64::from(rand::random::<u32>()),
+        task: format!("docker-test-{}", rand::random::<u64>()),
         instance_id: "docker-test".into(),
         network: "none".into(),
         memory_bytes: 512 * 1024 * 1024,
@@ -137,12 +137,12 @@ async fn the_agent_runs_locked_down_and_everything_is_removed() {
     assert!(
         owned
             .iter()
-            .any(|(t, c)| *t == spec.task_id && *c == container)
+            .any(|(t, c)| *t == spec.task && *c == container)
     );
     engine.remove(&container).await;
     let owned = engine.owned().await.unwrap();
     assert!(
-        !owned.iter().any(|(t, _)| *t == spec.task_id),
+        !owned.iter().any(|(t, _)| *t == spec.task),
         "container and volume removed"
     );
 }
@@ -183,5 +183,5 @@ async fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
         other => panic!("{other:?}"),
     }
     let owned = engine.owned().await.unwrap();
-    assert!(!owned.iter().any(|(t, _)| *t == spec.task_id));
+    assert!(!owned.iter().any(|(t, _)| *t == spec.task));
 }

@@ -54,6 +54,7 @@ async fn story_with(db: TestDb, options: Options) -> Story {
         amp_orchestrator::app::Tunables {
             github: options,
             inbox_retry_base: Duration::from_millis(20),
+            run_tasks: false,
         },
     )
     .await;

@@ -10,6 +10,10 @@ pub struct TaskView<'a> {
     pub public_id: &'a str,
     pub state: TaskState,
     pub requester: &'a str,
+    /// The pull request, once there is one.
+    pub pr_url: Option<&'a str>,
+    /// What happened, in a sentence (the agent's summary, or why the task ended).
+    pub note: Option<&'a str>,
 }
 
 impl TaskView<'_> {
@@ -41,10 +45,25 @@ pub fn status_comment(task: &TaskView) -> String {
     } else {
         "👀 **amp-orchestrator** is working on it"
     };
+    let pr = task
+        .pr_url
+        .map(|url| format!("Pull request: {url}\n\n"))
+        .unwrap_or_default();
+    let note = task
+        .note
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| format!("> {}\n\n", n.trim().replace('\n', "\n> ")))
+        .unwrap_or_default();
+    let stop = if task.state.is_terminal() {
+        ""
+    } else {
+        " · `/amp stop` stops it"
+    };
     format!(
         "{heading}\n\n\
          State: `{state}`. {line}\n\n\
-         [Follow the task]({link}) · requested by @{requester} · `/amp stop` stops it\n\n\
+         {pr}{note}\
+         [Follow the task]({link}) · requested by @{requester}{stop}\n\n\
          <!-- amp-orchestrator task {id} -->",
         state = task.state.as_str(),
         line = state_line(task.state),
@@ -140,6 +159,8 @@ mod tests {
             public_id: "q5bV8m1dXJ0tC2hRk9LwZa3Y",
             state,
             requester: "octocat",
+            pr_url: None,
+            note: None,
         }
     }
 
@@ -150,6 +171,13 @@ mod tests {
             "status_succeeded",
             status_comment(&view(TaskState::Succeeded))
         );
+        let mut awaiting = view(TaskState::AwaitingCi);
+        awaiting.pr_url = Some("https://github.com/octo/repo/pull/7");
+        awaiting.note = Some("Added the --json flag.\nTests pass.");
+        insta::assert_snapshot!("status_awaiting_ci", status_comment(&awaiting));
+        let mut failed = view(TaskState::Failed);
+        failed.note = Some("The agent image amp:latest is not present on the Docker engine.");
+        insta::assert_snapshot!("status_failed", status_comment(&failed));
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub async fn handle(
                 };
                 turn.reply(&text).await?;
             }
-            control @ (Command::Stop | Command::Retry) => {
+            Command::Stop => turn.stop().await?,
+            control @ Command::Retry => {
                 // Acted on by the worker; acknowledged here.
                 let latest = tasks::latest_for_issue(&ctx.db, repo.repo_id, event.issue.number)
                     .await
@@ -155,6 +156,8 @@ impl Turn<'_> {
             public_id: &task.public_id,
             state: task.state.parse().unwrap_or(TaskState::Failed),
             requester: &task.requester_login,
+            pr_url: None,
+            note: None,
         }
     }
 
@@ -176,6 +179,65 @@ impl Turn<'_> {
             }
             Err(e) => Err(e).context("posting a reply"),
         }
+    }
+
+    /// `/amp stop`: a queued task is cancelled here; a running one is told to stop (its worker
+    /// removes the container and updates the status comment).
+    async fn stop(&self) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let active = tasks::active_for_issue(&ctx.db, self.repo.repo_id, self.event.issue.number)
+            .await
+            .context("looking for the running task")?;
+        let Some(task) = active else {
+            return self.reply(&texts::control_accepted("stop", None)).await;
+        };
+        info!(task_id = task.id, "stop requested");
+        if task.state == TaskState::Queued.as_str() {
+            match tasks::transition(
+                &ctx.db,
+                task.id,
+                TaskState::Queued,
+                TaskState::Cancelled,
+                Some("stopped with /amp stop before it started"),
+            )
+            .await
+            {
+                Ok(_) => {
+                    if let (Some(github), Some(comment_id)) = (self.github, task.status_comment_id)
+                    {
+                        let mut view = self.view(&task);
+                        view.state = TaskState::Cancelled;
+                        view.note = Some("Stopped with /amp stop before it started.");
+                        let _ = github
+                            .update_comment(self.repo, comment_id, &texts::status_comment(&view))
+                            .await;
+                    }
+                    return Ok(());
+                }
+                // Claimed meanwhile: stop it where it runs.
+                Err(tasks::TaskError::Conflict { .. }) => {}
+                Err(e) => return Err(e).context("cancelling the queued task"),
+            }
+        }
+        if !ctx.running.stop(task.id) {
+            if task.state == TaskState::AwaitingCi.as_str() {
+                // Nothing runs: end it here.
+                crate::worker::end_waiting_task(
+                    ctx,
+                    &task,
+                    TaskState::Cancelled,
+                    "Stopped with /amp stop.",
+                )
+                .await?;
+                return Ok(());
+            }
+            warn!(
+                task_id = task.id,
+                "the task does not run in this process; it stops at its next check"
+            );
+        }
+        self.reply(&texts::control_accepted("stop", Some(&self.view(&task))))
+            .await
     }
 
     async fn prompt(&self, prompt: String) -> anyhow::Result<()> {

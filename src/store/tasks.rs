@@ -279,6 +279,110 @@ pub async fn cancel_queued_for_installation(
     Ok(cancelled)
 }
 
+/// Claim the oldest `queued` task whose issue has no other task in progress: it becomes
+/// `preparing`, leased to `owner` until `now + lease_ms`. Atomic across replicas.
+pub async fn claim_next(
+    db: &DatabaseConnection,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    let busy: Vec<String> = TaskState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal() && *s != TaskState::Queued)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let lock = if crate::db::is_postgres(db) {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let now = now_ms();
+    let txn = db.begin().await?;
+    let sql = format!(
+        "UPDATE tasks SET state = 'preparing', lease_owner = $1, lease_until = $2, \
+           started_at = COALESCE(started_at, $3), updated_at = $3 \
+         WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'queued' \
+             AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.repo_id = t.repo_id \
+               AND o.issue_number = t.issue_number AND o.state IN ({busy})) \
+             ORDER BY t.id LIMIT 1{lock}) \
+           AND state = 'queued' \
+         RETURNING id",
+        busy = busy.join(", ")
+    );
+    let row = txn
+        .query_one_raw(stmt(
+            &txn,
+            &sql,
+            [owner.into(), (now + lease_ms).into(), now.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        txn.commit().await?;
+        return Ok(None);
+    };
+    let id: i64 = row.try_get_by_index(0)?;
+    append_event(
+        &txn,
+        id,
+        kind::STATE,
+        &json!({"from": "queued", "to": "preparing", "reason": null}),
+    )
+    .await?;
+    txn.commit().await?;
+    task::Entity::find_by_id(id).one(db).await
+}
+
+/// Extend the lease of a task this process runs; `false` when another owner holds it now.
+pub async fn renew_lease(
+    db: &DatabaseConnection,
+    task_id: i64,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<bool, DbErr> {
+    let result = db
+        .execute_raw(stmt(
+            db,
+            "UPDATE tasks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
+            [(now_ms() + lease_ms).into(), task_id.into(), owner.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// What a running task has produced so far; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub branch: Option<String>,
+    pub pr_number: Option<i64>,
+    pub head_sha: Option<String>,
+    pub thread_id: Option<String>,
+    pub error_message: Option<String>,
+}
+
+pub async fn record_progress(
+    db: &DatabaseConnection,
+    task_id: i64,
+    p: Progress,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db,
+        "UPDATE tasks SET branch = COALESCE($1, branch), pr_number = COALESCE($2, pr_number), \
+           head_sha = COALESCE($3, head_sha), thread_id = COALESCE($4, thread_id), \
+           error_message = COALESCE($5, error_message), updated_at = $6 WHERE id = $7",
+        [
+            p.branch.into(),
+            p.pr_number.into(),
+            p.head_sha.into(),
+            p.thread_id.into(),
+            p.error_message.into(),
+            now_ms().into(),
+            task_id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// The task a delivery created, if any.
 pub async fn get_by_delivery(
     db: &DatabaseConnection,

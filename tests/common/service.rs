@@ -33,7 +33,15 @@ impl TestService {
     }
 
     pub async fn start_with(env: HashMap<String, String>) -> Self {
-        Self::start_full(env, app::Tunables::default()).await
+        // Tests of intake and replies leave tasks queued; the worker's own tests turn it on.
+        Self::start_full(
+            env,
+            app::Tunables {
+                run_tasks: false,
+                ..app::Tunables::default()
+            },
+        )
+        .await
     }
 
     /// Start with timings shortened for tests.

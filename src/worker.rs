@@ -1,0 +1,816 @@
+//! The worker manager: claims queued tasks and runs each in its own agent container.
+//!
+//! A task: container and workspace volume → clone (with the installation token in that one git
+//! process's environment only) → a branch → the agent's turn, its output stored as events →
+//! commit, push, draft pull request → `awaiting_ci`. The container stays for the CI rounds and is
+//! removed when the task ends, however it ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::agent::stream::{AgentEvent, TurnOutcome, TurnTracker, parse_line};
+use crate::app::Ctx;
+use crate::bus::Published;
+use crate::docker::{ContainerSpec, Engine, Exec, Output, TaskContainer, WORKSPACE};
+use crate::entities::task;
+use crate::github::texts::{self, TaskView};
+use crate::github::{GitHub, RepoRef};
+use crate::state::TaskState;
+use crate::store::tasks::{self, Progress, kind};
+
+/// A claim is held this long and renewed at a third of it while the task runs.
+const LEASE_MS: i64 = 2 * 60 * 1000;
+const SWEEP: Duration = Duration::from_secs(5);
+/// The agent container's limits.
+const AGENT_MEMORY: i64 = 4 * 1024 * 1024 * 1024;
+const AGENT_NANO_CPUS: i64 = 2_000_000_000;
+const AGENT_PIDS: i64 = 1024;
+const AGENT_USER: &str = "1000:1000";
+const BOT_NAME: &str = "amp-orchestrator[bot]";
+
+/// Tasks running in this process, for `/amp stop`.
+#[derive(Default)]
+pub struct Running {
+    tasks: Mutex<HashMap<i64, CancellationToken>>,
+}
+
+impl Running {
+    /// Ask a running task to stop; `false` when it does not run here.
+    pub fn stop(&self, task_id: i64) -> bool {
+        match self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&task_id)
+        {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&self, task_id: i64) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task_id, token.clone());
+        token
+    }
+
+    fn remove(&self, task_id: i64) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&task_id);
+    }
+}
+
+/// Claim and run tasks until shutdown, at most `MAX_CONCURRENT_TASKS` at once.
+pub async fn run(ctx: Ctx) {
+    let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_tasks));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        match tasks::claim_next(&ctx.db, &ctx.instance_id, LEASE_MS).await {
+            Ok(Some(task)) => {
+                let ctx = ctx.clone();
+                let span = info_span!("task", task_id = task.id, public_id = %task.public_id, repo = %task.repo_full_name);
+                tokio::spawn(
+                    async move {
+                        execute(&ctx, task).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => error!(error = %e, "claiming a task failed"),
+        }
+        drop(permit);
+        tokio::select! {
+            _ = ctx.task_wakeup.notified() => {}
+            _ = tokio::time::sleep(SWEEP) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// How a task's run ended.
+enum End {
+    /// Changes pushed and a draft PR open: CI takes over.
+    AwaitingCi {
+        pr_url: String,
+        summary: String,
+    },
+    /// The agent decided nothing needed to change.
+    NoChanges {
+        explanation: String,
+    },
+    Failed(String),
+    Stopped,
+    TimedOut(String),
+}
+
+/// Everything one task run needs.
+struct Job<'a> {
+    ctx: &'a Ctx,
+    task: task::Model,
+    repo: RepoRef,
+    github: Option<Arc<GitHub>>,
+    state: TaskState,
+    container: Arc<Mutex<Option<TaskContainer>>>,
+    engine: Option<Engine>,
+}
+
+async fn execute(ctx: &Ctx, task: task::Model) {
+    let stop = ctx.running.insert(task.id);
+    let repo = RepoRef {
+        installation_id: task.installation_id,
+        repo_id: task.repo_id,
+        full_name: task.repo_full_name.clone(),
+    };
+    let mut job = Job {
+        ctx,
+        repo,
+        github: ctx.github.clone(),
+        state: TaskState::Preparing,
+        container: Arc::new(Mutex::new(None)),
+        engine: None,
+        task,
+    };
+    let lease = {
+        let ctx = ctx.clone();
+        let id = job.task.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)).await;
+                match tasks::renew_lease(&ctx.db, id, &ctx.instance_id, LEASE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!(task_id = id, "the task's lease was taken over"),
+                    Err(e) => warn!(task_id = id, error = %e, "renewing the task's lease failed"),
+                }
+            }
+        })
+    };
+    let timeout = ctx.config.task_timeout;
+    let end = tokio::select! {
+        end = drive(&mut job) => end,
+        _ = stop.cancelled() => End::Stopped,
+        _ = tokio::time::sleep(timeout) => End::TimedOut(format!(
+            "the task ran longer than TASK_TIMEOUT ({})",
+            humantime::format_duration(timeout)
+        )),
+    };
+    lease.abort();
+    finish(&mut job, end).await;
+    ctx.running.remove(job.task.id);
+}
+
+impl Job<'_> {
+    /// Store an event (redacted) and publish it.
+    async fn event(&self, kind: &str, mut data: serde_json::Value) {
+        redact_json(&self.ctx.redactor, &mut data);
+        match tasks::log_event(&self.ctx.db, self.task.id, kind, &data).await {
+            Ok(stored) => self.ctx.bus.publish(Published {
+                task_id: self.task.id,
+                seq: stored.seq,
+                kind: kind.to_string(),
+                data,
+            }),
+            Err(e) => warn!(error = %e, "storing a task event failed"),
+        }
+    }
+
+    async fn log(&self, text: &str) {
+        info!("{text}");
+        self.event(kind::LOG, json!({"level": "info", "text": text}))
+            .await;
+    }
+
+    async fn move_to(&mut self, to: TaskState, reason: Option<&str>) -> bool {
+        match tasks::transition(&self.ctx.db, self.task.id, self.state, to, reason).await {
+            Ok(event) => {
+                self.ctx.bus.publish(Published {
+                    task_id: self.task.id,
+                    seq: event.seq,
+                    kind: kind::STATE.into(),
+                    data: serde_json::from_str(&event.data).unwrap_or_default(),
+                });
+                self.state = to;
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, from = self.state.as_str(), to = to.as_str(), "state change refused");
+                false
+            }
+        }
+    }
+
+    fn view<'v>(&'v self, pr_url: Option<&'v str>, note: Option<&'v str>) -> TaskView<'v> {
+        TaskView {
+            public_url: &self.ctx.config.public_url,
+            public_id: &self.task.public_id,
+            state: self.state,
+            requester: &self.task.requester_login,
+            pr_url,
+            note,
+        }
+    }
+
+    async fn update_status_comment(&self, pr_url: Option<&str>, note: Option<&str>) {
+        // Posted by the comment handler, possibly after this worker claimed the task.
+        let comment_id = match self.task.status_comment_id {
+            Some(id) => Some(id),
+            None => tasks::get(&self.ctx.db, self.task.id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| t.status_comment_id),
+        };
+        let (Some(github), Some(comment_id)) = (&self.github, comment_id) else {
+            return;
+        };
+        let body = texts::status_comment(&self.view(pr_url, note));
+        if let Err(e) = github.update_comment(&self.repo, comment_id, &body).await {
+            warn!(error = %e, "editing the status comment failed");
+        }
+    }
+
+    fn current_container(&self) -> Option<TaskContainer> {
+        self.container
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Run a shell script in the task's container; its output is logged, and its exit status
+    /// and stdout returned. `env` reaches this one process only.
+    async fn sh(&self, script: &str, env: Vec<String>) -> Result<(i64, String), String> {
+        let (Some(engine), Some(container)) = (&self.engine, self.current_container()) else {
+            return Err("the task's container is gone".into());
+        };
+        let (tx, mut rx) = mpsc::channel(256);
+        let exec = Exec {
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            env,
+            user: Some(AGENT_USER.into()),
+            workdir: Some(WORKSPACE.into()),
+        };
+        let run = engine.exec(&container, exec, tx);
+        let collect = async {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            while let Some(o) = rx.recv().await {
+                match o {
+                    Output::Stdout(s) => stdout.push_str(&s),
+                    Output::Stderr(s) => stderr.push_str(&s),
+                }
+            }
+            (stdout, stderr)
+        };
+        let (code, (stdout, stderr)) = tokio::join!(run, collect);
+        let code = code.map_err(|e| e.to_string())?.unwrap_or(-1);
+        let stderr = self.ctx.redactor.redact(stderr.trim());
+        if !stderr.is_empty() {
+            self.event(kind::LOG, json!({"level": "info", "text": stderr}))
+                .await;
+        }
+        if code != 0 {
+            return Err(if stderr.is_empty() {
+                format!("exit status {code}")
+            } else {
+                stderr
+            });
+        }
+        Ok((code, stdout))
+    }
+
+    /// Git with the installation token: the token is only in this process's environment and is
+    /// handed to git by an inline credential helper, so nothing is written to disk.
+    async fn git_with_token(&self, args: &str) -> Result<String, String> {
+        let Some(github) = &self.github else {
+            return Err("the GitHub App is not configured".into());
+        };
+        let token = github
+            .repo_token(&self.repo)
+            .await
+            .map_err(|e| e.to_string())?;
+        let script = format!(
+            "git -c credential.helper= \
+             -c 'credential.helper=!f() {{ echo username=x-access-token; echo \"password=$GIT_TOKEN\"; }}; f' \
+             {args}"
+        );
+        self.sh(
+            &script,
+            vec![
+                format!("GIT_TOKEN={}", token.expose_secret()),
+                "GIT_TERMINAL_PROMPT=0".into(),
+            ],
+        )
+        .await
+        .map(|(_, out)| out)
+    }
+}
+
+fn redact_json(redactor: &crate::redact::Redactor, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = redactor.redact(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_json(redactor, v)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact_json(redactor, v)),
+        _ => {}
+    }
+}
+
+/// A branch name from the issue: `amp/<issue>-<slug of the title>`.
+pub fn branch_name(issue_number: i64, title: &str, public_id: &str) -> String {
+    let mut slug = String::new();
+    for c in title.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+        if slug.len() >= 40 {
+            break;
+        }
+    }
+    let slug = slug.trim_matches('-');
+    let tag: String = public_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect::<String>()
+        .to_lowercase();
+    if slug.is_empty() {
+        format!("amp/{issue_number}-{tag}")
+    } else {
+        format!("amp/{issue_number}-{slug}-{tag}")
+    }
+}
+
+/// What the agent is told: the standing instructions, the issue, and the request.
+pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
+    format!(
+        "You are working in a clone of the GitHub repository {repo}, checked out in the current \
+         directory on branch {branch}.\n\
+         Make the change requested below. Keep it focused on the request. Do not commit, push or \
+         open pull requests: that is done for you after you finish. End with a short summary of \
+         what you changed and why.\n\n\
+         Issue #{number}: {title}\n\n{body}\n\n\
+         Request from @{login}:\n{prompt}\n",
+        repo = task.repo_full_name,
+        number = task.issue_number,
+        title = task.issue_title,
+        body = task.issue_body,
+        login = task.requester_login,
+        prompt = task.prompt,
+    )
+}
+
+async fn drive(job: &mut Job<'_>) -> End {
+    let ctx = job.ctx;
+    let Some(amp_key) = ctx.config.amp_api_key.clone() else {
+        return End::Failed(
+            "AMP_API_KEY is not configured on the server, so the agent cannot run".into(),
+        );
+    };
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => return End::Failed(e.to_string()),
+    };
+    job.engine = Some(engine.clone());
+    let spec = ContainerSpec {
+        image: ctx.config.agent_image.clone(),
+        task: job.task.public_id.clone(),
+        instance_id: ctx.instance_id.clone(),
+        network: ctx.config.agent_network.as_docker_mode().to_string(),
+        memory_bytes: AGENT_MEMORY,
+        nano_cpus: AGENT_NANO_CPUS,
+        pids_limit: AGENT_PIDS,
+        user: AGENT_USER.into(),
+    };
+    job.log(&format!("Starting the agent container ({})", spec.image))
+        .await;
+    let container = match engine.start_task_container(&spec).await {
+        Ok(c) => c,
+        Err(e) => return End::Failed(e.to_string()),
+    };
+    *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
+
+    // The workspace: the default branch (or the pull request's head), then the task's branch.
+    let branch = branch_name(
+        job.task.issue_number,
+        &job.task.issue_title,
+        &job.task.public_id,
+    );
+    job.log(&format!("Cloning {}", job.task.repo_full_name))
+        .await;
+    let clone = format!(
+        "clone --quiet --branch '{}' '{}' .",
+        job.task.default_branch.replace('\'', ""),
+        job.task.clone_url.replace('\'', "")
+    );
+    if let Err(e) = job.git_with_token(&clone).await {
+        return End::Failed(format!("cloning the repository failed: {e}"));
+    }
+    if let Err(e) = job
+        .sh(
+            "git checkout -q -b \"$BRANCH\"",
+            vec![format!("BRANCH={branch}")],
+        )
+        .await
+    {
+        return End::Failed(format!("creating the branch failed: {e}"));
+    }
+    let _ = tasks::record_progress(
+        &ctx.db,
+        job.task.id,
+        Progress {
+            branch: Some(branch.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // The agent's turn.
+    if !job.move_to(TaskState::Running, None).await {
+        return End::Failed("the task changed state unexpectedly".into());
+    }
+    job.update_status_comment(None, None).await;
+    let outcome = match agent_turn(job, &amp_key, &branch).await {
+        Ok(outcome) => outcome,
+        Err(end) => return end,
+    };
+    let summary = match outcome {
+        TurnOutcome::Succeeded { message, .. } => message,
+        TurnOutcome::Failed { reason, .. } => return End::Failed(format!("Amp failed: {reason}")),
+    };
+
+    // Commit and push what changed.
+    let changed = match job.sh("git status --porcelain", vec![]).await {
+        Ok((_, out)) => !out.trim().is_empty(),
+        Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
+    };
+    if !changed {
+        return End::NoChanges {
+            explanation: summary,
+        };
+    }
+    if !job.move_to(TaskState::Pushing, None).await {
+        return End::Failed("the task changed state unexpectedly".into());
+    }
+    let message = format!(
+        "{}\n\n{}\n\nCo-authored-by: {} <{}+{}@users.noreply.github.com>",
+        commit_title(&job.task),
+        summary.trim(),
+        job.task.requester_login,
+        job.task.requester_id,
+        job.task.requester_login
+    );
+    let commit = job
+        .sh(
+            "git add -A && printf '%s' \"$MESSAGE\" | git -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q -F - && git rev-parse HEAD",
+            vec![
+                format!("MESSAGE={message}"),
+                format!("BOT_NAME={BOT_NAME}"),
+                format!(
+                    "BOT_EMAIL={}+{BOT_NAME}@users.noreply.github.com",
+                    ctx.config.app_id.unwrap_or(0)
+                ),
+            ],
+        )
+        .await;
+    let head_sha = match commit {
+        Ok((_, out)) => out.trim().to_string(),
+        Err(e) => return End::Failed(format!("committing the changes failed: {e}")),
+    };
+    if let Err(e) = job
+        .git_with_token(&format!("push --quiet origin 'HEAD:refs/heads/{branch}'"))
+        .await
+    {
+        return End::Failed(format!("pushing the branch failed: {e}"));
+    }
+    job.log(&format!("Pushed {branch} at {head_sha}")).await;
+    let Some(github) = job.github.clone() else {
+        return End::Failed("the GitHub App is not configured".into());
+    };
+    let body = format!(
+        "Closes #{}\n\n{}\n\n---\nRequested by @{} · [task page]({}/tasks/{})",
+        job.task.issue_number,
+        summary.trim(),
+        job.task.requester_login,
+        ctx.config.public_url,
+        job.task.public_id
+    );
+    let pr = match github
+        .open_draft_pr(
+            &job.repo,
+            &branch,
+            &job.task.default_branch,
+            &job.task.issue_title,
+            &body,
+        )
+        .await
+    {
+        Ok(pr) => pr,
+        Err(e) => return End::Failed(format!("opening the pull request failed: {e}")),
+    };
+    let pr_url = pr
+        .html_url
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let _ = tasks::record_progress(
+        &ctx.db,
+        job.task.id,
+        Progress {
+            pr_number: Some(pr.number as i64),
+            head_sha: Some(head_sha),
+            ..Default::default()
+        },
+    )
+    .await;
+    job.log(&format!("Opened draft pull request {pr_url}"))
+        .await;
+    End::AwaitingCi { pr_url, summary }
+}
+
+fn commit_title(task: &task::Model) -> String {
+    let title: String = task.issue_title.chars().take(60).collect();
+    format!("{title} (#{})", task.issue_number)
+}
+
+/// Run one Amp turn, turning its output into events, under the idle timeout.
+async fn agent_turn(
+    job: &Job<'_>,
+    amp_key: &secrecy::SecretString,
+    branch: &str,
+) -> Result<TurnOutcome, End> {
+    let ctx = job.ctx;
+    let (Some(engine), Some(container)) = (&job.engine, job.current_container()) else {
+        return Err(End::Failed("the task's container is gone".into()));
+    };
+    let mut cmd = vec!["amp".to_string()];
+    if let Some(thread) = &job.task.thread_id {
+        cmd.extend(["threads".into(), "continue".into(), thread.clone()]);
+    }
+    cmd.extend([
+        "-x".into(),
+        agent_prompt(&job.task, branch),
+        "--stream-json".into(),
+        "--dangerously-allow-all".into(),
+    ]);
+    let mut env = vec![
+        format!("AMP_API_KEY={}", amp_key.expose_secret()),
+        "AMP_SKIP_UPDATE_CHECK=1".into(),
+    ];
+    if let Some(url) = &ctx.config.amp_url {
+        env.push(format!("AMP_URL={url}"));
+    }
+    job.log("Starting Amp").await;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let exec = Exec {
+        cmd,
+        env,
+        user: Some(AGENT_USER.into()),
+        workdir: Some(WORKSPACE.into()),
+    };
+    let engine2 = engine.clone();
+    let container2 = container.clone();
+    let run = tokio::spawn(async move { engine2.exec(&container2, exec, tx).await });
+    let mut tracker = TurnTracker::default();
+    let mut stderr = String::new();
+    let mut pending = String::new();
+    let idle = ctx.config.agent_idle_timeout;
+    loop {
+        match tokio::time::timeout(idle, rx.recv()).await {
+            Ok(Some(Output::Stdout(chunk))) => {
+                pending.push_str(&chunk);
+                while let Some(pos) = pending.find('\n') {
+                    let line: String = pending.drain(..=pos).collect();
+                    for event in parse_line(&line) {
+                        tracker.observe(&event);
+                        if let AgentEvent::Init { thread_id } = &event {
+                            let _ = tasks::record_progress(
+                                &ctx.db,
+                                job.task.id,
+                                Progress {
+                                    thread_id: Some(thread_id.clone()),
+                                    ..Default::default()
+                                },
+                            )
+                            .await;
+                        }
+                        job.event("agent", agent_event_json(&event)).await;
+                    }
+                }
+            }
+            Ok(Some(Output::Stderr(chunk))) => {
+                stderr.push_str(&chunk);
+                job.event("agent", json!({"type": "stderr", "text": chunk.trim_end()}))
+                    .await;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                run.abort();
+                return Err(End::TimedOut(format!(
+                    "Amp printed nothing for AGENT_IDLE_TIMEOUT ({})",
+                    humantime::format_duration(idle)
+                )));
+            }
+        }
+    }
+    for event in parse_line(&pending) {
+        tracker.observe(&event);
+        job.event("agent", agent_event_json(&event)).await;
+    }
+    let code = match run.await {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => return Err(End::Failed(e.to_string())),
+        Err(_) => None,
+    };
+    let stderr = ctx.redactor.redact(&stderr);
+    Ok(tracker.finish(code, &stderr))
+}
+
+fn agent_event_json(event: &AgentEvent) -> serde_json::Value {
+    match event {
+        AgentEvent::Init { thread_id } => json!({"type": "init", "thread_id": thread_id}),
+        AgentEvent::Text(text) => json!({"type": "text", "text": text}),
+        AgentEvent::ToolUse { name, input } => {
+            json!({"type": "tool_use", "name": name, "input": input})
+        }
+        AgentEvent::ToolResult { is_error, output } => {
+            json!({"type": "tool_result", "is_error": is_error, "output": output})
+        }
+        AgentEvent::Result {
+            is_error,
+            message,
+            duration_ms,
+            num_turns,
+            input_tokens,
+            output_tokens,
+        } => json!({
+            "type": "result", "is_error": is_error, "text": message,
+            "duration_ms": duration_ms, "num_turns": num_turns,
+            "input_tokens": input_tokens, "output_tokens": output_tokens,
+        }),
+        AgentEvent::Raw(line) => json!({"type": "raw", "text": line}),
+    }
+}
+
+/// Record how the run ended, clean up when the task is over, and update the status comment.
+async fn finish(job: &mut Job<'_>, end: End) {
+    let (to, note, pr_url, keep_container) = match end {
+        End::AwaitingCi { pr_url, summary } => (TaskState::AwaitingCi, summary, Some(pr_url), true),
+        End::NoChanges { explanation } => (
+            TaskState::Succeeded,
+            format!("No changes were needed. {explanation}"),
+            None,
+            false,
+        ),
+        End::Failed(reason) => (TaskState::Failed, reason, None, false),
+        End::Stopped => (
+            TaskState::Cancelled,
+            "Stopped with /amp stop.".to_string(),
+            None,
+            false,
+        ),
+        End::TimedOut(reason) => (TaskState::TimedOut, reason, None, false),
+    };
+    let note = job.ctx.redactor.redact(&note);
+    if !keep_container {
+        // However the task ended, its container and volume go.
+        let container = job
+            .container
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(container) = container {
+            let engine = match &job.engine {
+                Some(engine) => Some(engine.clone()),
+                None => Engine::connect().await.ok(),
+            };
+            if let Some(engine) = engine {
+                engine.remove(&container).await;
+            }
+        }
+    }
+    if matches!(
+        to,
+        TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled
+    ) {
+        let _ = tasks::record_progress(
+            &job.ctx.db,
+            job.task.id,
+            Progress {
+                error_message: Some(note.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    job.event(
+        kind::LOG,
+        json!({"level": if to == TaskState::Failed { "error" } else { "info" }, "text": note}),
+    )
+    .await;
+    if to == TaskState::Succeeded && job.state == TaskState::Preparing {
+        job.move_to(TaskState::Running, None).await;
+    }
+    if !job.move_to(to, Some(&note)).await {
+        error!(
+            to = to.as_str(),
+            "the task's final state could not be recorded"
+        );
+    }
+    job.update_status_comment(pr_url.as_deref(), Some(&note))
+        .await;
+    info!(state = to.as_str(), "task run ended");
+}
+
+/// End a task that has no command running (waiting for CI): record `to`, remove its container
+/// and volume, and update the status comment. Used by `/amp stop` and by CI timeouts.
+pub async fn end_waiting_task(
+    ctx: &Ctx,
+    task: &task::Model,
+    to: TaskState,
+    note: &str,
+) -> anyhow::Result<bool> {
+    let from: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    match tasks::transition(&ctx.db, task.id, from, to, Some(note)).await {
+        Ok(event) => ctx.bus.publish(Published {
+            task_id: task.id,
+            seq: event.seq,
+            kind: kind::STATE.into(),
+            data: serde_json::from_str(&event.data).unwrap_or_default(),
+        }),
+        Err(tasks::TaskError::Conflict { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let _ = tasks::record_progress(
+        &ctx.db,
+        task.id,
+        Progress {
+            error_message: Some(note.to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    remove_task_containers(&task.public_id).await;
+    if let (Some(github), Some(comment_id)) = (&ctx.github, task.status_comment_id) {
+        let repo = RepoRef {
+            installation_id: task.installation_id,
+            repo_id: task.repo_id,
+            full_name: task.repo_full_name.clone(),
+        };
+        let view = TaskView {
+            public_url: &ctx.config.public_url,
+            public_id: &task.public_id,
+            state: to,
+            requester: &task.requester_login,
+            pr_url: None,
+            note: Some(note),
+        };
+        if let Err(e) = github
+            .update_comment(&repo, comment_id, &texts::status_comment(&view))
+            .await
+        {
+            warn!(error = %e, "editing the status comment failed");
+        }
+    }
+    Ok(true)
+}
+
+/// Remove every container and volume labelled with the task.
+async fn remove_task_containers(public_id: &str) {
+    match Engine::connect().await {
+        Ok(engine) => match engine.owned().await {
+            Ok(owned) => {
+                for (task, container) in owned {
+                    if task == public_id {
+                        engine.remove(&container).await;
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "listing the task's containers failed"),
+        },
+        Err(e) => warn!(error = %e, "the Docker engine cannot be reached to clean up"),
+    }
+}

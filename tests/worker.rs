@@ -1,0 +1,293 @@
+//! Tasks run end to end: the real service and worker, the real Docker engine with the locally
+//! built agent image (stub `amp`), and the GitHub simulator's repositories, pull requests and
+//! comments.
+
+mod common;
+
+use std::time::Duration;
+
+use amp_orchestrator::docker::Engine;
+use amp_orchestrator::entities::{task, task_event};
+use common::github_sim::{GitHubSim, Repo};
+use common::github_sim_git::git;
+use common::service::{SECRET, test_env};
+use common::{TestDb, TestService, eventually};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+
+struct Story {
+    sim: GitHubSim,
+    _service: TestService,
+    conn: DatabaseConnection,
+    repo: Repo,
+    _db: TestDb,
+}
+
+const STUB_FILES: &[(&str, &str)] = &[
+    ("README.md", "# widgets\n"),
+    (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
+    (".amp-stub/slowly.sh", "sleep 30\n"),
+];
+
+async fn story(db: TestDb, extra: &[(&str, &str)]) -> Story {
+    let sim = GitHubSim::start(SECRET).await;
+    let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+    let mut env = test_env(&db);
+    env.extend(sim.service_env());
+    let image = std::env::var("TEST_AGENT_IMAGE")
+        .expect("TEST_AGENT_IMAGE is not set: run ./scripts/test.sh, which builds it");
+    for (k, v) in [
+        ("AGENT_IMAGE", image.as_str()),
+        // The agent container reaches the simulator's git on 127.0.0.1.
+        ("AGENT_NETWORK", "host"),
+        ("AMP_API_KEY", "sgamp_test_key_0123456789"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env.retain(|_, v| !v.is_empty());
+    let service = TestService::start_full(
+        env,
+        amp_orchestrator::app::Tunables {
+            github: amp_orchestrator::github::Options {
+                backoff: Duration::from_millis(20),
+                ..Default::default()
+            },
+            inbox_retry_base: Duration::from_millis(20),
+            run_tasks: true,
+        },
+    )
+    .await;
+    sim.deliver_to(&service.base);
+    let conn = db.connect().await;
+    Story {
+        sim,
+        _service: service,
+        conn,
+        repo,
+        _db: db,
+    }
+}
+
+impl Story {
+    async fn wait_for_state(&self, state: &str, secs: u64) -> task::Model {
+        eventually(secs, &format!("the task reaches {state}"), || async {
+            let t = task::Entity::find()
+                .order_by_desc(task::Column::Id)
+                .one(&self.conn)
+                .await
+                .unwrap()?;
+            (t.state == state).then_some(t)
+        })
+        .await
+    }
+
+    async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
+        task_event::Entity::find()
+            .filter(task_event::Column::TaskId.eq(task_id))
+            .order_by_asc(task_event::Column::Seq)
+            .all(&self.conn)
+            .await
+            .unwrap()
+    }
+
+    async fn assert_no_containers_for(&self, task: &task::Model) {
+        let public_id = task.public_id.clone();
+        let engine = Engine::connect().await.unwrap();
+        eventually(
+            10,
+            "the task's container and volume are removed",
+            || async {
+                let owned = engine.owned().await.unwrap();
+                (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+            },
+        )
+        .await;
+    }
+
+    fn status_comment(&self, issue: i64) -> common::github_sim::Comment {
+        self.sim.app_comments(&self.repo, issue).remove(0)
+    }
+}
+
+both_backends!(
+    a_prompt_becomes_a_pushed_branch_and_a_draft_pr,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        s.sim
+            .comment(&s.repo, 21, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+
+        // The branch is on the simulator's repository, with the agent's change and honest authorship.
+        let branch = task.branch.clone().unwrap();
+        assert!(branch.starts_with("amp/21-"), "{branch}");
+        let bare = s.sim.bare_repo(&s.repo);
+        let flags = git(&bare, &["show", &format!("{branch}:FLAGS")]);
+        assert_eq!(flags, "--json");
+        let message = git(&bare, &["log", "-1", "--format=%an%n%B", &branch]);
+        assert!(message.starts_with("amp-orchestrator[bot]"), "{message}");
+        assert!(message.contains("Co-authored-by: writer <"), "{message}");
+        assert_eq!(
+            task.head_sha.as_deref(),
+            Some(git(&bare, &["rev-parse", &branch]).as_str())
+        );
+
+        // A draft pull request that closes the issue.
+        let pulls = s.sim.pulls();
+        assert_eq!(pulls.len(), 1);
+        assert!(pulls[0].draft);
+        assert_eq!(pulls[0].head, branch);
+        assert!(pulls[0].body.contains("Closes #21"), "{}", pulls[0].body);
+        assert!(pulls[0].body.contains(&task.public_id));
+        assert_eq!(task.pr_number, Some(pulls[0].number));
+
+        // The one status comment now links the pull request.
+        let status = s.status_comment(21);
+        assert_eq!(s.sim.app_comments(&s.repo, 21).len(), 1);
+        assert!(!status.edits.is_empty(), "edited in place");
+        assert!(
+            status.body.contains(&format!("/pull/{}", pulls[0].number)),
+            "{}",
+            status.body
+        );
+        assert!(status.body.contains("`awaiting_ci`"), "{}", status.body);
+
+        // The agent's output is in the task's log, in order, with the thread id kept.
+        let events = s.events(task.id).await;
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "agent" && e.data.contains("\"type\":\"init\""))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "agent" && e.data.contains("\"type\":\"result\""))
+        );
+        assert!(task.thread_id.as_deref().unwrap().starts_with("T-"));
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.data.contains("sgamp_test_key_0123456789"))
+        );
+
+        // The container stays for CI; /amp stop ends the task and removes it.
+        s.sim.comment(&s.repo, 21, "writer", "/amp stop").await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    a_prompt_that_needs_no_change_succeeds_without_a_pr,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        s.sim
+            .comment(&s.repo, 22, "writer", "/amp explain the readme")
+            .await;
+        let task = s.wait_for_state("succeeded", 90).await;
+        assert!(s.sim.pulls().is_empty());
+        let status = s.status_comment(22);
+        assert!(
+            status.body.contains("No changes were needed"),
+            "{}",
+            status.body
+        );
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(stop_while_the_agent_runs, |db: TestDb| async move {
+    let s = story(db, &[]).await;
+    s.sim
+        .comment(&s.repo, 23, "writer", "/amp work slowly")
+        .await;
+    s.wait_for_state("running", 60).await;
+    s.sim.comment(&s.repo, 23, "writer", "/amp stop").await;
+    let task = s.wait_for_state("cancelled", 30).await;
+    s.assert_no_containers_for(&task).await;
+    let status = s.status_comment(23);
+    assert!(status.body.contains("`cancelled`"), "{}", status.body);
+});
+
+both_backends!(an_idle_agent_times_out, |db: TestDb| async move {
+    let s = story(db, &[("AGENT_IDLE_TIMEOUT", "2s")]).await;
+    s.sim
+        .comment(&s.repo, 24, "writer", "/amp work slowly")
+        .await;
+    let task = s.wait_for_state("timed_out", 60).await;
+    assert!(
+        task.error_message
+            .as_deref()
+            .unwrap()
+            .contains("AGENT_IDLE_TIMEOUT")
+    );
+    s.assert_no_containers_for(&task).await;
+});
+
+both_backends!(
+    a_task_longer_than_the_wall_clock_limit_times_out,
+    |db: TestDb| async move {
+        let s = story(db, &[("TASK_TIMEOUT", "3s")]).await;
+        s.sim
+            .comment(&s.repo, 25, "writer", "/amp work slowly")
+            .await;
+        let task = s.wait_for_state("timed_out", 60).await;
+        assert!(
+            task.error_message
+                .as_deref()
+                .unwrap()
+                .contains("TASK_TIMEOUT")
+        );
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    a_missing_image_fails_the_task_with_a_reply,
+    |db: TestDb| async move {
+        let s = story(
+            db,
+            &[("AGENT_IMAGE", "amp-orchestrator-no-such-image:never")],
+        )
+        .await;
+        s.sim
+            .comment(&s.repo, 26, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("failed", 60).await;
+        let status = s.status_comment(26);
+        assert!(
+            status.body.contains("not present on the Docker engine"),
+            "{}",
+            status.body
+        );
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    without_an_amp_key_no_container_starts,
+    |db: TestDb| async move {
+        let s = story(db, &[("AMP_API_KEY", "")]).await;
+        s.sim
+            .comment(&s.repo, 27, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("failed", 60).await;
+        assert!(
+            task.error_message
+                .as_deref()
+                .unwrap()
+                .contains("AMP_API_KEY")
+        );
+        let events = s.events(task.id).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.data.contains("Starting the agent container"))
+        );
+    }
+);
