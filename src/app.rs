@@ -28,6 +28,9 @@ pub struct Tunables {
     pub github: github::Options,
     /// The first wait before a failed delivery is tried again; doubled per attempt.
     pub inbox_retry_base: std::time::Duration,
+    /// How long a task claim lasts without renewal (a worker renews at a third of it); after a
+    /// crash, the task is recovered once it has expired.
+    pub task_lease: std::time::Duration,
     /// Whether this instance runs tasks; without it, it only takes webhooks and answers
     /// commands (tasks wait in the queue for an instance that runs them).
     pub run_tasks: bool,
@@ -38,9 +41,18 @@ impl Default for Tunables {
         Tunables {
             github: github::Options::default(),
             inbox_retry_base: std::time::Duration::from_secs(1),
+            task_lease: std::time::Duration::from_secs(120),
             run_tasks: true,
         }
     }
+}
+
+/// A short, stable name for the task store behind `url` (credentials excluded).
+fn store_label(url: &str) -> String {
+    use sha2::Digest;
+    let redacted = redact_url(url);
+    let digest = sha2::Sha256::digest(redacted.as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// What every handler and worker shares.
@@ -55,6 +67,8 @@ pub struct AppContext {
     pub redactor: crate::redact::Redactor,
     /// New task events, for live viewers.
     pub bus: crate::bus::EventBus,
+    /// Labels this deployment's containers (a hash of the database's identity).
+    pub store_label: String,
     /// Tasks running in this process (for `/amp stop`).
     pub running: crate::worker::Running,
     /// Group-commits intake's deliveries.
@@ -154,6 +168,7 @@ pub async fn start_with(
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
     let (deliveries, writer) = DeliveryWriter::start(db.clone());
+    let store_label = store_label(&config.database_url);
     let redactor = crate::redact::Redactor::new();
     {
         use secrecy::ExposeSecret;
@@ -179,6 +194,7 @@ pub async fn start_with(
         redactor,
         bus: crate::bus::EventBus::new(),
         running: crate::worker::Running::default(),
+        store_label,
         deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),

@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 pub const LABEL_OWNER: &str = "io.amp-orchestrator.owned";
 pub const LABEL_TASK: &str = "io.amp-orchestrator.task";
 pub const LABEL_INSTANCE: &str = "io.amp-orchestrator.instance";
+/// Which task store the container belongs to: replicas sharing a database share containers,
+/// and services on other databases (other deployments on the same engine) are left alone.
+pub const LABEL_STORE: &str = "io.amp-orchestrator.store";
 /// Where the workspace volume is mounted in the agent container.
 pub const WORKSPACE: &str = "/workspace";
 
@@ -49,6 +52,8 @@ pub struct ContainerSpec {
     /// The task's public id (unique across databases and replicas).
     pub task: String,
     pub instance_id: String,
+    /// See [`LABEL_STORE`].
+    pub store: String,
     /// `bridge`, `none`, `host` or a network name.
     pub network: String,
     pub memory_bytes: i64,
@@ -130,6 +135,7 @@ impl Engine {
             (LABEL_OWNER.to_string(), "true".to_string()),
             (LABEL_TASK.to_string(), spec.task.clone()),
             (LABEL_INSTANCE.to_string(), spec.instance_id.clone()),
+            (LABEL_STORE.to_string(), spec.store.clone()),
         ]);
         let suffix = format!("{:08x}", rand::random::<u32>());
         let short: String = spec
@@ -311,9 +317,17 @@ impl Engine {
         }
     }
 
-    /// Containers and volumes the service created, with the task (public id) each belongs to.
-    pub async fn owned(&self) -> Result<Vec<(String, TaskContainer)>, DockerError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_OWNER}=true")])]);
+    /// Containers and volumes the service created for `store` (all stores when `None`), with
+    /// the task (public id) each belongs to.
+    pub async fn owned(
+        &self,
+        store: Option<&str>,
+    ) -> Result<Vec<(String, TaskContainer)>, DockerError> {
+        let mut labels = vec![format!("{LABEL_OWNER}=true")];
+        if let Some(store) = store {
+            labels.push(format!("{LABEL_STORE}={store}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions {

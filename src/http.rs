@@ -12,16 +12,37 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The service can do its work: the database answers.
+/// The service can do its work: the database answers, and, on an instance that runs tasks, the
+/// Docker engine too.
 pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<serde_json::Value>) {
-    match ctx.db.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "database": "ok"})),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "database": e.to_string()})),
-        ),
+    let database = match ctx.db.ping().await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    let docker = if ctx.tunables.run_tasks {
+        Some(match crate::docker::Engine::connect().await {
+            Ok(engine) => engine.ping().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+    } else {
+        None
+    };
+    let ready = database.is_ok() && docker.as_ref().is_none_or(|d| d.is_ok());
+    let state = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(e),
+    };
+    let mut body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": state(&database),
+    });
+    if let Some(docker) = &docker {
+        body["docker"] = state(docker);
     }
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }

@@ -25,9 +25,13 @@ use crate::github::{GitHub, RepoRef};
 use crate::state::TaskState;
 use crate::store::tasks::{self, Progress, kind};
 
-/// A claim is held this long and renewed at a third of it while the task runs.
-const LEASE_MS: i64 = 2 * 60 * 1000;
 const SWEEP: Duration = Duration::from_secs(5);
+/// How often orphaned containers and abandoned tasks are looked for.
+const RECONCILE: Duration = Duration::from_secs(30);
+
+fn lease_ms(ctx: &Ctx) -> i64 {
+    ctx.tunables.task_lease.as_millis() as i64
+}
 /// The agent container's limits.
 const AGENT_MEMORY: i64 = 4 * 1024 * 1024 * 1024;
 const AGENT_NANO_CPUS: i64 = 2_000_000_000;
@@ -58,6 +62,13 @@ impl Running {
         }
     }
 
+    pub fn contains(&self, task_id: i64) -> bool {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&task_id)
+    }
+
     fn insert(&self, task_id: i64) -> CancellationToken {
         let token = CancellationToken::new();
         self.tasks
@@ -78,6 +89,8 @@ impl Running {
 /// Claim and run tasks until shutdown, at most `MAX_CONCURRENT_TASKS` at once.
 pub async fn run(ctx: Ctx) {
     let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_tasks));
+    reconcile(&ctx).await;
+    let mut last_reconcile = tokio::time::Instant::now();
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
@@ -86,7 +99,11 @@ pub async fn run(ctx: Ctx) {
             },
             _ = ctx.shutdown.cancelled() => return,
         };
-        match tasks::claim_next(&ctx.db, &ctx.instance_id, LEASE_MS).await {
+        if last_reconcile.elapsed() >= RECONCILE.min(ctx.tunables.task_lease) {
+            reconcile(&ctx).await;
+            last_reconcile = tokio::time::Instant::now();
+        }
+        match tasks::claim_next(&ctx.db, &ctx.instance_id, lease_ms(&ctx)).await {
             Ok(Some(task)) => {
                 let ctx = ctx.clone();
                 let span = info_span!("task", task_id = task.id, public_id = %task.public_id, repo = %task.repo_full_name);
@@ -159,8 +176,8 @@ async fn execute(ctx: &Ctx, task: task::Model) {
         let id = job.task.id;
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)).await;
-                match tasks::renew_lease(&ctx.db, id, &ctx.instance_id, LEASE_MS).await {
+                tokio::time::sleep(Duration::from_millis(lease_ms(&ctx) as u64 / 3)).await;
+                match tasks::renew_lease(&ctx.db, id, &ctx.instance_id, lease_ms(&ctx)).await {
                     Ok(true) => {}
                     Ok(false) => warn!(task_id = id, "the task's lease was taken over"),
                     Err(e) => warn!(task_id = id, error = %e, "renewing the task's lease failed"),
@@ -399,6 +416,7 @@ async fn drive(job: &mut Job<'_>) -> End {
         image: ctx.config.agent_image.clone(),
         task: job.task.public_id.clone(),
         instance_id: ctx.instance_id.clone(),
+        store: ctx.store_label.clone(),
         network: ctx.config.agent_network.as_docker_mode().to_string(),
         memory_bytes: AGENT_MEMORY,
         nano_cpus: AGENT_NANO_CPUS,
@@ -734,14 +752,18 @@ async fn finish(job: &mut Job<'_>, end: End) {
     if to == TaskState::Succeeded && job.state == TaskState::Preparing {
         job.move_to(TaskState::Running, None).await;
     }
+    // The comment first, so that whoever sees the final state also sees the final comment.
+    let shown = job.state;
+    job.state = to;
+    job.update_status_comment(pr_url.as_deref(), Some(&note))
+        .await;
+    job.state = shown;
     if !job.move_to(to, Some(&note)).await {
         error!(
             to = to.as_str(),
             "the task's final state could not be recorded"
         );
     }
-    job.update_status_comment(pr_url.as_deref(), Some(&note))
-        .await;
     info!(state = to.as_str(), "task run ended");
 }
 
@@ -773,7 +795,7 @@ pub async fn end_waiting_task(
         },
     )
     .await;
-    remove_task_containers(&task.public_id).await;
+    remove_task_containers(ctx, &task.public_id).await;
     if let (Some(github), Some(comment_id)) = (&ctx.github, task.status_comment_id) {
         let repo = RepoRef {
             installation_id: task.installation_id,
@@ -799,9 +821,9 @@ pub async fn end_waiting_task(
 }
 
 /// Remove every container and volume labelled with the task.
-async fn remove_task_containers(public_id: &str) {
+async fn remove_task_containers(ctx: &Ctx, public_id: &str) {
     match Engine::connect().await {
-        Ok(engine) => match engine.owned().await {
+        Ok(engine) => match engine.owned(Some(&ctx.store_label)).await {
             Ok(owned) => {
                 for (task, container) in owned {
                     if task == public_id {
@@ -812,5 +834,52 @@ async fn remove_task_containers(public_id: &str) {
             Err(e) => warn!(error = %e, "listing the task's containers failed"),
         },
         Err(e) => warn!(error = %e, "the Docker engine cannot be reached to clean up"),
+    }
+}
+
+/// After a crash or on another replica's death: tasks whose worker is gone (lease expired while
+/// preparing, running, pushing or fixing) end as failed with a clear status comment, and
+/// containers of tasks that are over (or unknown to the store) are removed.
+pub async fn reconcile(ctx: &Ctx) {
+    match tasks::abandoned(&ctx.db).await {
+        Ok(abandoned) => {
+            for task in abandoned {
+                if ctx.running.contains(task.id) {
+                    continue;
+                }
+                warn!(task_id = task.id, state = %task.state, "the task's worker is gone; ending it");
+                let note = "The service stopped while this task was running, so it could not \
+                            finish. Comment `/amp retry` to run it again.";
+                if let Err(e) = end_waiting_task(ctx, &task, TaskState::Failed, note).await {
+                    warn!(task_id = task.id, error = %e, "ending an abandoned task failed");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "looking for abandoned tasks failed"),
+    }
+    let Ok(engine) = Engine::connect().await else {
+        return;
+    };
+    let owned = match engine.owned(Some(&ctx.store_label)).await {
+        Ok(owned) => owned,
+        Err(e) => {
+            warn!(error = %e, "listing the service's containers failed");
+            return;
+        }
+    };
+    for (public_id, container) in owned {
+        let over = match tasks::get_by_public_id(&ctx.db, &public_id).await {
+            Ok(Some(task)) => task
+                .state
+                .parse::<TaskState>()
+                .map(TaskState::is_terminal)
+                .unwrap_or(true),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if over {
+            info!(task = %public_id, container = %container.id, "removing an orphaned container");
+            engine.remove(&container).await;
+        }
     }
 }

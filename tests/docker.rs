@@ -17,6 +17,7 @@ fn spec(image: &str) -> ContainerSpec {
         image: image.to_string(),
         task: format!("docker-test-{}", rand::random::<u64>()),
         instance_id: "docker-test".into(),
+        store: "docker-test".into(),
         network: "none".into(),
         memory_bytes: 512 * 1024 * 1024,
         nano_cpus: 1_000_000_000,
@@ -133,14 +134,14 @@ async fn the_agent_runs_locked_down_and_everything_is_removed() {
     let (code, _, _) = run(&engine, &container, sh("true")).await;
     assert_eq!(code, Some(0));
 
-    let owned = engine.owned().await.unwrap();
+    let owned = engine.owned(None).await.unwrap();
     assert!(
         owned
             .iter()
             .any(|(t, c)| *t == spec.task && *c == container)
     );
     engine.remove(&container).await;
-    let owned = engine.owned().await.unwrap();
+    let owned = engine.owned(None).await.unwrap();
     assert!(
         !owned.iter().any(|(t, _)| *t == spec.task),
         "container and volume removed"
@@ -182,6 +183,6 @@ async fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
         Err(DockerError::MissingImage(image)) => assert_eq!(image, spec.image),
         other => panic!("{other:?}"),
     }
-    let owned = engine.owned().await.unwrap();
+    let owned = engine.owned(None).await.unwrap();
     assert!(!owned.iter().any(|(t, _)| *t == spec.task));
 }

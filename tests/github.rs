@@ -55,6 +55,7 @@ async fn story_with(db: TestDb, options: Options) -> Story {
             github: options,
             inbox_retry_base: Duration::from_millis(20),
             run_tasks: false,
+            ..Default::default()
         },
     )
     .await;

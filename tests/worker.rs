@@ -28,10 +28,24 @@ const STUB_FILES: &[(&str, &str)] = &[
     (".amp-stub/slowly.sh", "sleep 30\n"),
 ];
 
-async fn story(db: TestDb, extra: &[(&str, &str)]) -> Story {
-    let sim = GitHubSim::start(SECRET).await;
-    let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
-    let mut env = test_env(&db);
+fn tunables() -> amp_orchestrator::app::Tunables {
+    amp_orchestrator::app::Tunables {
+        github: amp_orchestrator::github::Options {
+            backoff: Duration::from_millis(20),
+            ..Default::default()
+        },
+        inbox_retry_base: Duration::from_millis(20),
+        task_lease: Duration::from_secs(6),
+        run_tasks: true,
+    }
+}
+
+fn service_env(
+    db: &TestDb,
+    sim: &GitHubSim,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let mut env = test_env(db);
     env.extend(sim.service_env());
     let image = std::env::var("TEST_AGENT_IMAGE")
         .expect("TEST_AGENT_IMAGE is not set: run ./scripts/test.sh, which builds it");
@@ -47,18 +61,14 @@ async fn story(db: TestDb, extra: &[(&str, &str)]) -> Story {
         env.insert(k.to_string(), v.to_string());
     }
     env.retain(|_, v| !v.is_empty());
-    let service = TestService::start_full(
-        env,
-        amp_orchestrator::app::Tunables {
-            github: amp_orchestrator::github::Options {
-                backoff: Duration::from_millis(20),
-                ..Default::default()
-            },
-            inbox_retry_base: Duration::from_millis(20),
-            run_tasks: true,
-        },
-    )
-    .await;
+    env
+}
+
+async fn story(db: TestDb, extra: &[(&str, &str)]) -> Story {
+    let sim = GitHubSim::start(SECRET).await;
+    let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+    let env = service_env(&db, &sim, extra);
+    let service = TestService::start_full(env, tunables()).await;
     sim.deliver_to(&service.base);
     let conn = db.connect().await;
     Story {
@@ -99,15 +109,24 @@ impl Story {
             10,
             "the task's container and volume are removed",
             || async {
-                let owned = engine.owned().await.unwrap();
+                let owned = engine.owned(None).await.unwrap();
                 (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
             },
         )
         .await;
     }
 
-    fn status_comment(&self, issue: i64) -> common::github_sim::Comment {
-        self.sim.app_comments(&self.repo, issue).remove(0)
+    /// The status comment, once it says `text`.
+    async fn status_saying(&self, issue: i64, text: &str) -> common::github_sim::Comment {
+        eventually(20, &format!("the status comment says {text:?}"), || async {
+            let c = self
+                .sim
+                .app_comments(&self.repo, issue)
+                .into_iter()
+                .next()?;
+            c.body.contains(text).then_some(c)
+        })
+        .await
     }
 }
 
@@ -144,7 +163,7 @@ both_backends!(
         assert_eq!(task.pr_number, Some(pulls[0].number));
 
         // The one status comment now links the pull request.
-        let status = s.status_comment(21);
+        let status = s.status_saying(21, "`awaiting_ci`").await;
         assert_eq!(s.sim.app_comments(&s.repo, 21).len(), 1);
         assert!(!status.edits.is_empty(), "edited in place");
         assert!(
@@ -191,7 +210,7 @@ both_backends!(
             .await;
         let task = s.wait_for_state("succeeded", 90).await;
         assert!(s.sim.pulls().is_empty());
-        let status = s.status_comment(22);
+        let status = s.status_saying(22, "No changes were needed").await;
         assert!(
             status.body.contains("No changes were needed"),
             "{}",
@@ -210,8 +229,7 @@ both_backends!(stop_while_the_agent_runs, |db: TestDb| async move {
     s.sim.comment(&s.repo, 23, "writer", "/amp stop").await;
     let task = s.wait_for_state("cancelled", 30).await;
     s.assert_no_containers_for(&task).await;
-    let status = s.status_comment(23);
-    assert!(status.body.contains("`cancelled`"), "{}", status.body);
+    s.status_saying(23, "`cancelled`").await;
 });
 
 both_backends!(an_idle_agent_times_out, |db: TestDb| async move {
@@ -259,7 +277,9 @@ both_backends!(
             .comment(&s.repo, 26, "writer", "/amp add a json flag")
             .await;
         let task = s.wait_for_state("failed", 60).await;
-        let status = s.status_comment(26);
+        let status = s
+            .status_saying(26, "not present on the Docker engine")
+            .await;
         assert!(
             status.body.contains("not present on the Docker engine"),
             "{}",
@@ -289,5 +309,122 @@ both_backends!(
                 .iter()
                 .any(|e| e.data.contains("Starting the agent container"))
         );
+    }
+);
+
+both_backends!(
+    a_crash_mid_task_is_recovered_after_restart,
+    |db: TestDb| async move {
+        let sim = GitHubSim::start(SECRET).await;
+        let repo =
+            sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+        let env = service_env(&db, &sim, &[]);
+        let conn = db.connect().await;
+
+        // The first service runs on its own runtime, which is torn down mid-task: a crash, as far as
+        // the database and Docker can tell.
+        let (base_tx, base_rx) = tokio::sync::oneshot::channel();
+        let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
+        let env1 = env.clone();
+        let first = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let service = rt.block_on(TestService::start_full(env1, tunables()));
+            base_tx.send(service.base.clone()).unwrap();
+            crash_rx.recv().unwrap();
+            std::mem::forget(service);
+            rt.shutdown_background();
+        });
+        sim.deliver_to(&base_rx.await.unwrap());
+        sim.comment(&repo, 31, "writer", "/amp work slowly").await;
+        let task = eventually(60, "the task runs", || async {
+            let t = task::Entity::find().one(&conn).await.unwrap()?;
+            (t.state == "running").then_some(t)
+        })
+        .await;
+        crash_tx.send(()).unwrap();
+        first.join().unwrap();
+        let engine = Engine::connect().await.unwrap();
+        assert!(
+            engine
+                .owned(None)
+                .await
+                .unwrap()
+                .iter()
+                .any(|(t, _)| *t == task.public_id),
+            "the crashed task's container is still there"
+        );
+
+        // After a restart the abandoned task ends with a clear status comment, and its container goes.
+        let second = TestService::start_full(env, tunables()).await;
+        sim.deliver_to(&second.base);
+        let task = eventually(60, "the abandoned task is failed", || async {
+            let t = task::Entity::find().one(&conn).await.unwrap()?;
+            (t.state == "failed").then_some(t)
+        })
+        .await;
+        let status = eventually(20, "the status comment says what happened", || async {
+            let status = sim.app_comments(&repo, 31).remove(0);
+            status.body.contains("`failed`").then_some(status)
+        })
+        .await;
+        assert!(status.body.contains("/amp retry"), "{}", status.body);
+        let public_id = task.public_id.clone();
+        eventually(20, "the orphaned container is removed", || async {
+            let owned = engine.owned(None).await.unwrap();
+            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+        })
+        .await;
+    }
+);
+
+both_backends!(
+    tasks_run_concurrently_up_to_the_limit,
+    |db: TestDb| async move {
+        let s = story(db, &[("MAX_CONCURRENT_TASKS", "2")]).await;
+        for issue in [41, 42, 43] {
+            s.sim
+                .comment(&s.repo, issue, "writer", "/amp work slowly")
+                .await;
+        }
+        let running = eventually(60, "two tasks run at once", || async {
+            let tasks = task::Entity::find().all(&s.conn).await.unwrap();
+            let running: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.state == "running")
+                .cloned()
+                .collect();
+            (tasks.len() == 3 && running.len() == 2).then_some(running)
+        })
+        .await;
+        let tasks = task::Entity::find().all(&s.conn).await.unwrap();
+        assert_eq!(
+            tasks.iter().filter(|t| t.state == "queued").count(),
+            1,
+            "the third waits"
+        );
+        // Stopping one frees a slot for the third.
+        let first = &running[0];
+        s.sim
+            .comment(&s.repo, first.issue_number, "writer", "/amp stop")
+            .await;
+        eventually(60, "the third task starts", || async {
+            let tasks = task::Entity::find().all(&s.conn).await.unwrap();
+            (tasks.iter().filter(|t| t.state == "running").count() == 2
+                && tasks.iter().filter(|t| t.state == "queued").count() == 0)
+                .then_some(())
+        })
+        .await;
+        for issue in [41, 42, 43] {
+            s.sim.comment(&s.repo, issue, "writer", "/amp stop").await;
+        }
+        eventually(60, "all stopped", || async {
+            let tasks = task::Entity::find().all(&s.conn).await.unwrap();
+            tasks.iter().all(|t| t.state == "cancelled").then_some(())
+        })
+        .await;
     }
 );

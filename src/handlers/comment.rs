@@ -322,6 +322,29 @@ impl Turn<'_> {
                     tasks::set_status_comment(&ctx.db, task.id, comment.id.0 as i64)
                         .await
                         .context("remembering the status comment")?;
+                    // A worker may have moved the task on (even finished it) before it could
+                    // know this comment: bring the comment up to date.
+                    if let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await
+                        && fresh.state != task.state
+                    {
+                        let pr_url = fresh
+                            .pr_number
+                            .zip(event.repository.html_url.as_deref())
+                            .map(|(n, base)| format!("{base}/pull/{n}"));
+                        let mut view = self.view(&fresh);
+                        view.pr_url = pr_url.as_deref();
+                        view.note = fresh.error_message.as_deref();
+                        if let Err(e) = github
+                            .update_comment(
+                                self.repo,
+                                comment.id.0 as i64,
+                                &texts::status_comment(&view),
+                            )
+                            .await
+                        {
+                            warn!(error = %e, "bringing the status comment up to date failed");
+                        }
+                    }
                 }
                 Err(e) if is_permanent(&e) => {
                     error!(delivery_id = self.delivery_id, task_id = task.id, error = %e, "posting the status comment failed");

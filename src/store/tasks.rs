@@ -332,6 +332,27 @@ pub async fn claim_next(
     task::Entity::find_by_id(id).one(db).await
 }
 
+/// Tasks in the middle of a run whose lease has expired: their worker is gone.
+pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbErr> {
+    let mid_run: Vec<&str> = [
+        TaskState::Preparing,
+        TaskState::Running,
+        TaskState::Pushing,
+        TaskState::Fixing,
+    ]
+    .map(TaskState::as_str)
+    .to_vec();
+    task::Entity::find()
+        .filter(task::Column::State.is_in(mid_run))
+        .filter(
+            sea_orm::Condition::any()
+                .add(task::Column::LeaseUntil.is_null())
+                .add(task::Column::LeaseUntil.lt(now_ms())),
+        )
+        .all(db)
+        .await
+}
+
 /// Extend the lease of a task this process runs; `false` when another owner holds it now.
 pub async fn renew_lease(
     db: &DatabaseConnection,

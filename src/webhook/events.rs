@@ -134,6 +134,9 @@ pub struct Repository {
     #[serde(default)]
     pub private: bool,
     pub clone_url: String,
+    /// `https://github.com/owner/name` (or the GitHub Enterprise equivalent).
+    #[serde(default)]
+    pub html_url: Option<String>,
     pub default_branch: String,
     #[serde(default)]
     pub archived: bool,
