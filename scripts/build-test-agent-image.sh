@@ -3,8 +3,43 @@
 # a POSIX shell, git (with HTTP transport) and a few tools, their shared libraries, a non-root
 # user `agent` (uid 1000), and the stub `amp` from docker/agent-test/amp. Tagged
 # amp-orchestrator-test-agent:<content hash> and :latest; rebuilt only when its inputs change.
+#
+# With `--real-amp <path to the amp binary>`, it then builds amp-orchestrator-test-agent-real on
+# top, with the real Amp CLI in place of the stub, and prints that image's name instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+real_amp=""
+if [ "${1:-}" = "--real-amp" ]; then
+  real_amp="${2:?--real-amp needs the path of the amp binary}"
+fi
+
+build_real() {
+  local base="$1"
+  [ -n "$real_amp" ] || { echo "$base"; return; }
+  local real_name="${NAME}-real"
+  local real_hash
+  real_hash=$( (echo "$base"; sha256sum "$real_amp") | sha256sum | cut -c1-16)
+  if ! docker image inspect "$real_name:$real_hash" >/dev/null 2>&1; then
+    local ctx
+    ctx=$(mktemp -d)
+    mkdir -p "$ctx/root/usr/local/bin"
+    cp "$real_amp" "$ctx/root/usr/local/bin/amp"
+    # Its linked libraries, and those it opens at run time.
+    { ldd "$real_amp" 2>/dev/null | grep -o '/[^ ]*'
+      for extra in libgcc_s.so.1 libstdc++.so.6 librt.so.1 libresolv.so.2 libutil.so.1 libanl.so.1 libz.so.1; do
+        ldconfig -p | awk -v l="$extra" '$1 == l && /x86-64/ {print $NF; exit}'
+      done
+    } | while read -r lib; do
+      mkdir -p "$ctx/root$(dirname "$lib")"
+      cp -L "$lib" "$ctx/root$lib"
+    done
+    printf 'FROM %s\nCOPY --chown=0:0 root/ /\n' "$base" > "$ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$real_name:$real_hash" "$ctx" >/dev/null
+    rm -rf "$ctx"
+  fi
+  echo "$real_name:$real_hash"
+}
 
 NAME="${TEST_AGENT_IMAGE_NAME:-amp-orchestrator-test-agent}"
 TOOLS=(sh cat env sleep head tail tr ls mkdir rm cp mv find grep sed wc sort id date readlink dirname basename touch chmod true false printf expr uname)
@@ -13,7 +48,7 @@ git_exec=$(git --exec-path)
 hash=$( (cat "$0" docker/agent-test/amp; git --version; for t in "${TOOLS[@]}"; do command -v "$t" || true; done) | sha256sum | cut -c1-16)
 if docker image inspect "$NAME:$hash" >/dev/null 2>&1; then
   docker tag "$NAME:$hash" "$NAME:latest"
-  echo "$NAME:$hash"
+  build_real "$NAME:$hash"
   exit 0
 fi
 
@@ -78,4 +113,4 @@ docker tag "$NAME:$hash" "$NAME:latest"
 for old in $(docker images "$NAME" --format '{{.Tag}}'); do
   [ "$old" = latest ] || [ "$old" = "$hash" ] || docker rmi "$NAME:$old" >/dev/null 2>&1 || true
 done
-echo "$NAME:$hash"
+build_real "$NAME:$hash"

@@ -17,6 +17,10 @@ docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm
 docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
+ensure_amp_cli || fail "the Amp CLI could not be installed from npm"
+TEST_REAL_AMP_IMAGE=$(./scripts/build-test-agent-image.sh --real-amp "$AMP_CLI_BIN") ||
+  fail "the test image with the real Amp CLI could not be built"
+export TEST_REAL_AMP_IMAGE
 
 if ! command -v cargo >/dev/null 2>&1; then
   fail "cargo is not installed (https://rustup.rs)"

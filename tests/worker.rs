@@ -428,3 +428,34 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    the_real_amp_cli_fails_with_its_own_words,
+    |db: TestDb| async move {
+        // The real CLI (from npm, pinned) against an Amp server that is not there: it exits 1 with the
+        // reason on stderr and nothing on stdout; the task must fail with that reason, promptly.
+        let image = std::env::var("TEST_REAL_AMP_IMAGE")
+            .expect("TEST_REAL_AMP_IMAGE is not set: run ./scripts/test.sh, which builds it");
+        let s = story(
+            db,
+            &[
+                ("AGENT_IMAGE", image.as_str()),
+                ("AMP_URL", "http://127.0.0.1:9"),
+                ("AGENT_IDLE_TIMEOUT", "60s"),
+            ],
+        )
+        .await;
+        s.sim
+            .comment(&s.repo, 28, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("failed", 90).await;
+        let reason = task.error_message.clone().unwrap();
+        assert!(
+            reason.contains("Couldn't connect to the Amp server at http://127.0.0.1:9"),
+            "{reason}"
+        );
+        s.status_saying(28, "Couldn't connect to the Amp server")
+            .await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
