@@ -109,8 +109,4 @@ tar -C "$root" --numeric-owner -c . | docker import \
   -c 'CMD ["sleep","infinity"]' \
   - "$NAME:$hash" >/dev/null
 docker tag "$NAME:$hash" "$NAME:latest"
-# Earlier builds are no longer needed.
-for old in $(docker images "$NAME" --format '{{.Tag}}'); do
-  [ "$old" = latest ] || [ "$old" = "$hash" ] || docker rmi "$NAME:$old" >/dev/null 2>&1 || true
-done
 build_real "$NAME:$hash"

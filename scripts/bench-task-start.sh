@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Task start benchmark (tests/bench_task_start.rs): webhook → agent process start, p50/p95 over
+# BENCH_TASKS (default 20) tasks, split into the service's time and Docker's, and memory per
+# running task. Needs what the tests need (Docker, the test agent image).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+ensure_postgres
+ensure_docker
+TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
+export TEST_AGENT_IMAGE
+cargo test --release --locked --test bench_task_start -- --ignored --nocapture 2>&1 |
+  grep -v -E '^\s*$|^running|^test result|WARN|^test '
