@@ -73,6 +73,8 @@ pub struct Config {
     pub agent_idle_timeout: Duration,
     pub max_ci_rounds: u32,
     pub ci_wait_timeout: Duration,
+    /// The Docker engine (`unix:///…` or `tcp://host:port`); the local socket when unset.
+    pub docker_host: Option<String>,
     /// The least repository role that may run `/amp` commands: `write`, `maintain` or `admin`.
     pub required_permission: String,
     pub admin_token: Option<SecretString>,
@@ -228,6 +230,16 @@ impl Config {
         {
             problems.push("ADMIN_TOKEN must be at least 16 characters".into());
         }
+        let docker_host = get("DOCKER_HOST").map(|v| v.trim().to_string());
+        if let Some(host) = &docker_host
+            && !["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|p| host.starts_with(p))
+        {
+            problems.push(format!(
+                "DOCKER_HOST must start with unix://, tcp:// or http://, got {host:?}"
+            ));
+        }
         let required_permission = get("REQUIRED_PERMISSION")
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_else(|| "write".into());
@@ -272,6 +284,7 @@ impl Config {
             agent_idle_timeout,
             max_ci_rounds,
             ci_wait_timeout,
+            docker_host,
             required_permission,
             admin_token,
             log_level,

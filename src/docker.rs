@@ -93,10 +93,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connect (`DOCKER_HOST` or the local socket) and agree on an API version the engine speaks.
-    pub async fn connect() -> Result<Engine, DockerError> {
-        let docker =
-            Docker::connect_with_defaults().map_err(|e| DockerError::Unreachable(e.to_string()))?;
+    /// Connect to `host` (`unix:///…`, `tcp://…`; the local socket or the process's
+    /// `DOCKER_HOST` when `None`) and agree on an API version the engine speaks.
+    pub async fn connect(host: Option<&str>) -> Result<Engine, DockerError> {
+        let docker = match host {
+            None => Docker::connect_with_defaults(),
+            Some(h) if h.starts_with("unix://") => {
+                Docker::connect_with_socket(h, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(|e| DockerError::Unreachable(e.to_string()))?;
         let docker = docker
             .negotiate_version()
             .await

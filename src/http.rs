@@ -20,10 +20,12 @@ pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<serde_json::Val
         Err(e) => Err(e.to_string()),
     };
     let docker = if ctx.tunables.run_tasks {
-        Some(match crate::docker::Engine::connect().await {
-            Ok(engine) => engine.ping().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        })
+        Some(
+            match crate::docker::Engine::connect(ctx.config.docker_host.as_deref()).await {
+                Ok(engine) => engine.ping().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
     } else {
         None
     };

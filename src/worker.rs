@@ -407,7 +407,7 @@ async fn drive(job: &mut Job<'_>) -> End {
             "AMP_API_KEY is not configured on the server, so the agent cannot run".into(),
         );
     };
-    let engine = match Engine::connect().await {
+    let engine = match Engine::connect(ctx.config.docker_host.as_deref()).await {
         Ok(engine) => engine,
         Err(e) => return End::Failed(e.to_string()),
     };
@@ -723,7 +723,9 @@ async fn finish(job: &mut Job<'_>, end: End) {
         if let Some(container) = container {
             let engine = match &job.engine {
                 Some(engine) => Some(engine.clone()),
-                None => Engine::connect().await.ok(),
+                None => Engine::connect(job.ctx.config.docker_host.as_deref())
+                    .await
+                    .ok(),
             };
             if let Some(engine) = engine {
                 engine.remove(&container).await;
@@ -822,7 +824,7 @@ pub async fn end_waiting_task(
 
 /// Remove every container and volume labelled with the task.
 async fn remove_task_containers(ctx: &Ctx, public_id: &str) {
-    match Engine::connect().await {
+    match Engine::connect(ctx.config.docker_host.as_deref()).await {
         Ok(engine) => match engine.owned(Some(&ctx.store_label)).await {
             Ok(owned) => {
                 for (task, container) in owned {
@@ -857,7 +859,7 @@ pub async fn reconcile(ctx: &Ctx) {
         }
         Err(e) => warn!(error = %e, "looking for abandoned tasks failed"),
     }
-    let Ok(engine) = Engine::connect().await else {
+    let Ok(engine) = Engine::connect(ctx.config.docker_host.as_deref()).await else {
         return;
     };
     let owned = match engine.owned(Some(&ctx.store_label)).await {

@@ -47,13 +47,19 @@ async fn event_at(conn: &sea_orm::DatabaseConnection, task_id: i64, needle: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: ./scripts/bench-task-start.sh"]
 async fn task_start_latency_and_memory() {
-    let tasks: usize = std::env::var("BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let tasks: usize = std::env::var("BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let db = TestDb::new(Backend::Sqlite).await;
     let sim = GitHubSim::start(SECRET).await;
     let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], FILES);
     let mut env = test_env(&db);
     env.extend(sim.service_env());
-    env.insert("AGENT_IMAGE".into(), std::env::var("TEST_AGENT_IMAGE").unwrap());
+    env.insert(
+        "AGENT_IMAGE".into(),
+        std::env::var("TEST_AGENT_IMAGE").unwrap(),
+    );
     env.insert("AGENT_NETWORK".into(), "host".into());
     env.insert("AMP_API_KEY".into(), "sgamp_bench_key_0123456789".into());
     env.insert("MAX_CONCURRENT_TASKS".into(), tasks.to_string());
@@ -85,7 +91,9 @@ async fn task_start_latency_and_memory() {
             .unwrap()
             .unwrap()
             .received_at;
-        let container = event_at(&conn, t.id, "Starting the agent container").await.unwrap();
+        let container = event_at(&conn, t.id, "Starting the agent container")
+            .await
+            .unwrap();
         let agent = event_at(&conn, t.id, "\"type\":\"init\"").await.unwrap();
         total.push((agent - received) as f64);
         docker_ms.push((agent - container) as f64);
@@ -103,9 +111,16 @@ async fn task_start_latency_and_memory() {
     for (name, s) in [
         ("webhook received → agent process started", &total),
         ("service: webhook → container requested", &service_ms),
-        ("Docker and git: container start, clone, agent exec", &docker_ms),
+        (
+            "Docker and git: container start, clone, agent exec",
+            &docker_ms,
+        ),
     ] {
-        println!("| {name} | {:.0} | {:.0} |", percentile(s, 50.0), percentile(s, 95.0));
+        println!(
+            "| {name} | {:.0} | {:.0} |",
+            percentile(s, 50.0),
+            percentile(s, 95.0)
+        );
     }
     println!(
         "memory: {} KiB idle, {} KiB with {tasks} tasks running: {:.0} KiB per running task",
@@ -114,7 +129,8 @@ async fn task_start_latency_and_memory() {
         (rss_running.saturating_sub(rss_idle)) as f64 / tasks as f64
     );
     for issue in 0..tasks {
-        sim.comment(&repo, 100 + issue as i64, "writer", "/amp stop").await;
+        sim.comment(&repo, 100 + issue as i64, "writer", "/amp stop")
+            .await;
     }
     eventually(120, "all tasks stopped", || async {
         let all = task::Entity::find().all(&conn).await.unwrap();

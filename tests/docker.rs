@@ -27,7 +27,7 @@ fn spec(image: &str) -> ContainerSpec {
 }
 
 async fn engine() -> Engine {
-    Engine::connect()
+    Engine::connect(None)
         .await
         .expect("the Docker engine is needed (./scripts/test.sh starts it)")
 }

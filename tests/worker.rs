@@ -104,7 +104,7 @@ impl Story {
 
     async fn assert_no_containers_for(&self, task: &task::Model) {
         let public_id = task.public_id.clone();
-        let engine = Engine::connect().await.unwrap();
+        let engine = Engine::connect(None).await.unwrap();
         eventually(
             10,
             "the task's container and volume are removed",
@@ -347,7 +347,7 @@ both_backends!(
         .await;
         crash_tx.send(()).unwrap();
         first.join().unwrap();
-        let engine = Engine::connect().await.unwrap();
+        let engine = Engine::connect(None).await.unwrap();
         assert!(
             engine
                 .owned(None)
@@ -457,5 +457,43 @@ both_backends!(
         s.status_saying(28, "Couldn't connect to the Amp server")
             .await;
         s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    an_unreachable_docker_engine_fails_tasks_and_readiness,
+    |db: TestDb| async move {
+        let s = story(db, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]).await;
+        let response = s
+            ._service
+            .http
+            .get(s._service.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        let ready: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(ready["database"], "ok");
+        assert!(
+            ready["docker"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be reached"),
+            "{ready}"
+        );
+
+        s.sim
+            .comment(&s.repo, 29, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("failed", 60).await;
+        assert!(
+            task.error_message
+                .as_deref()
+                .unwrap()
+                .contains("Docker engine cannot be reached"),
+            "{:?}",
+            task.error_message
+        );
+        s.status_saying(29, "Docker engine cannot be reached").await;
     }
 );
