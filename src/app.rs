@@ -172,7 +172,7 @@ pub async fn start_with(
     let redactor = crate::redact::Redactor::new();
     {
         use secrecy::ExposeSecret;
-        for secret in config.webhook_secrets.iter() {
+        for secret in config.webhook_secrets.iter().chain(&config.redact_values) {
             redactor.add(secret.expose_secret());
         }
         for secret in [

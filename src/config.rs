@@ -73,6 +73,8 @@ pub struct Config {
     pub agent_idle_timeout: Duration,
     pub max_ci_rounds: u32,
     pub ci_wait_timeout: Duration,
+    /// More values to mask in every stored or shown line (besides the service's own secrets).
+    pub redact_values: Vec<SecretString>,
     /// The Docker engine (`unix:///…` or `tcp://host:port`); the local socket when unset.
     pub docker_host: Option<String>,
     /// The least repository role that may run `/amp` commands: `write`, `maintain` or `admin`.
@@ -230,6 +232,15 @@ impl Config {
         {
             problems.push("ADMIN_TOKEN must be at least 16 characters".into());
         }
+        let redact_values: Vec<SecretString> = get("REDACT_VALUES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let docker_host = get("DOCKER_HOST").map(|v| v.trim().to_string());
         if let Some(host) = &docker_host
             && !["unix://", "tcp://", "http://"]
@@ -284,6 +295,7 @@ impl Config {
             agent_idle_timeout,
             max_ci_rounds,
             ci_wait_timeout,
+            redact_values,
             docker_host,
             required_permission,
             admin_token,

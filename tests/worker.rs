@@ -26,6 +26,10 @@ const STUB_FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
     (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
     (".amp-stub/slowly.sh", "sleep 30\n"),
+    (
+        ".amp-stub/reveal.sh",
+        "echo 'the deploy password is hunter2-deploy-key'\n",
+    ),
 ];
 
 fn tunables() -> amp_orchestrator::app::Tunables {
@@ -495,5 +499,22 @@ both_backends!(
             task.error_message
         );
         s.status_saying(29, "Docker engine cannot be reached").await;
+    }
+);
+
+both_backends!(
+    configured_values_never_reach_the_log,
+    |db: TestDb| async move {
+        let s = story(db, &[("REDACT_VALUES", "hunter2-deploy-key")]).await;
+        s.sim.comment(&s.repo, 30, "writer", "/amp reveal it").await;
+        let task = s.wait_for_state("succeeded", 90).await;
+        let events = s.events(task.id).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.contains("the deploy password is [REDACTED]")),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| e.data.contains("hunter2-deploy-key")));
     }
 );
