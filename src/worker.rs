@@ -157,11 +157,7 @@ struct Job<'a> {
 
 async fn execute(ctx: &Ctx, task: task::Model) {
     let stop = ctx.running.insert(task.id);
-    let repo = RepoRef {
-        installation_id: task.installation_id,
-        repo_id: task.repo_id,
-        full_name: task.repo_full_name.clone(),
-    };
+    let repo = RepoRef::of_task(&task);
     let mut job = Job {
         ctx,
         repo,
@@ -241,12 +237,10 @@ impl Job<'_> {
 
     fn view<'v>(&'v self, pr_url: Option<&'v str>, note: Option<&'v str>) -> TaskView<'v> {
         TaskView {
-            public_url: &self.ctx.config.public_url,
-            public_id: &self.task.public_id,
             state: self.state,
-            requester: &self.task.requester_login,
             pr_url,
             note,
+            ..TaskView::of(&self.task, &self.ctx.config.public_url)
         }
     }
 
@@ -319,8 +313,9 @@ impl Job<'_> {
     }
 
     /// Git with the installation token: the token is only in this process's environment and is
-    /// handed to git by an inline credential helper, so nothing is written to disk.
-    async fn git_with_token(&self, args: &str) -> Result<String, String> {
+    /// handed to git by an inline credential helper, so nothing is written to disk. `args` refers
+    /// to values from the webhook through `env` (`"$NAME"`), never by pasting them into the script.
+    async fn git_with_token(&self, args: &str, env: Vec<String>) -> Result<String, String> {
         let Some(github) = &self.github else {
             return Err("the GitHub App is not configured".into());
         };
@@ -333,15 +328,10 @@ impl Job<'_> {
              -c 'credential.helper=!f() {{ echo username=x-access-token; echo \"password=$GIT_TOKEN\"; }}; f' \
              {args}"
         );
-        self.sh(
-            &script,
-            vec![
-                format!("GIT_TOKEN={}", token.expose_secret()),
-                "GIT_TERMINAL_PROMPT=0".into(),
-            ],
-        )
-        .await
-        .map(|(_, out)| out)
+        let mut env = env;
+        env.push(format!("GIT_TOKEN={}", token.expose_secret()));
+        env.push("GIT_TERMINAL_PROMPT=0".into());
+        self.sh(&script, env).await.map(|(_, out)| out)
     }
 }
 
@@ -439,12 +429,16 @@ async fn drive(job: &mut Job<'_>) -> End {
     );
     job.log(&format!("Cloning {}", job.task.repo_full_name))
         .await;
-    let clone = format!(
-        "clone --quiet --branch '{}' '{}' .",
-        job.task.default_branch.replace('\'', ""),
-        job.task.clone_url.replace('\'', "")
-    );
-    if let Err(e) = job.git_with_token(&clone).await {
+    let clone = job
+        .git_with_token(
+            "clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" .",
+            vec![
+                format!("BASE={}", job.task.default_branch),
+                format!("CLONE_URL={}", job.task.clone_url),
+            ],
+        )
+        .await;
+    if let Err(e) = clone {
         return End::Failed(format!("cloning the repository failed: {e}"));
     }
     if let Err(e) = job
@@ -519,7 +513,10 @@ async fn drive(job: &mut Job<'_>) -> End {
         Err(e) => return End::Failed(format!("committing the changes failed: {e}")),
     };
     if let Err(e) = job
-        .git_with_token(&format!("push --quiet origin 'HEAD:refs/heads/{branch}'"))
+        .git_with_token(
+            "push --quiet origin \"HEAD:refs/heads/$BRANCH\"",
+            vec![format!("BRANCH={branch}")],
+        )
         .await
     {
         return End::Failed(format!("pushing the branch failed: {e}"));
@@ -799,18 +796,11 @@ pub async fn end_waiting_task(
     .await;
     remove_task_containers(ctx, &task.public_id).await;
     if let (Some(github), Some(comment_id)) = (&ctx.github, task.status_comment_id) {
-        let repo = RepoRef {
-            installation_id: task.installation_id,
-            repo_id: task.repo_id,
-            full_name: task.repo_full_name.clone(),
-        };
+        let repo = RepoRef::of_task(task);
         let view = TaskView {
-            public_url: &ctx.config.public_url,
-            public_id: &task.public_id,
             state: to,
-            requester: &task.requester_login,
-            pr_url: None,
             note: Some(note),
+            ..TaskView::of(task, &ctx.config.public_url)
         };
         if let Err(e) = github
             .update_comment(&repo, comment_id, &texts::status_comment(&view))

@@ -348,19 +348,25 @@ both_backends!(the_same_delivery_twice_acts_once, |db: TestDb| async move {
     assert_eq!(task::Entity::find().count(&s.conn).await.unwrap(), 1);
 });
 
-both_backends!(uninstalling_cancels_queued_tasks, |db: TestDb| async move {
-    let s = story(db).await;
+/// An installation event for the story's installation cancels its queued task; returns the
+/// installation's stored row afterwards.
+async fn installation_event_cancels_queued_task(
+    s: &Story,
+    fixture: &str,
+    issue: i64,
+) -> amp_orchestrator::entities::installation::Model {
     s.sim
-        .comment(&s.repo, 11, "writer", "/amp migrate the build")
+        .comment(&s.repo, issue, "writer", "/amp migrate the build")
         .await;
-    s.expect_app_comments(11, 1).await;
+    s.expect_app_comments(issue, 1).await;
     s.settle().await;
 
-    let mut payload = common::fixture("webhooks/installation/deleted.payload.json");
+    let mut payload = common::fixture(fixture);
     payload["installation"]["id"] = s.repo.installation_id.into();
+    let delivery = format!("installation-{issue}");
     assert_eq!(
         s.sim
-            .send_webhook("installation", "uninstall-1", &payload)
+            .send_webhook("installation", &delivery, &payload)
             .await,
         202
     );
@@ -369,11 +375,32 @@ both_backends!(uninstalling_cancels_queued_tasks, |db: TestDb| async move {
         (tasks[0].state == "cancelled").then_some(())
     })
     .await;
-    let installation = amp_orchestrator::store::installations::get(&s.conn, s.repo.installation_id)
+    amp_orchestrator::store::installations::get(&s.conn, s.repo.installation_id)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+both_backends!(uninstalling_cancels_queued_tasks, |db: TestDb| async move {
+    let s = story(db).await;
+    let installation = installation_event_cancels_queued_task(
+        &s,
+        "webhooks/installation/deleted.payload.json",
+        11,
+    )
+    .await;
     assert!(installation.deleted_at.is_some());
+});
+
+both_backends!(suspending_cancels_queued_tasks, |db: TestDb| async move {
+    let s = story(db).await;
+    let installation = installation_event_cancels_queued_task(
+        &s,
+        "webhooks/installation/suspend.payload.json",
+        16,
+    )
+    .await;
+    assert!(installation.suspended_at.is_some());
 });
 
 both_backends!(
@@ -504,31 +531,3 @@ both_backends!(
         assert_eq!(s.sim.check_suites()[0].conclusion, "success");
     }
 );
-
-both_backends!(suspending_cancels_queued_tasks, |db: TestDb| async move {
-    let s = story(db).await;
-    s.sim
-        .comment(&s.repo, 16, "writer", "/amp port it to wasm")
-        .await;
-    s.expect_app_comments(16, 1).await;
-    s.settle().await;
-
-    let mut payload = common::fixture("webhooks/installation/suspend.payload.json");
-    payload["installation"]["id"] = s.repo.installation_id.into();
-    assert_eq!(
-        s.sim
-            .send_webhook("installation", "suspend-1", &payload)
-            .await,
-        202
-    );
-    eventually(10, "the queued task is cancelled", || async {
-        let tasks = s.tasks().await;
-        (tasks[0].state == "cancelled").then_some(())
-    })
-    .await;
-    let installation = amp_orchestrator::store::installations::get(&s.conn, s.repo.installation_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(installation.suspended_at.is_some());
-});

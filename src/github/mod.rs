@@ -100,6 +100,29 @@ pub struct RepoRef {
     pub full_name: String,
 }
 
+impl RepoRef {
+    /// The repository a task works on.
+    pub fn of_task(task: &crate::entities::task::Model) -> RepoRef {
+        RepoRef {
+            installation_id: task.installation_id,
+            repo_id: task.repo_id,
+            full_name: task.repo_full_name.clone(),
+        }
+    }
+
+    /// The repository a webhook is about, under the installation that sent it.
+    pub fn of_event(
+        installation_id: i64,
+        repository: &crate::webhook::events::Repository,
+    ) -> RepoRef {
+        RepoRef {
+            installation_id,
+            repo_id: repository.id,
+            full_name: repository.full_name.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct CachedToken {
     token: SecretString,

@@ -16,7 +16,19 @@ pub struct TaskView<'a> {
     pub note: Option<&'a str>,
 }
 
-impl TaskView<'_> {
+impl<'a> TaskView<'a> {
+    /// A task as stored (its stored state; no pull request link or note yet).
+    pub fn of(task: &'a crate::entities::task::Model, public_url: &'a str) -> TaskView<'a> {
+        TaskView {
+            public_url,
+            public_id: &task.public_id,
+            state: task.state.parse().unwrap_or(TaskState::Failed),
+            requester: &task.requester_login,
+            pr_url: None,
+            note: None,
+        }
+    }
+
     pub fn link(&self) -> String {
         format!("{}/tasks/{}", self.public_url, self.public_id)
     }

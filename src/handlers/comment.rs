@@ -42,11 +42,7 @@ pub async fn handle(
         warn!(repo = %event.repository.full_name, "command on an archived repository ignored");
         return Ok(Outcome::Ignored("repository archived".into()));
     }
-    let repo = RepoRef {
-        installation_id: installation.id,
-        repo_id: event.repository.id,
-        full_name: event.repository.full_name.clone(),
-    };
+    let repo = RepoRef::of_event(installation.id, &event.repository);
     let github = ctx.github.clone();
     let turn = Turn {
         ctx,
@@ -120,11 +116,7 @@ pub async fn report_failure(
     if event.commands().is_empty() || event.sender.is_bot() {
         return Ok(());
     }
-    let repo = RepoRef {
-        installation_id: installation.id,
-        repo_id: event.repository.id,
-        full_name: event.repository.full_name.clone(),
-    };
+    let repo = RepoRef::of_event(installation.id, &event.repository);
     let task = tasks::get_by_delivery(&ctx.db, delivery_id)
         .await
         .ok()
@@ -151,14 +143,7 @@ struct Turn<'a> {
 
 impl Turn<'_> {
     fn view<'t>(&'t self, task: &'t task::Model) -> TaskView<'t> {
-        TaskView {
-            public_url: &self.ctx.config.public_url,
-            public_id: &task.public_id,
-            state: task.state.parse().unwrap_or(TaskState::Failed),
-            requester: &task.requester_login,
-            pr_url: None,
-            note: None,
-        }
+        TaskView::of(task, &self.ctx.config.public_url)
     }
 
     /// Post a reply on the issue. A refusal GitHub will never accept (4xx) is logged, not
