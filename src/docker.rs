@@ -87,6 +87,42 @@ pub struct Exec {
     pub workdir: Option<String>,
 }
 
+fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_OWNER.to_string(), "true".to_string()),
+        (LABEL_TASK.to_string(), spec.task.clone()),
+        (LABEL_INSTANCE.to_string(), spec.instance_id.clone()),
+        (LABEL_STORE.to_string(), spec.store.clone()),
+    ])
+}
+
+/// `amp-task-<start of the task id>`.
+fn container_name_base(spec: &ContainerSpec) -> String {
+    let short: String = spec
+        .task
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    format!("amp-task-{short}")
+}
+
+/// Limits and privileges of every container the service starts: no privileges, no capabilities,
+/// no privilege gain, bounded memory, CPU and processes.
+fn locked_down(spec: &ContainerSpec) -> HostConfig {
+    HostConfig {
+        memory: Some(spec.memory_bytes),
+        memory_swap: Some(spec.memory_bytes),
+        nano_cpus: Some(spec.nano_cpus),
+        pids_limit: Some(spec.pids_limit),
+        privileged: Some(false),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        network_mode: Some(spec.network.clone()),
+        ..Default::default()
+    }
+}
+
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
@@ -138,20 +174,12 @@ impl Engine {
         if !self.image_exists(&spec.image).await? {
             return Err(DockerError::MissingImage(spec.image.clone()));
         }
-        let labels = HashMap::from([
-            (LABEL_OWNER.to_string(), "true".to_string()),
-            (LABEL_TASK.to_string(), spec.task.clone()),
-            (LABEL_INSTANCE.to_string(), spec.instance_id.clone()),
-            (LABEL_STORE.to_string(), spec.store.clone()),
-        ]);
-        let suffix = format!("{:08x}", rand::random::<u32>());
-        let short: String = spec
-            .task
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(12)
-            .collect();
-        let name = format!("amp-task-{short}-{suffix}");
+        let labels = labels(spec);
+        let name = format!(
+            "{}-{:08x}",
+            container_name_base(spec),
+            rand::random::<u32>()
+        );
         let volume = self
             .docker
             .create_volume(VolumeCreateRequest {
@@ -170,21 +198,13 @@ impl Engine {
             labels: Some(labels),
             network_disabled: Some(spec.network == "none"),
             host_config: Some(HostConfig {
-                memory: Some(spec.memory_bytes),
-                memory_swap: Some(spec.memory_bytes),
-                nano_cpus: Some(spec.nano_cpus),
-                pids_limit: Some(spec.pids_limit),
-                privileged: Some(false),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                network_mode: Some(spec.network.clone()),
                 mounts: Some(vec![Mount {
                     target: Some(WORKSPACE.into()),
                     source: Some(volume.clone()),
                     typ: Some(MountType::VOLUME),
                     ..Default::default()
                 }]),
-                ..Default::default()
+                ..locked_down(spec)
             }),
             ..Default::default()
         };
@@ -211,6 +231,63 @@ impl Engine {
             return Err(api("start the agent container")(e));
         }
         Ok(handle)
+    }
+
+    /// Start a short-lived helper container beside the task's: the same image, user, network and
+    /// labels, the task's workspace volume mounted read-only, and nothing else shared (its own
+    /// processes, `/tmp` and environment). Git steps that hold the installation token run here,
+    /// out of reach of anything the agent left running. [`Engine::remove`] removes it (and leaves
+    /// the workspace volume alone).
+    pub async fn start_helper_container(
+        &self,
+        spec: &ContainerSpec,
+        task: &TaskContainer,
+    ) -> Result<TaskContainer, DockerError> {
+        let name = format!(
+            "{}-git-{:08x}",
+            container_name_base(spec),
+            rand::random::<u32>()
+        );
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            user: Some(spec.user.clone()),
+            working_dir: Some("/tmp".into()),
+            labels: Some(labels(spec)),
+            network_disabled: Some(spec.network == "none"),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![Mount {
+                    target: Some(WORKSPACE.into()),
+                    source: Some(task.volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(true),
+                    ..Default::default()
+                }]),
+                ..locked_down(spec)
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(api("create the git helper container"))?
+            .id;
+        let helper = TaskContainer {
+            id,
+            volume: String::new(),
+        };
+        if let Err(e) = self.docker.start_container(&helper.id, None).await {
+            self.remove(&helper).await;
+            return Err(api("start the git helper container")(e));
+        }
+        Ok(helper)
     }
 
     /// Run a command in the container, sending its output line by line to `output`, and return
@@ -308,6 +385,9 @@ impl Engine {
     }
 
     async fn remove_volume(&self, volume: &str) {
+        if volume.is_empty() {
+            return;
+        }
         if let Err(e) = self
             .docker
             .remove_volume(volume, Some(RemoveVolumeOptions { force: true }))

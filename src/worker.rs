@@ -153,6 +153,7 @@ struct Job<'a> {
     state: TaskState,
     container: Arc<Mutex<Option<TaskContainer>>>,
     engine: Option<Engine>,
+    spec: Option<ContainerSpec>,
 }
 
 async fn execute(ctx: &Ctx, task: task::Model) {
@@ -165,6 +166,7 @@ async fn execute(ctx: &Ctx, task: task::Model) {
         state: TaskState::Preparing,
         container: Arc::new(Mutex::new(None)),
         engine: None,
+        spec: None,
         task,
     };
     let lease = {
@@ -276,14 +278,25 @@ impl Job<'_> {
         let (Some(engine), Some(container)) = (&self.engine, self.current_container()) else {
             return Err("the task's container is gone".into());
         };
+        self.sh_in(engine, &container, script, env, WORKSPACE).await
+    }
+
+    async fn sh_in(
+        &self,
+        engine: &Engine,
+        container: &TaskContainer,
+        script: &str,
+        env: Vec<String>,
+        workdir: &str,
+    ) -> Result<(i64, String), String> {
         let (tx, mut rx) = mpsc::channel(256);
         let exec = Exec {
             cmd: vec!["sh".into(), "-c".into(), script.into()],
             env,
             user: Some(AGENT_USER.into()),
-            workdir: Some(WORKSPACE.into()),
+            workdir: Some(workdir.into()),
         };
-        let run = engine.exec(&container, exec, tx);
+        let run = engine.exec(container, exec, tx);
         let collect = async {
             let mut stdout = String::new();
             let mut stderr = String::new();
@@ -312,10 +325,22 @@ impl Job<'_> {
         Ok((code, stdout))
     }
 
-    /// Git with the installation token: the token is only in this process's environment and is
-    /// handed to git by an inline credential helper, so nothing is written to disk. `args` refers
-    /// to values from the webhook through `env` (`"$NAME"`), never by pasting them into the script.
+    /// Git with the installation token in the task's container. Only for steps before the agent
+    /// has run (the clone): the token is in this one process's environment and handed to git by
+    /// an inline credential helper, so nothing is written to disk. `args` refers to values from
+    /// the webhook through `env` (`"$NAME"`), never by pasting them into the script.
     async fn git_with_token(&self, args: &str, env: Vec<String>) -> Result<String, String> {
+        let (script, env) = self
+            .token_script(&format!("git {CREDENTIAL_HELPER} {args}"), env)
+            .await?;
+        self.sh(&script, env).await.map(|(_, out)| out)
+    }
+
+    async fn token_script(
+        &self,
+        script: &str,
+        mut env: Vec<String>,
+    ) -> Result<(String, Vec<String>), String> {
         let Some(github) = &self.github else {
             return Err("the GitHub App is not configured".into());
         };
@@ -323,17 +348,52 @@ impl Job<'_> {
             .repo_token(&self.repo)
             .await
             .map_err(|e| e.to_string())?;
-        let script = format!(
-            "git -c credential.helper= \
-             -c 'credential.helper=!f() {{ echo username=x-access-token; echo \"password=$GIT_TOKEN\"; }}; f' \
-             {args}"
-        );
-        let mut env = env;
         env.push(format!("GIT_TOKEN={}", token.expose_secret()));
         env.push("GIT_TERMINAL_PROMPT=0".into());
-        self.sh(&script, env).await.map(|(_, out)| out)
+        Ok((script.to_string(), env))
+    }
+
+    /// Push commit `sha` of the workspace to `branch`, from a helper container. Once the agent
+    /// has run, anything it left behind in its container (a background process reading other
+    /// processes' environments, a git hook, an edited `.git/config` pointing the remote
+    /// elsewhere) must not meet the token. The helper shares only the workspace volume, mounted
+    /// read-only; it fetches the commit into a repository of its own, whose configuration the
+    /// agent never touched, and pushes from there to the task's clone URL.
+    async fn push(&self, sha: &str, branch: &str) -> Result<(), String> {
+        let (Some(engine), Some(spec), Some(container)) =
+            (&self.engine, &self.spec, self.current_container())
+        else {
+            return Err("the task's container is gone".into());
+        };
+        let helper = engine
+            .start_helper_container(spec, &container)
+            .await
+            .map_err(|e| e.to_string())?;
+        let script = format!(
+            "set -e; export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
+             git init -q --bare /tmp/push.git; cd /tmp/push.git; \
+             git fetch -q --no-tags {WORKSPACE} \"+HEAD:refs/heads/work\"; \
+             test \"$(git rev-parse refs/heads/work)\" = \"$SHA\" || \
+               {{ echo \"the workspace changed after the commit was made\" >&2; exit 1; }}; \
+             git {CREDENTIAL_HELPER} push -q \"$CLONE_URL\" \"$SHA:refs/heads/$BRANCH\""
+        );
+        let env = vec![
+            format!("SHA={sha}"),
+            format!("BRANCH={branch}"),
+            format!("CLONE_URL={}", self.task.clone_url),
+        ];
+        let result = match self.token_script(&script, env).await {
+            Ok((script, env)) => self.sh_in(engine, &helper, &script, env, "/tmp").await,
+            Err(e) => Err(e),
+        };
+        engine.remove(&helper).await;
+        result.map(|_| ())
     }
 }
+
+/// Hands `$GIT_TOKEN` to git for this one command, replacing any configured helper.
+const CREDENTIAL_HELPER: &str = "-c credential.helper= \
+     -c 'credential.helper=!f() { echo username=x-access-token; echo \"password=$GIT_TOKEN\"; }; f'";
 
 fn redact_json(redactor: &crate::redact::Redactor, value: &mut serde_json::Value) {
     match value {
@@ -420,6 +480,7 @@ async fn drive(job: &mut Job<'_>) -> End {
         Err(e) => return End::Failed(e.to_string()),
     };
     *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
+    job.spec = Some(spec);
 
     // The workspace: the default branch (or the pull request's head), then the task's branch.
     let branch = branch_name(
@@ -497,7 +558,7 @@ async fn drive(job: &mut Job<'_>) -> End {
     );
     let commit = job
         .sh(
-            "git add -A && printf '%s' \"$MESSAGE\" | git -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q -F - && git rev-parse HEAD",
+            "git add -A && printf '%s' \"$MESSAGE\" | git -c core.hooksPath=/dev/null -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q --no-verify -F - && git rev-parse HEAD",
             vec![
                 format!("MESSAGE={message}"),
                 format!("BOT_NAME={BOT_NAME}"),
@@ -512,13 +573,7 @@ async fn drive(job: &mut Job<'_>) -> End {
         Ok((_, out)) => out.trim().to_string(),
         Err(e) => return End::Failed(format!("committing the changes failed: {e}")),
     };
-    if let Err(e) = job
-        .git_with_token(
-            "push --quiet origin \"HEAD:refs/heads/$BRANCH\"",
-            vec![format!("BRANCH={branch}")],
-        )
-        .await
-    {
+    if let Err(e) = job.push(&head_sha, &branch).await {
         return End::Failed(format!("pushing the branch failed: {e}"));
     }
     job.log(&format!("Pushed {branch} at {head_sha}")).await;

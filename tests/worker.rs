@@ -26,6 +26,16 @@ const STUB_FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
     (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
     (".amp-stub/slowly.sh", "sleep 30\n"),
+    // Leaves a process behind in the agent's container that keeps reading every other process's
+    // environment for GitHub tokens (into /tmp/seen-tokens) while the service pushes.
+    (
+        ".amp-stub/linger.sh",
+        "(i=0; while [ $i -lt 1200 ]; do i=$((i+1)); \
+           for f in /proc/[0-9]*/environ; do tr '\\000' '\\n' < \"$f\" 2>/dev/null \
+             | grep -o 'gh[opsur]_[A-Za-z0-9]\\{20,\\}' >> /tmp/seen-tokens; done; \
+           sleep 0.05; done) </dev/null >/dev/null 2>&1 &\n\
+         echo watching > WATCHING\n",
+    ),
     (
         ".amp-stub/reveal.sh",
         "echo 'the deploy password is hunter2-deploy-key'\n",
@@ -200,6 +210,71 @@ both_backends!(
 
         // The container stays for CI; /amp stop ends the task and removes it.
         s.sim.comment(&s.repo, 21, "writer", "/amp stop").await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+/// Run `sh -c script` in the task's agent container as the agent's user, with `env`.
+async fn exec_in_agent_container(task: &task::Model, script: &str, env: &[&str]) -> String {
+    let engine = Engine::connect(None).await.unwrap();
+    let owned = engine.owned(None).await.unwrap();
+    let (_, container) = owned
+        .iter()
+        .find(|(t, c)| *t == task.public_id && !c.id.is_empty())
+        .expect("the task's container is alive");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let exec = amp_orchestrator::docker::Exec {
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        env: env.iter().map(|e| e.to_string()).collect(),
+        user: Some("1000:1000".into()),
+        workdir: None,
+    };
+    let (code, out) = tokio::join!(engine.exec(container, exec, tx), async {
+        let mut out = String::new();
+        while let Some(o) = rx.recv().await {
+            if let amp_orchestrator::docker::Output::Stdout(s) = o {
+                out.push_str(&s);
+            }
+        }
+        out
+    });
+    assert_eq!(code.unwrap(), Some(0), "{script}: {out}");
+    out
+}
+
+both_backends!(
+    a_process_the_agent_leaves_behind_never_sees_the_token,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        s.sim
+            .comment(&s.repo, 26, "writer", "/amp linger then add a json flag")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        // The push happened while the agent's watcher ran.
+        let bare = s.sim.bare_repo(&s.repo);
+        let branch = task.branch.clone().unwrap();
+        assert_eq!(
+            git(&bare, &["show", &format!("{branch}:WATCHING")]),
+            "watching"
+        );
+
+        // The watcher does see a token in any process of the agent's container that holds one.
+        let canary = "ghs_canaryCANARYcanary0123456789";
+        exec_in_agent_container(&task, "sleep 1", &[&format!("CANARY={canary}")]).await;
+        let seen = exec_in_agent_container(&task, "cat /tmp/seen-tokens || true", &[]).await;
+        assert!(seen.contains(canary), "the watcher works: {seen:?}");
+
+        // But it never saw the installation token used to clone and push.
+        let minted = s.sim.minted_tokens();
+        assert!(!minted.is_empty());
+        for token in &minted {
+            assert!(
+                !seen.contains(token.as_str()),
+                "the agent saw the token: {seen}"
+            );
+        }
+        s.sim.comment(&s.repo, 26, "writer", "/amp stop").await;
         let task = s.wait_for_state("cancelled", 30).await;
         s.assert_no_containers_for(&task).await;
     }

@@ -429,6 +429,11 @@ impl GitHubSim {
         self.state.lock().unwrap().token_lifetime = lifetime;
     }
 
+    /// Every installation token issued so far.
+    pub fn minted_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().tokens.keys().cloned().collect()
+    }
+
     /// Make every installation token issued so far invalid, as if it had expired.
     pub fn expire_tokens(&self) {
         for token in self.state.lock().unwrap().tokens.values_mut() {
