@@ -439,9 +439,14 @@ pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
          Make the change requested below. Keep it focused on the request. Do not commit, push or \
          open pull requests: that is done for you after you finish. End with a short summary of \
          what you changed and why.\n\n\
-         Issue #{number}: {title}\n\n{body}\n\n\
+         {what} #{number}: {title}\n\n{body}\n\n\
          Request from @{login}:\n{prompt}\n",
         repo = task.repo_full_name,
+        what = if task.is_pull_request {
+            "Pull request"
+        } else {
+            "Issue"
+        },
         number = task.issue_number,
         title = task.issue_title,
         body = task.issue_body,
@@ -456,6 +461,10 @@ async fn drive(job: &mut Job<'_>) -> End {
         return End::Failed(
             "AMP_API_KEY is not configured on the server, so the agent cannot run".into(),
         );
+    };
+    let target = match target(job).await {
+        Ok(target) => target,
+        Err(end) => return end,
     };
     let engine = match Engine::connect(ctx.config.docker_host.as_deref()).await {
         Ok(engine) => engine,
@@ -482,19 +491,14 @@ async fn drive(job: &mut Job<'_>) -> End {
     *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
     job.spec = Some(spec);
 
-    // The workspace: the default branch (or the pull request's head), then the task's branch.
-    let branch = branch_name(
-        job.task.issue_number,
-        &job.task.issue_title,
-        &job.task.public_id,
-    );
+    // The workspace: the default branch and a new branch, or the pull request's head branch.
     job.log(&format!("Cloning {}", job.task.repo_full_name))
         .await;
     let clone = job
         .git_with_token(
             "clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" .",
             vec![
-                format!("BASE={}", job.task.default_branch),
+                format!("BASE={}", target.clone_branch),
                 format!("CLONE_URL={}", job.task.clone_url),
             ],
         )
@@ -502,12 +506,14 @@ async fn drive(job: &mut Job<'_>) -> End {
     if let Err(e) = clone {
         return End::Failed(format!("cloning the repository failed: {e}"));
     }
-    if let Err(e) = job
-        .sh(
-            "git checkout -q -b \"$BRANCH\"",
-            vec![format!("BRANCH={branch}")],
-        )
-        .await
+    let branch = target.branch.clone();
+    if target.pull.is_none()
+        && let Err(e) = job
+            .sh(
+                "git checkout -q -b \"$BRANCH\"",
+                vec![format!("BRANCH={branch}")],
+            )
+            .await
     {
         return End::Failed(format!("creating the branch failed: {e}"));
     }
@@ -516,6 +522,7 @@ async fn drive(job: &mut Job<'_>) -> End {
         job.task.id,
         Progress {
             branch: Some(branch.clone()),
+            pr_number: target.pull.as_ref().map(|(number, _)| *number),
             ..Default::default()
         },
     )
@@ -577,6 +584,19 @@ async fn drive(job: &mut Job<'_>) -> End {
         return End::Failed(format!("pushing the branch failed: {e}"));
     }
     job.log(&format!("Pushed {branch} at {head_sha}")).await;
+    let _ = tasks::record_progress(
+        &ctx.db,
+        job.task.id,
+        Progress {
+            head_sha: Some(head_sha.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    if let Some((_, pr_url)) = target.pull {
+        // A pull request's own branch: the new commit is on it, nothing else to open.
+        return End::AwaitingCi { pr_url, summary };
+    }
     let Some(github) = job.github.clone() else {
         return End::Failed("the GitHub App is not configured".into());
     };
@@ -611,7 +631,6 @@ async fn drive(job: &mut Job<'_>) -> End {
         job.task.id,
         Progress {
             pr_number: Some(pr.number as i64),
-            head_sha: Some(head_sha),
             ..Default::default()
         },
     )
@@ -619,6 +638,68 @@ async fn drive(job: &mut Job<'_>) -> End {
     job.log(&format!("Opened draft pull request {pr_url}"))
         .await;
     End::AwaitingCi { pr_url, summary }
+}
+
+/// Where a task's work goes.
+struct Target {
+    /// The branch the agent works on and the service pushes.
+    branch: String,
+    /// The branch to clone.
+    clone_branch: String,
+    /// On a pull request: its number and address (no new pull request is opened).
+    pull: Option<(i64, String)>,
+}
+
+/// An issue gets a new branch from the default branch; a pull request is worked on in place,
+/// on its head branch, which must be in this repository (the app cannot push to forks).
+async fn target(job: &Job<'_>) -> Result<Target, End> {
+    let task = &job.task;
+    if !task.is_pull_request {
+        return Ok(Target {
+            branch: branch_name(task.issue_number, &task.issue_title, &task.public_id),
+            clone_branch: task.default_branch.clone(),
+            pull: None,
+        });
+    }
+    let Some(github) = &job.github else {
+        return Err(End::Failed("the GitHub App is not configured".into()));
+    };
+    let pull = github
+        .get_pull(&job.repo, task.issue_number)
+        .await
+        .map_err(|e| {
+            End::Failed(format!(
+                "reading pull request #{} failed: {e}",
+                task.issue_number
+            ))
+        })?;
+    if pull.state == Some(octocrab::models::IssueState::Closed) {
+        return Err(End::Failed(format!(
+            "Pull request #{} is closed, so there is no branch to work on. Reopen it, or ask on an issue.",
+            task.issue_number
+        )));
+    }
+    let head_repo = pull.head.repo.as_ref().and_then(|r| r.full_name.clone());
+    if head_repo.as_deref() != Some(task.repo_full_name.as_str()) {
+        let place = match head_repo {
+            Some(fork) => format!("in the fork {fork}"),
+            None => "in a repository that no longer exists".to_string(),
+        };
+        return Err(End::Failed(format!(
+            "The branch of pull request #{} is {place}. This app only pushes to branches of {}, \
+             so it cannot work on pull requests from forks. Ask on an issue instead: the change \
+             will come as a new pull request.",
+            task.issue_number, task.repo_full_name
+        )));
+    }
+    Ok(Target {
+        branch: pull.head.ref_field.clone(),
+        clone_branch: pull.head.ref_field.clone(),
+        pull: Some((
+            task.issue_number,
+            pull.html_url.map(|u| u.to_string()).unwrap_or_default(),
+        )),
+    })
 }
 
 fn commit_title(task: &task::Model) -> String {

@@ -192,6 +192,17 @@ async fn every_operation_against_the_simulator() {
         .map(|a| a.login)
         .collect();
     assert_eq!(reviewers, ["writer"]);
+    let fetched = gh.get_pull(&r, pr.number as i64).await.unwrap();
+    assert_eq!(fetched.head.ref_field, "amp/task-1");
+    assert_eq!(fetched.head.sha, head_sha);
+    assert_eq!(
+        fetched.head.repo.and_then(|r| r.full_name).as_deref(),
+        Some(r.full_name.as_str())
+    );
+    assert!(matches!(
+        gh.get_pull(&r, 999_999).await,
+        Err(amp_orchestrator::github::GitHubError::Status { status: 404, .. })
+    ));
 
     let suites = gh.check_suites(&r, &head_sha).await.unwrap();
     assert_eq!(suites.check_suites.len(), 1);

@@ -281,6 +281,75 @@ both_backends!(
 );
 
 both_backends!(
+    a_prompt_on_a_pull_request_pushes_to_its_branch,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        let number = s
+            .sim
+            .open_pull(&s.repo, "feature/dates", None, ("DATES", "iso\n"));
+        let bare = s.sim.bare_repo(&s.repo);
+        let before = git(&bare, &["rev-parse", "feature/dates"]);
+        s.sim
+            .pr_comment(&s.repo, number, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        assert!(task.is_pull_request);
+        assert_eq!(task.branch.as_deref(), Some("feature/dates"));
+        assert_eq!(task.pr_number, Some(number));
+
+        // The commit went onto the pull request's own branch, after the contributor's.
+        assert_eq!(git(&bare, &["show", "feature/dates:FLAGS"]), "--json");
+        assert_eq!(git(&bare, &["show", "feature/dates:DATES"]), "iso");
+        assert_eq!(git(&bare, &["rev-parse", "feature/dates~1"]), before);
+        assert_eq!(
+            task.head_sha.as_deref(),
+            Some(git(&bare, &["rev-parse", "feature/dates"]).as_str())
+        );
+        // No new pull request; the status comment links the existing one.
+        assert_eq!(s.sim.pulls().len(), 1);
+        let status = s.status_saying(number, &format!("/pull/{number}")).await;
+        assert!(status.body.contains("`awaiting_ci`"), "{}", status.body);
+
+        s.sim
+            .pr_comment(&s.repo, number, "writer", "/amp stop")
+            .await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    a_prompt_on_a_pull_request_from_a_fork_is_refused,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        let number = s
+            .sim
+            .open_pull(&s.repo, "patch-1", Some("someone/widgets"), ("X", "x\n"));
+        let bare = s.sim.bare_repo(&s.repo);
+        let before = git(&bare, &["rev-parse", "patch-1"]);
+        s.sim
+            .pr_comment(&s.repo, number, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("failed", 60).await;
+        let reason = task.error_message.clone().unwrap();
+        assert!(reason.contains("fork someone/widgets"), "{reason}");
+        let status = s
+            .status_saying(number, "cannot work on pull requests from forks")
+            .await;
+        assert!(status.body.contains("`failed`"), "{}", status.body);
+        // Nothing was started or pushed.
+        assert_eq!(git(&bare, &["rev-parse", "patch-1"]), before);
+        assert!(
+            !s.events(task.id)
+                .await
+                .iter()
+                .any(|e| e.data.contains("Starting the agent container"))
+        );
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
     a_prompt_that_needs_no_change_succeeds_without_a_pr,
     |db: TestDb| async move {
         let s = story(db, &[]).await;

@@ -524,6 +524,21 @@ impl GitHub {
         .await
     }
 
+    /// A pull request (its head branch and the repository that holds it, its state).
+    pub async fn get_pull(
+        &self,
+        repo: &RepoRef,
+        number: i64,
+    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}/pulls/{number}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
     /// Mark a draft pull request ready for review (GraphQL only; `pr_node_id` is its `node_id`).
     pub async fn mark_ready_for_review(
         &self,

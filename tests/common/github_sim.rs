@@ -124,6 +124,8 @@ pub struct Pull {
     pub body: String,
     pub draft: bool,
     pub reviewers: Vec<String>,
+    /// Where the head branch lives when it is not `repo`: a fork's full name.
+    pub head_repo: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +296,7 @@ impl GitHubSim {
             )
             .route("/repos/{owner}/{repo}/git/refs", post(create_ref))
             .route("/repos/{owner}/{repo}/pulls", post(create_pull))
+            .route("/repos/{owner}/{repo}/pulls/{number}", get(get_pull))
             .route(
                 "/repos/{owner}/{repo}/pulls/{number}/requested_reviewers",
                 post(request_reviewers),
@@ -520,6 +523,106 @@ impl GitHubSim {
             id
         };
         let payload = self.comment_payload(repo, issue_number, comment_id, login, user_type, body);
+        let delivery = self.state.lock().unwrap().next_delivery();
+        self.send_webhook("issue_comment", &delivery, &payload)
+            .await;
+        (comment_id, delivery)
+    }
+
+    /// A person opens a pull request from branch `head` (created from the default branch with
+    /// one commit adding `file`), or from a fork's branch when `fork` names one. Returns its
+    /// number, which is also its issue number.
+    pub fn open_pull(
+        &self,
+        repo: &Repo,
+        head: &str,
+        fork: Option<&str>,
+        file: (&str, &str),
+    ) -> i64 {
+        let mut s = self.state.lock().unwrap();
+        let bare = super::github_sim_git::bare_path(&s.root, repo);
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let bare_str = bare.to_str().unwrap();
+        super::github_sim_git::git(
+            dir,
+            &[
+                "clone",
+                "-q",
+                "--branch",
+                &repo.default_branch,
+                bare_str,
+                ".",
+            ],
+        );
+        super::github_sim_git::git(dir, &["checkout", "-q", "-b", head]);
+        std::fs::write(dir.join(file.0), file.1).unwrap();
+        super::github_sim_git::git(dir, &["add", "-A"]);
+        super::github_sim_git::git(
+            dir,
+            &[
+                "-c",
+                "user.name=contributor",
+                "-c",
+                "user.email=c@example.com",
+                "commit",
+                "-q",
+                "-m",
+                "Start",
+            ],
+        );
+        super::github_sim_git::git(dir, &["push", "-q", "origin", head]);
+        let number = s.id();
+        s.pulls.push(Pull {
+            number,
+            node_id: format!("PR_sim{number}"),
+            repo: repo.full_name(),
+            head: head.into(),
+            base: repo.default_branch.clone(),
+            title: format!("Work on {head}"),
+            body: String::new(),
+            draft: false,
+            reviewers: vec![],
+            head_repo: fork.map(str::to_string),
+        });
+        number
+    }
+
+    /// A person comments on a pull request (its conversation tab): the `issue_comment` webhook
+    /// with `issue.pull_request` set, as GitHub sends it.
+    pub async fn pr_comment(
+        &self,
+        repo: &Repo,
+        number: i64,
+        login: &str,
+        body: &str,
+    ) -> (i64, String) {
+        let comment_id = {
+            let mut state = self.state.lock().unwrap();
+            let id = state.id();
+            state.comments.push(Comment {
+                id,
+                repo: repo.full_name(),
+                issue_number: number,
+                author: login.into(),
+                body: body.into(),
+                edits: vec![],
+                via_app: false,
+            });
+            id
+        };
+        let mut payload = self.comment_payload(repo, number, comment_id, login, "User", body);
+        let full = repo.full_name();
+        payload["issue"]["pull_request"] = json!({
+            "url": format!("https://api.github.com/repos/{full}/pulls/{number}"),
+            "html_url": format!("https://github.com/{full}/pull/{number}"),
+            "diff_url": format!("https://github.com/{full}/pull/{number}.diff"),
+            "patch_url": format!("https://github.com/{full}/pull/{number}.patch"),
+            "merged_at": null,
+        });
+        if let Some(pull) = self.pulls().into_iter().find(|p| p.number == number) {
+            payload["issue"]["title"] = pull.title.into();
+        }
         let delivery = self.state.lock().unwrap().next_delivery();
         self.send_webhook("issue_comment", &delivery, &payload)
             .await;
@@ -1078,7 +1181,40 @@ fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
         json[side]["repo"] = repo_json(state, repo);
         json[side]["user"] = user_json(&repo.owner, "User");
     }
+    if let Some(fork) = &pull.head_repo {
+        let (owner, name) = fork.split_once('/').unwrap_or((fork, fork));
+        let head = &mut json["head"];
+        head["label"] = format!("{owner}:{}", pull.head).into();
+        head["user"] = user_json(owner, "User");
+        head["repo"]["id"] = (repo.id + 100_000).into();
+        head["repo"]["name"] = name.into();
+        head["repo"]["full_name"] = fork.clone().into();
+        head["repo"]["owner"] = user_json(owner, "User");
+        head["repo"]["fork"] = true.into();
+        head["repo"]["clone_url"] = format!("https://github.com/{fork}.git").into();
+    }
     json
+}
+
+async fn get_pull(
+    State(state): State<Shared>,
+    Path((owner, name, number)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(response) => return response,
+    };
+    let full = repo.full_name();
+    match s
+        .pulls
+        .iter()
+        .find(|p| p.repo == full && p.number == number)
+    {
+        Some(pull) => axum::Json(pull_json(&s, &repo, pull)).into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn create_ref(
@@ -1187,6 +1323,7 @@ async fn create_pull(
         body: request["body"].as_str().unwrap_or("").into(),
         draft: request["draft"].as_bool().unwrap_or(false),
         reviewers: vec![],
+        head_repo: None,
     };
     s.pulls.push(pull.clone());
     (StatusCode::CREATED, axum::Json(pull_json(&s, &repo, &pull))).into_response()
