@@ -25,6 +25,8 @@ pub const LABEL_INSTANCE: &str = "io.amp-orchestrator.instance";
 /// Which task store the container belongs to: replicas sharing a database share containers,
 /// and services on other databases (other deployments on the same engine) are left alone.
 pub const LABEL_STORE: &str = "io.amp-orchestrator.store";
+/// `git` on the short-lived helper containers that push (see [`Engine::start_helper_container`]).
+pub const LABEL_ROLE: &str = "io.amp-orchestrator.role";
 /// Where the workspace volume is mounted in the agent container.
 pub const WORKSPACE: &str = "/workspace";
 
@@ -253,7 +255,11 @@ impl Engine {
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             user: Some(spec.user.clone()),
             working_dir: Some("/tmp".into()),
-            labels: Some(labels(spec)),
+            labels: Some({
+                let mut labels = labels(spec);
+                labels.insert(LABEL_ROLE.into(), "git".into());
+                labels
+            }),
             network_disabled: Some(spec.network == "none"),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
@@ -402,6 +408,46 @@ impl Engine {
         {
             tracing::warn!(%volume, error = %e, "removing the workspace volume failed");
         }
+    }
+
+    /// The task's agent container, if it is still running (after a restart of the service).
+    pub async fn running_agent_container(
+        &self,
+        store: &str,
+        task: &str,
+    ) -> Result<Option<TaskContainer>, DockerError> {
+        let filters = HashMap::from([
+            (
+                "label".to_string(),
+                vec![
+                    format!("{LABEL_OWNER}=true"),
+                    format!("{LABEL_STORE}={store}"),
+                    format!("{LABEL_TASK}={task}"),
+                ],
+            ),
+            ("status".to_string(), vec!["running".to_string()]),
+        ]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))?;
+        Ok(containers
+            .into_iter()
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).is_none())
+            .find_map(|c| {
+                let volume = c
+                    .mounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|m| m.destination.as_deref() == Some(WORKSPACE))
+                    .and_then(|m| m.name)?;
+                Some(TaskContainer { id: c.id?, volume })
+            }))
     }
 
     /// Containers and volumes the service created for `store` (all stores when `None`), with

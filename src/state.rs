@@ -5,6 +5,7 @@
 //!                                      └→ succeeded (no changes)      └→ needs_human (gave up)
 //! any active state → failed | cancelled | timed_out
 //! a finished task → queued again (`/amp retry`, or a follow-up prompt on its pull request)
+//! pushing → running (a run resumed after a restart of the service)
 //! ```
 //!
 //! Every accepted transition is stored as a `state` event in `task_events`, so the timeline on the
@@ -98,7 +99,8 @@ impl TaskState {
             // A worker that drains or loses its lease hands the task back.
             Preparing => matches!(next, Running | Queued),
             Running => matches!(next, Pushing | Succeeded | Queued),
-            Pushing => matches!(next, AwaitingCi | Succeeded),
+            // Back to running: the run was resumed after a restart of the service.
+            Pushing => matches!(next, AwaitingCi | Succeeded | Running),
             AwaitingCi => matches!(next, Fixing | Running | Succeeded | NeedsHuman),
             Fixing => matches!(next, Pushing | NeedsHuman),
             Succeeded | Failed | Cancelled | TimedOut | NeedsHuman => unreachable!(),

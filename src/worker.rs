@@ -5,7 +5,7 @@
 //! commit, push, draft pull request → `awaiting_ci`. The container stays for the CI rounds and is
 //! removed when the task ends, however it ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ use crate::state::TaskState;
 use crate::store::tasks::{self, Progress, kind};
 
 const SWEEP: Duration = Duration::from_secs(5);
+/// How often a running task checks the database for a stop asked on another replica.
+const STOP_CHECK: Duration = Duration::from_secs(2);
 /// How often orphaned containers and abandoned tasks are looked for.
 const RECONCILE: Duration = Duration::from_secs(30);
 
@@ -86,10 +88,11 @@ impl Running {
     }
 }
 
-/// Claim and run tasks until shutdown, at most `MAX_CONCURRENT_TASKS` at once.
+/// Claim and run tasks until shutdown, at most `MAX_CONCURRENT_TASKS` at once. Tasks whose
+/// worker died while their container lived on are resumed first.
 pub async fn run(ctx: Ctx) {
     let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_tasks));
-    reconcile(&ctx).await;
+    let mut resumable: VecDeque<Resumable> = reconcile(&ctx).await.into();
     let mut last_reconcile = tokio::time::Instant::now();
     loop {
         let permit = tokio::select! {
@@ -100,30 +103,66 @@ pub async fn run(ctx: Ctx) {
             _ = ctx.shutdown.cancelled() => return,
         };
         if last_reconcile.elapsed() >= RECONCILE.min(ctx.tunables.task_lease) {
-            reconcile(&ctx).await;
+            for found in reconcile(&ctx).await {
+                if !resumable.iter().any(|r| r.task.id == found.task.id) {
+                    resumable.push_back(found);
+                }
+            }
             last_reconcile = tokio::time::Instant::now();
         }
-        match tasks::claim_next(&ctx.db, &ctx.instance_id, lease_ms(&ctx)).await {
-            Ok(Some(task)) => {
-                let ctx = ctx.clone();
-                let span = info_span!("task", task_id = task.id, public_id = %task.public_id, repo = %task.repo_full_name);
-                tokio::spawn(
-                    async move {
-                        execute(&ctx, task).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => error!(error = %e, "claiming a task failed"),
+        let next = match resumable.pop_front() {
+            Some(r) => take_over(&ctx, r).await,
+            None => match tasks::claim_next(&ctx.db, &ctx.instance_id, lease_ms(&ctx)).await {
+                Ok(claimed) => claimed.map(|task| (task, Start::Fresh)),
+                Err(e) => {
+                    error!(error = %e, "claiming a task failed");
+                    None
+                }
+            },
+        };
+        if let Some((task, start)) = next {
+            let ctx = ctx.clone();
+            let span = info_span!("task", task_id = task.id, public_id = %task.public_id, repo = %task.repo_full_name);
+            tokio::spawn(
+                async move {
+                    execute(&ctx, task, start).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+            continue;
         }
         drop(permit);
+        if !resumable.is_empty() {
+            continue;
+        }
         tokio::select! {
             _ = ctx.task_wakeup.notified() => {}
             _ = tokio::time::sleep(SWEEP) => {}
             _ = ctx.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// A task found mid-run with no live worker, whose agent container still runs.
+pub struct Resumable {
+    task: task::Model,
+    container: TaskContainer,
+}
+
+/// Take the lease of a task to resume; `None` when another worker got it first.
+async fn take_over(ctx: &Ctx, r: Resumable) -> Option<(task::Model, Start)> {
+    let state: TaskState = r.task.state.parse().ok()?;
+    match tasks::take_over(&ctx.db, r.task.id, state, &ctx.instance_id, lease_ms(ctx)).await {
+        Ok(true) => {
+            let task = tasks::get(&ctx.db, r.task.id).await.ok().flatten()?;
+            warn!(task_id = task.id, state = %task.state, "resuming a task whose worker is gone");
+            Some((task, Start::Resume(r.container)))
+        }
+        Ok(false) => None,
+        Err(e) => {
+            warn!(task_id = r.task.id, error = %e, "taking over a task failed");
+            None
         }
     }
 }
@@ -156,25 +195,54 @@ struct Job<'a> {
     spec: Option<ContainerSpec>,
 }
 
-async fn execute(ctx: &Ctx, task: task::Model) {
+async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     let stop = ctx.running.insert(task.id);
     let repo = RepoRef::of_task(&task);
+    let state = match start {
+        Start::Fresh => TaskState::Preparing,
+        Start::Resume(_) => task.state.parse().unwrap_or(TaskState::Running),
+    };
     let mut job = Job {
         ctx,
         repo,
         github: ctx.github.clone(),
-        state: TaskState::Preparing,
+        state,
         container: Arc::new(Mutex::new(None)),
         engine: None,
         spec: None,
         task,
     };
+    // Keep the claim alive, and stop when a stop is asked for through the database (a `/amp
+    // stop` taken by another replica).
     let lease = {
         let ctx = ctx.clone();
         let id = job.task.id;
+        let stop = stop.clone();
         tokio::spawn(async move {
+            let renew_every = Duration::from_millis(lease_ms(&ctx) as u64 / 3);
+            let check_every = STOP_CHECK.min(renew_every);
+            let mut renewed = tokio::time::Instant::now();
             loop {
-                tokio::time::sleep(Duration::from_millis(lease_ms(&ctx) as u64 / 3)).await;
+                tokio::time::sleep(check_every).await;
+                if !stop.is_cancelled()
+                    && let Ok(true) = tasks::stop_requested(&ctx.db, id).await
+                {
+                    info!(task_id = id, "a stop was requested through the database");
+                    let data = json!({"level": "info", "text": "Stop requested (received by another replica)"});
+                    if let Ok(stored) = tasks::log_event(&ctx.db, id, kind::LOG, &data).await {
+                        ctx.bus.publish(Published {
+                            task_id: id,
+                            seq: stored.seq,
+                            kind: kind::LOG.into(),
+                            data,
+                        });
+                    }
+                    stop.cancel();
+                }
+                if renewed.elapsed() < renew_every {
+                    continue;
+                }
+                renewed = tokio::time::Instant::now();
                 match tasks::renew_lease(&ctx.db, id, &ctx.instance_id, lease_ms(&ctx)).await {
                     Ok(true) => {}
                     Ok(false) => warn!(task_id = id, "the task's lease was taken over"),
@@ -185,7 +253,7 @@ async fn execute(ctx: &Ctx, task: task::Model) {
     };
     let timeout = ctx.config.task_timeout;
     let end = tokio::select! {
-        end = drive(&mut job) => end,
+        end = drive(&mut job, start) => end,
         _ = stop.cancelled() => End::Stopped,
         _ = tokio::time::sleep(timeout) => End::TimedOut(format!(
             "the task ran longer than TASK_TIMEOUT ({})",
@@ -455,7 +523,31 @@ pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
     )
 }
 
-async fn drive(job: &mut Job<'_>) -> End {
+/// How a run begins: a new task, or one whose worker died while its container lived on.
+pub enum Start {
+    Fresh,
+    Resume(TaskContainer),
+}
+
+/// What the agent is told first when its run is resumed after a restart of the service.
+const RESUME_NOTE: &str = "Your previous run on this task was interrupted when the service \
+running you restarted. The workspace holds whatever you had done; check it and finish the task.";
+
+fn container_spec(ctx: &Ctx, task: &task::Model) -> ContainerSpec {
+    ContainerSpec {
+        image: ctx.config.agent_image.clone(),
+        task: task.public_id.clone(),
+        instance_id: ctx.instance_id.clone(),
+        store: ctx.store_label.clone(),
+        network: ctx.config.agent_network.as_docker_mode().to_string(),
+        memory_bytes: AGENT_MEMORY,
+        nano_cpus: AGENT_NANO_CPUS,
+        pids_limit: AGENT_PIDS,
+        user: AGENT_USER.into(),
+    }
+}
+
+async fn drive(job: &mut Job<'_>, start: Start) -> End {
     let ctx = job.ctx;
     let Some(amp_key) = ctx.config.amp_api_key.clone() else {
         return End::Failed(
@@ -471,69 +563,95 @@ async fn drive(job: &mut Job<'_>) -> End {
         Err(e) => return End::Failed(e.to_string()),
     };
     job.engine = Some(engine.clone());
-    let spec = ContainerSpec {
-        image: ctx.config.agent_image.clone(),
-        task: job.task.public_id.clone(),
-        instance_id: ctx.instance_id.clone(),
-        store: ctx.store_label.clone(),
-        network: ctx.config.agent_network.as_docker_mode().to_string(),
-        memory_bytes: AGENT_MEMORY,
-        nano_cpus: AGENT_NANO_CPUS,
-        pids_limit: AGENT_PIDS,
-        user: AGENT_USER.into(),
+    let spec = container_spec(ctx, &job.task);
+    let resumed = match start {
+        Start::Fresh => {
+            job.log(&format!("Starting the agent container ({})", spec.image))
+                .await;
+            let container = match engine.start_task_container(&spec).await {
+                Ok(c) => c,
+                Err(e) => return End::Failed(e.to_string()),
+            };
+            *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
+            job.spec = Some(spec);
+            if let Err(end) = prepare_workspace(job, &target).await {
+                return end;
+            }
+            false
+        }
+        Start::Resume(container) => {
+            *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
+            job.spec = Some(spec);
+            job.log("The service restarted while this task ran; resuming it in its container")
+                .await;
+            // Whatever the interrupted run left running in the container goes first.
+            let _ = job.sh("kill -KILL -1 2>/dev/null; true", vec![]).await;
+            true
+        }
     };
-    job.log(&format!("Starting the agent container ({})", spec.image))
-        .await;
-    let container = match engine.start_task_container(&spec).await {
-        Ok(c) => c,
-        Err(e) => return End::Failed(e.to_string()),
-    };
-    *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
-    job.spec = Some(spec);
+    work(job, &amp_key, target, resumed).await
+}
 
-    // The workspace: the default branch and a new branch, or the pull request's head branch.
+/// Clone into the workspace: the default branch and a new branch, or a pull request's head.
+async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
     job.log(&format!("Cloning {}", job.task.repo_full_name))
         .await;
-    let clone = job
-        .git_with_token(
-            "clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" .",
-            vec![
-                format!("BASE={}", target.clone_branch),
-                format!("CLONE_URL={}", job.task.clone_url),
-            ],
+    job.git_with_token(
+        "clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" .",
+        vec![
+            format!("BASE={}", target.clone_branch),
+            format!("CLONE_URL={}", job.task.clone_url),
+        ],
+    )
+    .await
+    .map_err(|e| End::Failed(format!("cloning the repository failed: {e}")))?;
+    if target.pull.is_none() {
+        job.sh(
+            "git checkout -q -b \"$BRANCH\"",
+            vec![format!("BRANCH={}", target.branch)],
         )
-        .await;
-    if let Err(e) = clone {
-        return End::Failed(format!("cloning the repository failed: {e}"));
-    }
-    let branch = target.branch.clone();
-    if target.pull.is_none()
-        && let Err(e) = job
-            .sh(
-                "git checkout -q -b \"$BRANCH\"",
-                vec![format!("BRANCH={branch}")],
-            )
-            .await
-    {
-        return End::Failed(format!("creating the branch failed: {e}"));
+        .await
+        .map_err(|e| End::Failed(format!("creating the branch failed: {e}")))?;
     }
     let _ = tasks::record_progress(
-        &ctx.db,
+        &job.ctx.db,
         job.task.id,
         Progress {
-            branch: Some(branch.clone()),
+            branch: Some(target.branch.clone()),
             pr_number: target.pull.as_ref().map(|(number, _)| *number),
             ..Default::default()
         },
     )
     .await;
+    Ok(())
+}
 
-    // The agent's turn.
-    if !job.move_to(TaskState::Running, None).await {
+/// The agent's turn, then commit, push and the pull request.
+async fn work(
+    job: &mut Job<'_>,
+    amp_key: &secrecy::SecretString,
+    target: Target,
+    resumed: bool,
+) -> End {
+    let ctx = job.ctx;
+    let branch = target.branch.clone();
+    if job.state != TaskState::Running
+        && !job
+            .move_to(
+                TaskState::Running,
+                resumed.then_some("resumed after a restart"),
+            )
+            .await
+    {
         return End::Failed("the task changed state unexpectedly".into());
     }
-    job.update_status_comment(None, None).await;
-    let outcome = match agent_turn(job, &amp_key, &branch).await {
+    job.update_status_comment(target.pull.as_ref().map(|(_, url)| url.as_str()), None)
+        .await;
+    let mut prompt = agent_prompt(&job.task, &branch);
+    if resumed {
+        prompt = format!("{RESUME_NOTE}\n\n{prompt}");
+    }
+    let outcome = match agent_turn(job, amp_key, prompt).await {
         Ok(outcome) => outcome,
         Err(end) => return end,
     };
@@ -542,44 +660,70 @@ async fn drive(job: &mut Job<'_>) -> End {
         TurnOutcome::Failed { reason, .. } => return End::Failed(format!("Amp failed: {reason}")),
     };
 
-    // Commit and push what changed.
-    let changed = match job.sh("git status --porcelain", vec![]).await {
+    // Commit what changed (the agent may also have committed, though told not to).
+    let dirty = match job.sh("git status --porcelain", vec![]).await {
         Ok((_, out)) => !out.trim().is_empty(),
         Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
     };
-    if !changed {
+    if dirty {
+        if !job.move_to(TaskState::Pushing, None).await {
+            return End::Failed("the task changed state unexpectedly".into());
+        }
+        let message = format!(
+            "{}\n\n{}\n\nCo-authored-by: {} <{}+{}@users.noreply.github.com>",
+            commit_title(&job.task),
+            summary.trim(),
+            job.task.requester_login,
+            job.task.requester_id,
+            job.task.requester_login
+        );
+        let commit = job
+            .sh(
+                "git add -A && printf '%s' \"$MESSAGE\" | git -c core.hooksPath=/dev/null \
+                 -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q --no-verify -F -",
+                vec![
+                    format!("MESSAGE={message}"),
+                    format!("BOT_NAME={BOT_NAME}"),
+                    format!(
+                        "BOT_EMAIL={}+{BOT_NAME}@users.noreply.github.com",
+                        ctx.config.app_id.unwrap_or(0)
+                    ),
+                ],
+            )
+            .await;
+        if let Err(e) = commit {
+            return End::Failed(format!("committing the changes failed: {e}"));
+        }
+    }
+    let head = job
+        .sh(
+            // New commits: since the branch as cloned, or (resumed in a workspace cloned
+            // before the branch existed) since the default branch.
+            "git rev-parse HEAD && b=\"origin/$BASE\" && \
+             { git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; } && \
+             git rev-list --count \"$b..HEAD\"",
+            vec![
+                format!("BASE={}", target.clone_branch),
+                format!("DEFAULT={}", job.task.default_branch),
+            ],
+        )
+        .await;
+    let (head_sha, ahead) = match head {
+        Ok((_, out)) => {
+            let mut lines = out.lines().map(str::trim);
+            let sha = lines.next().unwrap_or_default().to_string();
+            (sha, lines.next().unwrap_or("0") != "0")
+        }
+        Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
+    };
+    if !ahead {
         return End::NoChanges {
             explanation: summary,
         };
     }
-    if !job.move_to(TaskState::Pushing, None).await {
+    if job.state != TaskState::Pushing && !job.move_to(TaskState::Pushing, None).await {
         return End::Failed("the task changed state unexpectedly".into());
     }
-    let message = format!(
-        "{}\n\n{}\n\nCo-authored-by: {} <{}+{}@users.noreply.github.com>",
-        commit_title(&job.task),
-        summary.trim(),
-        job.task.requester_login,
-        job.task.requester_id,
-        job.task.requester_login
-    );
-    let commit = job
-        .sh(
-            "git add -A && printf '%s' \"$MESSAGE\" | git -c core.hooksPath=/dev/null -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q --no-verify -F - && git rev-parse HEAD",
-            vec![
-                format!("MESSAGE={message}"),
-                format!("BOT_NAME={BOT_NAME}"),
-                format!(
-                    "BOT_EMAIL={}+{BOT_NAME}@users.noreply.github.com",
-                    ctx.config.app_id.unwrap_or(0)
-                ),
-            ],
-        )
-        .await;
-    let head_sha = match commit {
-        Ok((_, out)) => out.trim().to_string(),
-        Err(e) => return End::Failed(format!("committing the changes failed: {e}")),
-    };
     if let Err(e) = job.push(&head_sha, &branch).await {
         return End::Failed(format!("pushing the branch failed: {e}"));
     }
@@ -594,7 +738,8 @@ async fn drive(job: &mut Job<'_>) -> End {
     )
     .await;
     if let Some((_, pr_url)) = target.pull {
-        // A pull request's own branch: the new commit is on it, nothing else to open.
+        // The pull request exists (the task is on one, or opened it before a restart): the new
+        // commit is on its branch, nothing else to open.
         return End::AwaitingCi { pr_url, summary };
     }
     let Some(github) = job.github.clone() else {
@@ -654,29 +799,32 @@ struct Target {
 /// on its head branch, which must be in this repository (the app cannot push to forks).
 async fn target(job: &Job<'_>) -> Result<Target, End> {
     let task = &job.task;
-    if !task.is_pull_request {
+    // A pull request: the one commented on, or the one this task opened before a restart.
+    let pull_number = if task.is_pull_request {
+        Some(task.issue_number)
+    } else {
+        task.pr_number
+    };
+    let Some(number) = pull_number else {
         return Ok(Target {
-            branch: branch_name(task.issue_number, &task.issue_title, &task.public_id),
+            branch: task.branch.clone().unwrap_or_else(|| {
+                branch_name(task.issue_number, &task.issue_title, &task.public_id)
+            }),
             clone_branch: task.default_branch.clone(),
             pull: None,
         });
-    }
+    };
     let Some(github) = &job.github else {
         return Err(End::Failed("the GitHub App is not configured".into()));
     };
     let pull = github
-        .get_pull(&job.repo, task.issue_number)
+        .get_pull(&job.repo, number)
         .await
-        .map_err(|e| {
-            End::Failed(format!(
-                "reading pull request #{} failed: {e}",
-                task.issue_number
-            ))
-        })?;
+        .map_err(|e| End::Failed(format!("reading pull request #{number} failed: {e}")))?;
     if pull.state == Some(octocrab::models::IssueState::Closed) {
         return Err(End::Failed(format!(
-            "Pull request #{} is closed, so there is no branch to work on. Reopen it, or ask on an issue.",
-            task.issue_number
+            "Pull request #{number} is closed, so there is no branch to work on. Reopen it, or \
+             ask on an issue."
         )));
     }
     let head_repo = pull.head.repo.as_ref().and_then(|r| r.full_name.clone());
@@ -686,17 +834,17 @@ async fn target(job: &Job<'_>) -> Result<Target, End> {
             None => "in a repository that no longer exists".to_string(),
         };
         return Err(End::Failed(format!(
-            "The branch of pull request #{} is {place}. This app only pushes to branches of {}, \
-             so it cannot work on pull requests from forks. Ask on an issue instead: the change \
-             will come as a new pull request.",
-            task.issue_number, task.repo_full_name
+            "The branch of pull request #{number} is {place}. This app only pushes to branches \
+             of {}, so it cannot work on pull requests from forks. Ask on an issue instead: the \
+             change will come as a new pull request.",
+            task.repo_full_name
         )));
     }
     Ok(Target {
         branch: pull.head.ref_field.clone(),
         clone_branch: pull.head.ref_field.clone(),
         pull: Some((
-            task.issue_number,
+            number,
             pull.html_url.map(|u| u.to_string()).unwrap_or_default(),
         )),
     })
@@ -711,7 +859,7 @@ fn commit_title(task: &task::Model) -> String {
 async fn agent_turn(
     job: &Job<'_>,
     amp_key: &secrecy::SecretString,
-    branch: &str,
+    prompt: String,
 ) -> Result<TurnOutcome, End> {
     let ctx = job.ctx;
     let (Some(engine), Some(container)) = (&job.engine, job.current_container()) else {
@@ -723,7 +871,7 @@ async fn agent_turn(
     }
     cmd.extend([
         "-x".into(),
-        agent_prompt(&job.task, branch),
+        prompt,
         "--stream-json".into(),
         "--dangerously-allow-all".into(),
     ]);
@@ -865,20 +1013,6 @@ async fn finish(job: &mut Job<'_>, end: End) {
             }
         }
     }
-    if matches!(
-        to,
-        TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled
-    ) {
-        let _ = tasks::record_progress(
-            &job.ctx.db,
-            job.task.id,
-            Progress {
-                error_message: Some(note.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
     job.event(
         kind::LOG,
         json!({"level": if to == TaskState::Failed { "error" } else { "info" }, "text": note}),
@@ -921,15 +1055,6 @@ pub async fn end_waiting_task(
         Err(tasks::TaskError::Conflict { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    let _ = tasks::record_progress(
-        &ctx.db,
-        task.id,
-        Progress {
-            error_message: Some(note.to_string()),
-            ..Default::default()
-        },
-    )
-    .await;
     remove_task_containers(ctx, &task.public_id).await;
     if let (Some(github), Some(comment_id)) = (&ctx.github, task.status_comment_id) {
         let repo = RepoRef::of_task(task);
@@ -965,34 +1090,37 @@ async fn remove_task_containers(ctx: &Ctx, public_id: &str) {
     }
 }
 
-/// After a crash or on another replica's death: tasks whose worker is gone (lease expired while
-/// preparing, running, pushing or fixing) end as failed with a clear status comment, and
-/// containers of tasks that are over (or unknown to the store) are removed.
-pub async fn reconcile(ctx: &Ctx) {
+/// After a crash or on another replica's death, for tasks whose worker is gone (lease expired
+/// while preparing, running, pushing or fixing): a task that had not reached its agent goes
+/// back to the queue; one whose agent container still runs is returned to be resumed; any other
+/// ends as failed with a clear status comment. Containers of tasks that are over (or unknown to
+/// the store) are removed.
+pub async fn reconcile(ctx: &Ctx) -> Vec<Resumable> {
+    let engine = Engine::connect(ctx.config.docker_host.as_deref())
+        .await
+        .ok();
+    let mut resumable = Vec::new();
     match tasks::abandoned(&ctx.db).await {
         Ok(abandoned) => {
             for task in abandoned {
                 if ctx.running.contains(task.id) {
                     continue;
                 }
-                warn!(task_id = task.id, state = %task.state, "the task's worker is gone; ending it");
-                let note = "The service stopped while this task was running, so it could not \
-                            finish. Comment `/amp retry` to run it again.";
-                if let Err(e) = end_waiting_task(ctx, &task, TaskState::Failed, note).await {
-                    warn!(task_id = task.id, error = %e, "ending an abandoned task failed");
+                if let Some(found) = recover(ctx, engine.as_ref(), task).await {
+                    resumable.push(found);
                 }
             }
         }
         Err(e) => warn!(error = %e, "looking for abandoned tasks failed"),
     }
-    let Ok(engine) = Engine::connect(ctx.config.docker_host.as_deref()).await else {
-        return;
+    let Some(engine) = engine else {
+        return resumable;
     };
     let owned = match engine.owned(Some(&ctx.store_label)).await {
         Ok(owned) => owned,
         Err(e) => {
             warn!(error = %e, "listing the service's containers failed");
-            return;
+            return resumable;
         }
     };
     for (public_id, container) in owned {
@@ -1010,4 +1138,53 @@ pub async fn reconcile(ctx: &Ctx) {
             engine.remove(&container).await;
         }
     }
+    resumable
+}
+
+async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Option<Resumable> {
+    let state: TaskState = task.state.parse().ok()?;
+    if state == TaskState::Preparing {
+        // Nothing was done that cannot be done again.
+        warn!(
+            task_id = task.id,
+            "the task's worker is gone before its agent started; queueing it again"
+        );
+        remove_task_containers(ctx, &task.public_id).await;
+        match tasks::transition(
+            &ctx.db,
+            task.id,
+            state,
+            TaskState::Queued,
+            Some("the service stopped before the agent started; queued again"),
+        )
+        .await
+        {
+            Ok(event) => {
+                ctx.bus.publish(Published {
+                    task_id: task.id,
+                    seq: event.seq,
+                    kind: kind::STATE.into(),
+                    data: serde_json::from_str(&event.data).unwrap_or_default(),
+                });
+                ctx.task_wakeup.notify_one();
+            }
+            Err(e) => warn!(task_id = task.id, error = %e, "queueing an abandoned task failed"),
+        }
+        return None;
+    }
+    if matches!(state, TaskState::Running | TaskState::Pushing)
+        && let Some(engine) = engine
+        && let Ok(Some(container)) = engine
+            .running_agent_container(&ctx.store_label, &task.public_id)
+            .await
+    {
+        return Some(Resumable { task, container });
+    }
+    warn!(task_id = task.id, state = %task.state, "the task's worker and container are gone; ending it");
+    let note = "The service stopped while this task was running and its container is gone, so it \
+                could not finish. Comment `/amp retry` to run it again.";
+    if let Err(e) = end_waiting_task(ctx, &task, TaskState::Failed, note).await {
+        warn!(task_id = task.id, error = %e, "ending an abandoned task failed");
+    }
+    None
 }

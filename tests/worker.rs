@@ -26,6 +26,11 @@ const STUB_FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
     (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
     (".amp-stub/slowly.sh", "sleep 30\n"),
+    // Stalls the first time only (the marker lives in the container's /tmp).
+    (
+        ".amp-stub/stall.sh",
+        "[ -f /tmp/stalled ] && exit 0\ntouch /tmp/stalled\nsleep 30\n",
+    ),
     // Leaves a process behind in the agent's container that keeps reading every other process's
     // environment for GitHub tokens (into /tmp/seen-tokens) while the service pushes.
     (
@@ -460,72 +465,287 @@ both_backends!(
     }
 );
 
+/// Start a service on a runtime of its own (a thread) and return its address and a switch that
+/// crashes it: the runtime is torn down mid-task, as far as the database and Docker can tell.
+async fn crashable_service(
+    env: std::collections::HashMap<String, String>,
+) -> (String, impl FnOnce()) {
+    let (base_tx, base_rx) = tokio::sync::oneshot::channel();
+    let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let service = rt.block_on(TestService::start_full(env, tunables()));
+        base_tx.send(service.base.clone()).unwrap();
+        crash_rx.recv().unwrap();
+        std::mem::forget(service);
+        rt.shutdown_background();
+    });
+    let base = base_rx.await.unwrap();
+    (base, move || {
+        crash_tx.send(()).unwrap();
+        thread.join().unwrap();
+    })
+}
+
+async fn latest_task(conn: &DatabaseConnection, state: &str, secs: u64) -> task::Model {
+    eventually(secs, &format!("the task is {state}"), || async {
+        let t = task::Entity::find()
+            .order_by_desc(task::Column::Id)
+            .one(conn)
+            .await
+            .unwrap()?;
+        (t.state == state).then_some(t)
+    })
+    .await
+}
+
 both_backends!(
-    a_crash_mid_task_is_recovered_after_restart,
+    a_crash_mid_task_resumes_in_the_surviving_container,
     |db: TestDb| async move {
         let sim = GitHubSim::start(SECRET).await;
         let repo =
             sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
         let env = service_env(&db, &sim, &[]);
         let conn = db.connect().await;
-
-        // The first service runs on its own runtime, which is torn down mid-task: a crash, as far as
-        // the database and Docker can tell.
-        let (base_tx, base_rx) = tokio::sync::oneshot::channel();
-        let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
-        let env1 = env.clone();
-        let first = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let (base, crash) = crashable_service(env.clone()).await;
+        sim.deliver_to(&base);
+        sim.comment(&repo, 31, "writer", "/amp stall then add a json flag")
+            .await;
+        // The agent is stuck in its first step when the service dies.
+        let task = latest_task(&conn, "running", 60).await;
+        eventually(30, "the agent stalls", || async {
+            let events = task_event::Entity::find()
+                .filter(task_event::Column::TaskId.eq(task.id))
+                .all(&conn)
+                .await
                 .unwrap();
-            let service = rt.block_on(TestService::start_full(env1, tunables()));
-            base_tx.send(service.base.clone()).unwrap();
-            crash_rx.recv().unwrap();
-            std::mem::forget(service);
-            rt.shutdown_background();
-        });
-        sim.deliver_to(&base_rx.await.unwrap());
-        sim.comment(&repo, 31, "writer", "/amp work slowly").await;
-        let task = eventually(60, "the task runs", || async {
-            let t = task::Entity::find().one(&conn).await.unwrap()?;
-            (t.state == "running").then_some(t)
+            events
+                .iter()
+                .any(|e| e.data.contains("stall.sh"))
+                .then_some(())
         })
         .await;
-        crash_tx.send(()).unwrap();
-        first.join().unwrap();
-        let engine = Engine::connect(None).await.unwrap();
-        assert!(
-            engine
-                .owned(None)
-                .await
-                .unwrap()
-                .iter()
-                .any(|(t, _)| *t == task.public_id),
-            "the crashed task's container is still there"
-        );
+        crash();
 
-        // After a restart the abandoned task ends with a clear status comment, and its container goes.
+        // After a restart the task goes on in the same container, and the agent finishes.
         let second = TestService::start_full(env, tunables()).await;
         sim.deliver_to(&second.base);
-        let task = eventually(60, "the abandoned task is failed", || async {
-            let t = task::Entity::find().one(&conn).await.unwrap()?;
-            (t.state == "failed").then_some(t)
+        let task = latest_task(&conn, "awaiting_ci", 60).await;
+        let bare = sim.bare_repo(&repo);
+        let branch = task.branch.clone().unwrap();
+        assert_eq!(git(&bare, &["show", &format!("{branch}:FLAGS")]), "--json");
+        assert_eq!(sim.pulls().len(), 1);
+        let events = task_event::Entity::find()
+            .filter(task_event::Column::TaskId.eq(task.id))
+            .order_by_asc(task_event::Column::Seq)
+            .all(&conn)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.contains("resuming it in its container")),
+            "the log says it was resumed"
+        );
+        // The agent's second turn continued its thread.
+        let inits: Vec<&task_event::Model> = events
+            .iter()
+            .filter(|e| e.data.contains("\"type\":\"init\""))
+            .collect();
+        assert_eq!(inits.len(), 2);
+        assert!(inits[1].data.contains(task.thread_id.as_deref().unwrap()));
+        let status = eventually(20, "the status comment links the PR", || async {
+            let status = sim.app_comments(&repo, 31).remove(0);
+            status.body.contains("`awaiting_ci`").then_some(status)
         })
         .await;
+        assert!(status.body.contains("/pull/"), "{}", status.body);
+        assert_eq!(sim.app_comments(&repo, 31).len(), 1);
+        // The container the task resumed in is the one it started in: still one, still there.
+        let engine = Engine::connect(None).await.unwrap();
+        let mine: Vec<_> = engine
+            .owned(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(t, c)| *t == task.public_id && !c.id.is_empty())
+            .collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        sim.comment(&repo, 31, "writer", "/amp stop").await;
+        latest_task(&conn, "cancelled", 30).await;
+    }
+);
+
+both_backends!(
+    a_crash_that_loses_the_container_fails_the_task_and_retry_runs_it_again,
+    |db: TestDb| async move {
+        let sim = GitHubSim::start(SECRET).await;
+        let repo =
+            sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+        let env = service_env(&db, &sim, &[]);
+        let conn = db.connect().await;
+        let (base, crash) = crashable_service(env.clone()).await;
+        sim.deliver_to(&base);
+        sim.comment(&repo, 32, "writer", "/amp work slowly").await;
+        let task = latest_task(&conn, "running", 60).await;
+        crash();
+        // The engine loses the container with the service (a reboot, say).
+        let engine = Engine::connect(None).await.unwrap();
+        for (t, c) in engine.owned(None).await.unwrap() {
+            if t == task.public_id {
+                engine.remove(&c).await;
+            }
+        }
+
+        let second = TestService::start_full(env, tunables()).await;
+        sim.deliver_to(&second.base);
+        let task = latest_task(&conn, "failed", 60).await;
+        assert!(
+            task.error_message
+                .as_deref()
+                .unwrap()
+                .contains("container is gone"),
+            "{:?}",
+            task.error_message
+        );
         let status = eventually(20, "the status comment says what happened", || async {
-            let status = sim.app_comments(&repo, 31).remove(0);
+            let status = sim.app_comments(&repo, 32).remove(0);
             status.body.contains("`failed`").then_some(status)
         })
         .await;
         assert!(status.body.contains("/amp retry"), "{}", status.body);
+
+        // `/amp retry` runs the same task again.
+        sim.comment(&repo, 32, "writer", "/amp retry").await;
+        let again = latest_task(&conn, "running", 60).await;
+        assert_eq!(again.id, task.id);
+        assert_eq!(again.error_message, None);
+        assert_eq!(task::Entity::find().all(&conn).await.unwrap().len(), 1);
+        sim.comment(&repo, 32, "writer", "/amp stop").await;
+        let task = latest_task(&conn, "cancelled", 30).await;
         let public_id = task.public_id.clone();
-        eventually(20, "the orphaned container is removed", || async {
+        eventually(20, "the containers are removed", || async {
             let owned = engine.owned(None).await.unwrap();
             (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
         })
         .await;
+        // A task that succeeded has nothing to retry.
+        sim.comment(&repo, 33, "writer", "/amp explain the readme")
+            .await;
+        latest_task(&conn, "succeeded", 60).await;
+        sim.comment(&repo, 33, "writer", "/amp retry").await;
+        eventually(20, "the reply says there is nothing to retry", || async {
+            sim.app_comments(&repo, 33)
+                .into_iter()
+                .find(|c| c.body.contains("nothing to retry"))
+        })
+        .await;
+    }
+);
+
+both_backends!(
+    a_task_abandoned_before_its_agent_started_is_queued_again,
+    |db: TestDb| async move {
+        let sim = GitHubSim::start(SECRET).await;
+        let repo =
+            sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+        let conn = db.connect().await;
+        // A replica claimed the task and died while preparing it.
+        let created = amp_orchestrator::store::tasks::create(
+            &conn,
+            amp_orchestrator::store::tasks::NewTask {
+                installation_id: repo.installation_id,
+                repo_id: repo.id,
+                repo_full_name: repo.full_name(),
+                clone_url: sim.clone_url(&repo),
+                default_branch: "main".into(),
+                issue_number: 34,
+                is_pull_request: false,
+                issue_title: "Flags".into(),
+                issue_body: String::new(),
+                requester_login: "writer".into(),
+                requester_id: 1,
+                comment_id: 1,
+                delivery_id: None,
+                prompt: "add a json flag".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let claimed = amp_orchestrator::store::tasks::claim_next(&conn, "dead-replica", 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (claimed.id, claimed.state.as_str()),
+            (created.id, "preparing")
+        );
+
+        let service = TestService::start_full(service_env(&db, &sim, &[]), tunables()).await;
+        sim.deliver_to(&service.base);
+        let task = latest_task(&conn, "awaiting_ci", 60).await;
+        let events = task_event::Entity::find()
+            .filter(task_event::Column::TaskId.eq(task.id))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert!(events.iter().any(|e| e.data.contains("queued again")));
+        assert_ne!(task.lease_owner.as_deref(), Some("dead-replica"));
+    }
+);
+
+both_backends!(
+    stop_reaches_a_task_running_on_another_replica,
+    |db: TestDb| async move {
+        let sim = GitHubSim::start(SECRET).await;
+        let repo =
+            sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
+        let env = service_env(&db, &sim, &[]);
+        let conn = db.connect().await;
+        // One replica runs tasks; the other takes the webhooks.
+        let _runner = TestService::start_full(env.clone(), tunables()).await;
+        let front = TestService::start_full(
+            env,
+            amp_orchestrator::app::Tunables {
+                run_tasks: false,
+                ..tunables()
+            },
+        )
+        .await;
+        sim.deliver_to(&front.base);
+        sim.comment(&repo, 35, "writer", "/amp work slowly").await;
+        latest_task(&conn, "running", 60).await;
+        sim.comment(&repo, 35, "writer", "/amp stop").await;
+        let task = latest_task(&conn, "cancelled", 30).await;
+        let events = task_event::Entity::find()
+            .filter(task_event::Column::TaskId.eq(task.id))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.contains("received by another replica")),
+            "the stop went through the database"
+        );
+        let engine = Engine::connect(None).await.unwrap();
+        let public_id = task.public_id.clone();
+        eventually(20, "the containers are removed", || async {
+            let owned = engine.owned(None).await.unwrap();
+            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+        })
+        .await;
+        let status = eventually(20, "the status comment says cancelled", || async {
+            let status = sim.app_comments(&repo, 35).remove(0);
+            status.body.contains("`cancelled`").then_some(status)
+        })
+        .await;
+        assert!(status.body.contains("/amp stop"), "{}", status.body);
     }
 );
 

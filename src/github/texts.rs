@@ -133,6 +133,15 @@ pub fn already_running(login: &str, task: &TaskView) -> String {
     )
 }
 
+/// `/amp retry` after a task that succeeded.
+pub fn nothing_to_retry(login: &str, task: &TaskView) -> String {
+    format!(
+        "@{login}, [the last task]({link}) succeeded, so there is nothing to retry. Comment \
+         `/amp <what to do>` to ask for another change.",
+        link = task.link(),
+    )
+}
+
 /// `/amp stop` or `/amp retry` acknowledged (acted on by the worker).
 pub fn control_accepted(command: &str, task: Option<&TaskView>) -> String {
     match task {
@@ -207,6 +216,10 @@ mod tests {
             control_accepted("stop", Some(&view(TaskState::Running)))
         );
         insta::assert_snapshot!("retry_without_task", control_accepted("retry", None));
+        insta::assert_snapshot!(
+            "nothing_to_retry",
+            nothing_to_retry("mona", &view(TaskState::Succeeded))
+        );
         insta::assert_snapshot!(
             "user_error",
             user_error("mona", "this repository is archived.")

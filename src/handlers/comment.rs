@@ -85,20 +85,7 @@ pub async fn handle(
                 turn.reply(&text).await?;
             }
             Command::Stop => turn.stop().await?,
-            control @ Command::Retry => {
-                // Acted on by the worker; acknowledged here.
-                let latest = tasks::latest_for_issue(&ctx.db, repo.repo_id, event.issue.number)
-                    .await
-                    .context("reading the latest task")?;
-                info!(
-                    command = control.name(),
-                    task = latest.as_ref().map(|t| t.id),
-                    "control command received"
-                );
-                let view = latest.as_ref().map(|t| turn.view(t));
-                turn.reply(&texts::control_accepted(control.name(), view.as_ref()))
-                    .await?;
-            }
+            Command::Retry => turn.retry().await?,
         }
     }
     Ok(Outcome::Done)
@@ -216,12 +203,67 @@ impl Turn<'_> {
                 .await?;
                 return Ok(());
             }
-            warn!(
+            // Another replica runs it: it sees the request at its next check.
+            tasks::request_stop(&ctx.db, task.id)
+                .await
+                .context("asking for the task to stop")?;
+            info!(
                 task_id = task.id,
-                "the task does not run in this process; it stops at its next check"
+                "the task runs on another replica; stop requested through the database"
             );
         }
         self.reply(&texts::control_accepted("stop", Some(&self.view(&task))))
+            .await
+    }
+
+    /// `/amp retry`: the issue's last task, if it ended without success, is queued again. It
+    /// keeps its branch, pull request and Amp thread, so the agent picks up where it left off.
+    async fn retry(&self) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let latest = tasks::latest_for_issue(&ctx.db, self.repo.repo_id, self.event.issue.number)
+            .await
+            .context("reading the latest task")?;
+        let Some(task) = latest else {
+            return self.reply(&texts::control_accepted("retry", None)).await;
+        };
+        let state: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !state.is_terminal() {
+            return self
+                .reply(&texts::already_running(
+                    &self.event.sender.login,
+                    &self.view(&task),
+                ))
+                .await;
+        }
+        if state == TaskState::Succeeded {
+            return self
+                .reply(&texts::nothing_to_retry(
+                    &self.event.sender.login,
+                    &self.view(&task),
+                ))
+                .await;
+        }
+        let reason = format!("retried by @{}", self.event.sender.login);
+        match tasks::transition(&ctx.db, task.id, state, TaskState::Queued, Some(&reason)).await {
+            Ok(_) => {}
+            // Retried twice at once: the other one won.
+            Err(tasks::TaskError::Conflict { .. }) => return Ok(()),
+            Err(e) => return Err(e).context("queueing the task again"),
+        }
+        info!(task_id = task.id, "task queued again with /amp retry");
+        ctx.task_wakeup.notify_one();
+        if let (Some(github), Some(comment_id)) = (self.github, task.status_comment_id) {
+            let mut view = self.view(&task);
+            view.state = TaskState::Queued;
+            view.note = Some("Queued again with /amp retry.");
+            if let Err(e) = github
+                .update_comment(self.repo, comment_id, &texts::status_comment(&view))
+                .await
+            {
+                warn!(error = %e, "editing the status comment failed");
+            }
+        }
+        self.reply(&texts::control_accepted("retry", Some(&self.view(&task))))
             .await
     }
 

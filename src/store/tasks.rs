@@ -180,6 +180,8 @@ pub async fn log_event(
 }
 
 /// Move a task from `from` to `to` (compare-and-set) and record the change as a `state` event.
+/// Ending as failed, timed out or cancelled stores `reason` as the task's error message in the
+/// same update; going back to the queue clears it.
 pub async fn transition(
     db: &DatabaseConnection,
     task_id: i64,
@@ -197,7 +199,11 @@ pub async fn transition(
             &txn,
             "UPDATE tasks SET state = $1, updated_at = $2, \
                started_at = CASE WHEN $3 AND started_at IS NULL THEN $2 ELSE started_at END, \
-               finished_at = CASE WHEN $4 THEN $2 ELSE NULL END \
+               finished_at = CASE WHEN $4 THEN $2 ELSE NULL END, \
+               stop_requested_at = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
+               error_message = CASE WHEN $1 = 'queued' THEN NULL \
+                 WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
+               lease_owner = CASE WHEN $1 = 'queued' THEN NULL ELSE lease_owner END \
              WHERE id = $5 AND state = $6",
             [
                 to.as_str().into(),
@@ -206,6 +212,12 @@ pub async fn transition(
                 to.is_terminal().into(),
                 task_id.into(),
                 from.as_str().into(),
+                matches!(
+                    to,
+                    TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled
+                )
+                .into(),
+                reason.map(str::to_string).into(),
             ],
         ))
         .await?;
@@ -368,6 +380,63 @@ pub async fn renew_lease(
         ))
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Take over a task whose lease has expired (its worker is gone) and that is still in `state`:
+/// `true` when this owner holds it now. Two replicas racing for it cannot both win.
+pub async fn take_over(
+    db: &DatabaseConnection,
+    task_id: i64,
+    state: TaskState,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<bool, DbErr> {
+    let now = now_ms();
+    let result = db
+        .execute_raw(stmt(
+            db,
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+             WHERE id = $4 AND state = $5 AND (lease_until IS NULL OR lease_until < $3)",
+            [
+                owner.into(),
+                (now + lease_ms).into(),
+                now.into(),
+                task_id.into(),
+                state.as_str().into(),
+            ],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ask whichever replica runs the task to stop it; `false` when the task is already over.
+pub async fn request_stop(db: &DatabaseConnection, task_id: i64) -> Result<bool, DbErr> {
+    let terminal: Vec<String> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let now = now_ms();
+    let result = db
+        .execute_raw(stmt(
+            db,
+            &format!(
+                "UPDATE tasks SET stop_requested_at = COALESCE(stop_requested_at, $1), updated_at = $1 \
+                 WHERE id = $2 AND state NOT IN ({})",
+                terminal.join(", ")
+            ),
+            [now.into(), task_id.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Whether a stop was asked for the task (see [`request_stop`]).
+pub async fn stop_requested(db: &DatabaseConnection, task_id: i64) -> Result<bool, DbErr> {
+    Ok(task::Entity::find_by_id(task_id)
+        .one(db)
+        .await?
+        .is_some_and(|t| t.stop_requested_at.is_some()))
 }
 
 /// What a running task has produced so far; `None` leaves a field as it is.
