@@ -218,6 +218,7 @@ pub async fn start_with(
     let mut workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
     if ctx.tunables.run_tasks {
         workers.push(tokio::spawn(crate::worker::run(ctx.clone())));
+        workers.push(tokio::spawn(crate::ci::watch(ctx.clone())));
     }
     Ok(Running {
         addr,

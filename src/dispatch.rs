@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Ctx, delivery: &Claimed) -> anyhow::Result<Outcome> {
         WebhookEvent::IssueComment(e) => {
             handlers::comment::handle(ctx, &delivery.delivery_id, &e).await
         }
-        WebhookEvent::CheckSuite(e) => handlers::check_suite::handle(ctx, &e).await,
+        WebhookEvent::CheckSuite(e) => crate::ci::on_check_suite(ctx, &e).await,
         WebhookEvent::Installation(e) => handlers::installation::handle_installation(ctx, &e).await,
         WebhookEvent::InstallationRepositories(e) => {
             handlers::installation::handle_repositories(ctx, &e).await

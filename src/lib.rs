@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod app;
 pub mod bus;
+pub mod ci;
 pub mod command;
 pub mod config;
 pub mod db;

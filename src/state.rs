@@ -98,11 +98,12 @@ impl TaskState {
             Queued => matches!(next, Preparing),
             // A worker that drains or loses its lease hands the task back.
             Preparing => matches!(next, Running | Queued),
-            Running => matches!(next, Pushing | Succeeded | Queued),
+            // Straight to awaiting_ci or needs_human: a follow-up or retry round changed nothing.
+            Running => matches!(next, Pushing | Succeeded | Queued | AwaitingCi | NeedsHuman),
             // Back to running: the run was resumed after a restart of the service.
             Pushing => matches!(next, AwaitingCi | Succeeded | Running),
             AwaitingCi => matches!(next, Fixing | Running | Succeeded | NeedsHuman),
-            Fixing => matches!(next, Pushing | NeedsHuman),
+            Fixing => matches!(next, Pushing | NeedsHuman | AwaitingCi | Succeeded),
             Succeeded | Failed | Cancelled | TimedOut | NeedsHuman => unreachable!(),
         }
     }
@@ -176,8 +177,8 @@ mod tests {
     fn illegal_shortcuts_are_refused() {
         assert!(!Queued.can_become(Running));
         assert!(!Queued.can_become(Succeeded));
-        assert!(!Running.can_become(AwaitingCi));
-        assert!(!Fixing.can_become(Succeeded));
+        assert!(!Running.can_become(Fixing));
+        assert!(!AwaitingCi.can_become(Pushing));
         assert!(!Queued.can_become(Queued));
         assert!(!Queued.can_become(NeedsHuman));
     }

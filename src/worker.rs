@@ -20,9 +20,11 @@ use crate::app::Ctx;
 use crate::bus::Published;
 use crate::docker::{ContainerSpec, Engine, Exec, Output, TaskContainer, WORKSPACE};
 use crate::entities::task;
+use crate::entities::task_round;
 use crate::github::texts::{self, TaskView};
 use crate::github::{GitHub, RepoRef};
 use crate::state::TaskState;
+use crate::store::rounds;
 use crate::store::tasks::{self, Progress, kind};
 
 const SWEEP: Duration = Duration::from_secs(5);
@@ -178,6 +180,8 @@ enum End {
     NoChanges {
         explanation: String,
     },
+    /// A CI fix or retry round in which Amp changed nothing: a person has to look.
+    NeedsHuman(String),
     Failed(String),
     Stopped,
     TimedOut(String),
@@ -193,13 +197,16 @@ struct Job<'a> {
     container: Arc<Mutex<Option<TaskContainer>>>,
     engine: Option<Engine>,
     spec: Option<ContainerSpec>,
+    /// The commit this run pushed.
+    pushed: Option<String>,
 }
 
 async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     let stop = ctx.running.insert(task.id);
     let repo = RepoRef::of_task(&task);
     let state = match start {
-        Start::Fresh => TaskState::Preparing,
+        // A claim leaves a queued task `preparing` and a task with a CI round `fixing`.
+        Start::Fresh | Start::Continue(_) => task.state.parse().unwrap_or(TaskState::Preparing),
         Start::Resume(_) => task.state.parse().unwrap_or(TaskState::Running),
     };
     let mut job = Job {
@@ -210,6 +217,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         container: Arc::new(Mutex::new(None)),
         engine: None,
         spec: None,
+        pushed: None,
         task,
     };
     // Keep the claim alive, and stop when a stop is asked for through the database (a `/amp
@@ -305,32 +313,8 @@ impl Job<'_> {
         }
     }
 
-    fn view<'v>(&'v self, pr_url: Option<&'v str>, note: Option<&'v str>) -> TaskView<'v> {
-        TaskView {
-            state: self.state,
-            pr_url,
-            note,
-            ..TaskView::of(&self.task, &self.ctx.config.public_url)
-        }
-    }
-
     async fn update_status_comment(&self, pr_url: Option<&str>, note: Option<&str>) {
-        // Posted by the comment handler, possibly after this worker claimed the task.
-        let comment_id = match self.task.status_comment_id {
-            Some(id) => Some(id),
-            None => tasks::get(&self.ctx.db, self.task.id)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|t| t.status_comment_id),
-        };
-        let (Some(github), Some(comment_id)) = (&self.github, comment_id) else {
-            return;
-        };
-        let body = texts::status_comment(&self.view(pr_url, note));
-        if let Err(e) = github.update_comment(&self.repo, comment_id, &body).await {
-            warn!(error = %e, "editing the status comment failed");
-        }
+        edit_status_comment_with(self.ctx, self.task.id, self.state, pr_url, note).await;
     }
 
     fn current_container(&self) -> Option<TaskContainer> {
@@ -527,6 +511,8 @@ pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
 pub enum Start {
     Fresh,
     Resume(TaskContainer),
+    /// A new round in the task's still running container.
+    Continue(TaskContainer),
 }
 
 /// What the agent is told first when its run is resumed after a restart of the service.
@@ -564,7 +550,31 @@ async fn drive(job: &mut Job<'_>, start: Start) -> End {
     };
     job.engine = Some(engine.clone());
     let spec = container_spec(ctx, &job.task);
+    let round = match rounds::pending(&ctx.db, job.task.id).await {
+        Ok(round) => round,
+        Err(e) => return End::Failed(format!("reading the task's rounds failed: {e}")),
+    };
+    // A CI round or follow-up continues in the task's container while it still runs.
+    let alive = if job.state == TaskState::Fixing && matches!(start, Start::Fresh) {
+        engine
+            .running_agent_container(&ctx.store_label, &job.task.public_id)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let start = match (start, alive) {
+        (Start::Fresh, Some(container)) => Start::Continue(container),
+        (start, _) => start,
+    };
     let resumed = match start {
+        Start::Continue(container) => {
+            *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
+            job.spec = Some(spec);
+            job.log("Continuing in the task's container").await;
+            false
+        }
         Start::Fresh => {
             job.log(&format!("Starting the agent container ({})", spec.image))
                 .await;
@@ -589,7 +599,30 @@ async fn drive(job: &mut Job<'_>, start: Start) -> End {
             true
         }
     };
-    work(job, &amp_key, target, resumed).await
+    let prompt = match &round {
+        Some(round) => round.prompt.clone(),
+        None => agent_prompt(&job.task, &target.branch),
+    };
+    let prompt = if resumed {
+        format!("{RESUME_NOTE}\n\n{prompt}")
+    } else {
+        prompt
+    };
+    let end = work(job, &amp_key, target, prompt, round.as_ref()).await;
+    // Record how the round went (a failed run leaves it pending, for `/amp retry`).
+    if let Some(round) = &round {
+        let outcome = match &end {
+            End::AwaitingCi { .. } if job.pushed.is_some() => Some("pushed"),
+            End::AwaitingCi { .. } | End::NoChanges { .. } | End::NeedsHuman(_) => {
+                Some("no_changes")
+            }
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            let _ = rounds::finish(&ctx.db, round.id, outcome, job.pushed.as_deref()).await;
+        }
+    }
+    end
 }
 
 /// Clone into the workspace: the default branch and a new branch, or a pull request's head.
@@ -631,26 +664,19 @@ async fn work(
     job: &mut Job<'_>,
     amp_key: &secrecy::SecretString,
     target: Target,
-    resumed: bool,
+    prompt: String,
+    round: Option<&task_round::Model>,
 ) -> End {
     let ctx = job.ctx;
     let branch = target.branch.clone();
-    if job.state != TaskState::Running
-        && !job
-            .move_to(
-                TaskState::Running,
-                resumed.then_some("resumed after a restart"),
-            )
-            .await
+    // A CI round stays `fixing` until it pushes; everything else runs as `running`.
+    if matches!(job.state, TaskState::Preparing | TaskState::Pushing)
+        && !job.move_to(TaskState::Running, None).await
     {
         return End::Failed("the task changed state unexpectedly".into());
     }
     job.update_status_comment(target.pull.as_ref().map(|(_, url)| url.as_str()), None)
         .await;
-    let mut prompt = agent_prompt(&job.task, &branch);
-    if resumed {
-        prompt = format!("{RESUME_NOTE}\n\n{prompt}");
-    }
     let outcome = match agent_turn(job, amp_key, prompt).await {
         Ok(outcome) => outcome,
         Err(end) => return end,
@@ -717,8 +743,17 @@ async fn work(
         Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
     };
     if !ahead {
-        return End::NoChanges {
-            explanation: summary,
+        return match (round.map(|r| r.kind.as_str()), target.pull) {
+            (Some(rounds::round_kind::CI | rounds::round_kind::RETRY), _) => End::NeedsHuman(
+                format!("Amp made no change for the CI failure. {}", summary.trim()),
+            ),
+            // A follow-up that changed nothing: the pull request still waits for its CI.
+            (Some(_), Some((_, pr_url))) if job.task.head_sha.is_some() => {
+                End::AwaitingCi { pr_url, summary }
+            }
+            _ => End::NoChanges {
+                explanation: summary,
+            },
         };
     }
     if job.state != TaskState::Pushing && !job.move_to(TaskState::Pushing, None).await {
@@ -728,6 +763,7 @@ async fn work(
         return End::Failed(format!("pushing the branch failed: {e}"));
     }
     job.log(&format!("Pushed {branch} at {head_sha}")).await;
+    job.pushed = Some(head_sha.clone());
     let _ = tasks::record_progress(
         &ctx.db,
         job.task.id,
@@ -984,6 +1020,7 @@ async fn finish(job: &mut Job<'_>, end: End) {
             None,
             false,
         ),
+        End::NeedsHuman(reason) => (TaskState::NeedsHuman, reason, None, false),
         End::Failed(reason) => (TaskState::Failed, reason, None, false),
         End::Stopped => (
             TaskState::Cancelled,
@@ -1032,12 +1069,18 @@ async fn finish(job: &mut Job<'_>, end: End) {
             to = to.as_str(),
             "the task's final state could not be recorded"
         );
+    } else if to == TaskState::AwaitingCi {
+        // CI may have finished already (its webhook, come before this state, was set aside).
+        let ctx = job.ctx.clone();
+        let task_id = job.task.id;
+        tokio::spawn(async move { crate::ci::recheck(&ctx, task_id).await });
     }
     info!(state = to.as_str(), "task run ended");
 }
 
 /// End a task that has no command running (waiting for CI): record `to`, remove its container
-/// and volume, and update the status comment. Used by `/amp stop` and by CI timeouts.
+/// and volume, and update the status comment. Used by `/amp stop`, by restart recovery and by
+/// the CI loop. `false` when the task had moved on meanwhile (nothing is done then).
 pub async fn end_waiting_task(
     ctx: &Ctx,
     task: &task::Model,
@@ -1055,22 +1098,60 @@ pub async fn end_waiting_task(
         Err(tasks::TaskError::Conflict { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    remove_task_containers(ctx, &task.public_id).await;
-    if let (Some(github), Some(comment_id)) = (&ctx.github, task.status_comment_id) {
-        let repo = RepoRef::of_task(task);
-        let view = TaskView {
-            state: to,
-            note: Some(note),
-            ..TaskView::of(task, &ctx.config.public_url)
-        };
-        if let Err(e) = github
-            .update_comment(&repo, comment_id, &texts::status_comment(&view))
-            .await
-        {
-            warn!(error = %e, "editing the status comment failed");
-        }
-    }
+    after_waiting_task_ended(ctx, task, to, note).await;
     Ok(true)
+}
+
+/// The rest of ending a waiting task, once its state is recorded: its container and volume go,
+/// and the status comment says how it ended.
+pub async fn after_waiting_task_ended(ctx: &Ctx, task: &task::Model, to: TaskState, note: &str) {
+    remove_task_containers(ctx, &task.public_id).await;
+    edit_status_comment(ctx, task.id, to, Some(note)).await;
+}
+
+/// Edit the task's status comment to show `state`, `note`, its pull request and its rounds.
+pub async fn edit_status_comment(ctx: &Ctx, task_id: i64, state: TaskState, note: Option<&str>) {
+    edit_status_comment_with(ctx, task_id, state, None, note).await
+}
+
+async fn edit_status_comment_with(
+    ctx: &Ctx,
+    task_id: i64,
+    state: TaskState,
+    pr_url: Option<&str>,
+    note: Option<&str>,
+) {
+    let Some(github) = &ctx.github else {
+        return;
+    };
+    // Read afresh: the comment handler posts the comment, possibly after a worker claimed the task.
+    let task = match tasks::get(&ctx.db, task_id).await {
+        Ok(Some(task)) => task,
+        _ => return,
+    };
+    let Some(comment_id) = task.status_comment_id else {
+        return;
+    };
+    let rounds = crate::store::rounds::list(&ctx.db, task_id)
+        .await
+        .unwrap_or_default();
+    let rounds = texts::rounds_section(&rounds, ctx.config.max_ci_rounds);
+    // GitHub links `#N` to the pull request.
+    let pr_ref = task.pr_number.map(|n| format!("#{n}"));
+    let view = TaskView {
+        state,
+        pr_url: pr_url.or(pr_ref.as_deref()),
+        note,
+        rounds: rounds.as_deref(),
+        ..TaskView::of(&task, &ctx.config.public_url)
+    };
+    let repo = RepoRef::of_task(&task);
+    if let Err(e) = github
+        .update_comment(&repo, comment_id, &texts::status_comment(&view))
+        .await
+    {
+        warn!(error = %e, "editing the status comment failed");
+    }
 }
 
 /// Remove every container and volume labelled with the task.
@@ -1172,8 +1253,10 @@ async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Optio
         }
         return None;
     }
-    if matches!(state, TaskState::Running | TaskState::Pushing)
-        && let Some(engine) = engine
+    if matches!(
+        state,
+        TaskState::Running | TaskState::Pushing | TaskState::Fixing
+    ) && let Some(engine) = engine
         && let Ok(Some(container)) = engine
             .running_agent_container(&ctx.store_label, &task.public_id)
             .await

@@ -523,11 +523,20 @@ both_backends!(
                     .await
                     .unwrap()
                     .into_iter()
-                    .find(|d| d.event == "check_suite" && d.status == "done")
+                    .find(|d| d.event == "check_suite" && d.status == "ignored")
             },
         )
         .await;
         assert_eq!(delivery.action.as_deref(), Some("completed"));
+        // No task pushed that commit: nothing to decide.
+        assert!(
+            delivery
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("is not the head of any task")),
+            "{:?}",
+            delivery.error
+        );
         assert_eq!(s.sim.check_suites()[0].conclusion, "success");
     }
 );

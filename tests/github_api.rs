@@ -214,7 +214,7 @@ async fn every_operation_against_the_simulator() {
     assert_eq!(runs.check_runs.len(), 1);
     let run = &runs.check_runs[0];
     assert_eq!(run.output.title.as_deref(), Some("ci.sh failed (exit 1)"));
-    let annotations = gh.check_run_annotations(&r, run.id.0).await.unwrap();
+    let annotations = gh.check_run_annotations(&r, run.id).await.unwrap();
     assert_eq!(annotations.len(), 1);
     assert_eq!(annotations[0].path, "src/lib.rs");
     assert_eq!(annotations[0].start_line, Some(3));
@@ -222,7 +222,7 @@ async fn every_operation_against_the_simulator() {
         annotations[0].message.as_deref(),
         Some("the answer is not 42")
     );
-    let log = gh.job_log(&r, run.id.0).await.unwrap();
+    let log = gh.job_log(&r, run.id).await.unwrap();
     assert!(log.contains("building"), "{log}");
 
     gh.mark_ready_for_review(&r, pr.node_id.as_deref().unwrap())

@@ -4,23 +4,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use amp_orchestrator::docker::Engine;
 use amp_orchestrator::entities::{task, task_event};
-use common::github_sim::{GitHubSim, Repo};
+use common::github_sim::GitHubSim;
 use common::github_sim_git::git;
-use common::service::{SECRET, test_env};
+use common::service::SECRET;
+use common::story::{Story, service_env, story_with, tunables};
 use common::{TestDb, TestService, eventually};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
-
-struct Story {
-    sim: GitHubSim,
-    _service: TestService,
-    conn: DatabaseConnection,
-    repo: Repo,
-    _db: TestDb,
-}
 
 const STUB_FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
@@ -47,106 +38,8 @@ const STUB_FILES: &[(&str, &str)] = &[
     ),
 ];
 
-fn tunables() -> amp_orchestrator::app::Tunables {
-    amp_orchestrator::app::Tunables {
-        github: amp_orchestrator::github::Options {
-            backoff: Duration::from_millis(20),
-            ..Default::default()
-        },
-        inbox_retry_base: Duration::from_millis(20),
-        task_lease: Duration::from_secs(6),
-        run_tasks: true,
-    }
-}
-
-fn service_env(
-    db: &TestDb,
-    sim: &GitHubSim,
-    extra: &[(&str, &str)],
-) -> std::collections::HashMap<String, String> {
-    let mut env = test_env(db);
-    env.extend(sim.service_env());
-    let image = std::env::var("TEST_AGENT_IMAGE")
-        .expect("TEST_AGENT_IMAGE is not set: run ./scripts/test.sh, which builds it");
-    for (k, v) in [
-        ("AGENT_IMAGE", image.as_str()),
-        // The agent container reaches the simulator's git on 127.0.0.1.
-        ("AGENT_NETWORK", "host"),
-        ("AMP_API_KEY", "sgamp_test_key_0123456789"),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
-    {
-        env.insert(k.to_string(), v.to_string());
-    }
-    env.retain(|_, v| !v.is_empty());
-    env
-}
-
 async fn story(db: TestDb, extra: &[(&str, &str)]) -> Story {
-    let sim = GitHubSim::start(SECRET).await;
-    let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], STUB_FILES);
-    let env = service_env(&db, &sim, extra);
-    let service = TestService::start_full(env, tunables()).await;
-    sim.deliver_to(&service.base);
-    let conn = db.connect().await;
-    Story {
-        sim,
-        _service: service,
-        conn,
-        repo,
-        _db: db,
-    }
-}
-
-impl Story {
-    async fn wait_for_state(&self, state: &str, secs: u64) -> task::Model {
-        eventually(secs, &format!("the task reaches {state}"), || async {
-            let t = task::Entity::find()
-                .order_by_desc(task::Column::Id)
-                .one(&self.conn)
-                .await
-                .unwrap()?;
-            (t.state == state).then_some(t)
-        })
-        .await
-    }
-
-    async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
-        task_event::Entity::find()
-            .filter(task_event::Column::TaskId.eq(task_id))
-            .order_by_asc(task_event::Column::Seq)
-            .all(&self.conn)
-            .await
-            .unwrap()
-    }
-
-    async fn assert_no_containers_for(&self, task: &task::Model) {
-        let public_id = task.public_id.clone();
-        let engine = Engine::connect(None).await.unwrap();
-        eventually(
-            10,
-            "the task's container and volume are removed",
-            || async {
-                let owned = engine.owned(None).await.unwrap();
-                (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-            },
-        )
-        .await;
-    }
-
-    /// The status comment, once it says `text`.
-    async fn status_saying(&self, issue: i64, text: &str) -> common::github_sim::Comment {
-        eventually(20, &format!("the status comment says {text:?}"), || async {
-            let c = self
-                .sim
-                .app_comments(&self.repo, issue)
-                .into_iter()
-                .next()?;
-            c.body.contains(text).then_some(c)
-        })
-        .await
-    }
+    story_with(db, extra, STUB_FILES).await
 }
 
 both_backends!(
@@ -833,9 +726,9 @@ both_backends!(
     |db: TestDb| async move {
         let s = story(db, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]).await;
         let response = s
-            ._service
+            .service
             .http
-            .get(s._service.url("/readyz"))
+            .get(s.service.url("/readyz"))
             .send()
             .await
             .unwrap();

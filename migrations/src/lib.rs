@@ -7,7 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
-mod m20261127_000001_stop_request;
+mod m20261127_000001_rounds;
 
 pub struct Migrator;
 
@@ -16,7 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261124_000001_initial::Migration),
-            Box::new(m20261127_000001_stop_request::Migration),
+            Box::new(m20261127_000001_rounds::Migration),
         ]
     }
 }

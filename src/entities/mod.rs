@@ -5,3 +5,4 @@ pub mod delivery_payload;
 pub mod installation;
 pub mod task;
 pub mod task_event;
+pub mod task_round;

@@ -38,6 +38,8 @@ pub struct Model {
     pub lease_until: Option<i64>,
     /// When a `/amp stop` asked the replica running the task to stop it.
     pub stop_requested_at: Option<i64>,
+    /// When the task last started waiting for CI.
+    pub awaiting_since: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,

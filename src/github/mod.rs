@@ -474,6 +474,97 @@ impl GitHub {
     }
 }
 
+/// The check suites of a commit.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckSuites {
+    pub total_count: u64,
+    pub check_suites: Vec<CheckSuite>,
+}
+
+/// A check suite, with what deciding on CI needs (octocrab's model leaves out its app).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckSuite {
+    pub id: u64,
+    pub head_sha: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    #[serde(default)]
+    pub latest_check_runs_count: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AppRef {
+    pub id: u64,
+    #[serde(default)]
+    pub slug: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckRuns {
+    pub total_count: u64,
+    pub check_runs: Vec<CheckRun>,
+}
+
+/// A check run, with its status and app (octocrab's model leaves them out).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub head_sha: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub output: CheckRunOutput,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    #[serde(default)]
+    pub check_suite: Option<IdRef>,
+    #[serde(default)]
+    pub details_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CheckRunOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub annotations_count: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IdRef {
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CombinedStatus {
+    #[serde(default)]
+    pub total_count: u64,
+    #[serde(default)]
+    pub statuses: Vec<CommitStatus>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CommitStatus {
+    pub context: String,
+    /// `error`, `failure`, `pending` or `success`.
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
 /// A check run annotation (GitHub's `GET …/check-runs/{id}/annotations`).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
 pub struct Annotation {
@@ -595,7 +686,7 @@ impl GitHub {
         &self,
         repo: &RepoRef,
         sha: &str,
-    ) -> Result<octocrab::models::checks::ListCheckSuites, GitHubError> {
+    ) -> Result<CheckSuites, GitHubError> {
         self.call(
             Auth::Repo(repo),
             Method::GET,
@@ -606,16 +697,30 @@ impl GitHub {
     }
 
     /// The check runs of a commit.
-    pub async fn check_runs(
-        &self,
-        repo: &RepoRef,
-        sha: &str,
-    ) -> Result<octocrab::models::checks::ListCheckRuns, GitHubError> {
+    pub async fn check_runs(&self, repo: &RepoRef, sha: &str) -> Result<CheckRuns, GitHubError> {
         self.call(
             Auth::Repo(repo),
             Method::GET,
             &format!(
                 "/repos/{}/commits/{sha}/check-runs?per_page=100",
+                repo.full_name
+            ),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// The legacy commit statuses of a commit (some external CI reports through these).
+    pub async fn combined_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<CombinedStatus, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!(
+                "/repos/{}/commits/{sha}/status?per_page=100",
                 repo.full_name
             ),
             None::<&Value>,

@@ -14,6 +14,8 @@ pub struct TaskView<'a> {
     pub pr_url: Option<&'a str>,
     /// What happened, in a sentence (the agent's summary, or why the task ended).
     pub note: Option<&'a str>,
+    /// The CI rounds so far, from [`rounds_section`].
+    pub rounds: Option<&'a str>,
 }
 
 impl<'a> TaskView<'a> {
@@ -26,6 +28,7 @@ impl<'a> TaskView<'a> {
             requester: &task.requester_login,
             pr_url: None,
             note: None,
+            rounds: None,
         }
     }
 
@@ -66,6 +69,7 @@ pub fn status_comment(task: &TaskView) -> String {
         .filter(|n| !n.trim().is_empty())
         .map(|n| format!("> {}\n\n", n.trim().replace('\n', "\n> ")))
         .unwrap_or_default();
+    let rounds = task.rounds.map(|r| format!("{r}\n\n")).unwrap_or_default();
     let stop = if task.state.is_terminal() {
         ""
     } else {
@@ -74,7 +78,7 @@ pub fn status_comment(task: &TaskView) -> String {
     format!(
         "{heading}\n\n\
          State: `{state}`. {line}\n\n\
-         {pr}{note}\
+         {pr}{note}{rounds}\
          [Follow the task]({link}) · requested by @{requester}{stop}\n\n\
          <!-- amp-orchestrator task {id} -->",
         state = task.state.as_str(),
@@ -83,6 +87,52 @@ pub fn status_comment(task: &TaskView) -> String {
         requester = task.requester,
         id = task.public_id,
     )
+}
+
+/// One line per agent round after the first, for the status comment; `None` without rounds.
+pub fn rounds_section(
+    rounds: &[crate::entities::task_round::Model],
+    max_ci: u32,
+) -> Option<String> {
+    if rounds.is_empty() {
+        return None;
+    }
+    let ci_used = rounds
+        .iter()
+        .filter(|r| r.kind == "ci" && r.outcome.as_deref() != Some("gave_up"))
+        .count();
+    let mut out = format!("**Rounds** (CI rounds used: {ci_used} of {max_ci})\n");
+    for r in rounds {
+        let checks: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&r.failed_checks)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                Some(format!(
+                    "`{}` ({})",
+                    c["name"].as_str()?,
+                    c["conclusion"].as_str().unwrap_or("failed")
+                ))
+            })
+            .collect();
+        let what = match r.kind.as_str() {
+            "ci" => format!("CI round {}: {} failed", r.round, checks.join(", ")),
+            "retry" => "Retried with `/amp retry`".to_string(),
+            _ => format!(
+                "Follow-up from @{}",
+                r.requested_by.as_deref().unwrap_or("someone")
+            ),
+        };
+        let result = match (r.outcome.as_deref(), &r.result_sha) {
+            (Some("pushed"), Some(sha)) => format!("pushed {}", &sha[..sha.len().min(7)]),
+            (Some("no_changes"), _) => "Amp made no change".into(),
+            (Some("gave_up"), _) => "not sent to Amp: the loop gave up".into(),
+            (Some("superseded"), _) => "replaced by a later request".into(),
+            (Some(other), _) => other.replace('_', " "),
+            (None, _) => "Amp is working on it".into(),
+        };
+        out.push_str(&format!("- {what} → {result}\n"));
+    }
+    Some(out.trim_end().to_string())
 }
 
 /// The answer to `/amp help` (and to `/amp` alone).
@@ -129,6 +179,23 @@ pub fn already_running(login: &str, task: &TaskView) -> String {
         "@{login}, a task is already running on this issue (`{state}`, [follow it]({link})). \
          Comment `/amp stop` to stop it before starting another.",
         state = task.state.as_str(),
+        link = task.link(),
+    )
+}
+
+/// What the agent gets for a follow-up prompt on the task's pull request.
+pub fn follow_up_prompt(login: &str, pr_number: i64, prompt: &str) -> String {
+    format!(
+        "Follow-up request from @{login} on pull request #{pr_number}, which holds your work on \
+         this branch so far. Keep the change focused. Do not commit or push; that is done for \
+         you when you finish. End with a short summary of what you changed.\n\n{prompt}\n"
+    )
+}
+
+/// A follow-up prompt on a task's pull request was taken.
+pub fn follow_up_accepted(login: &str, task: &TaskView) -> String {
+    format!(
+        "@{login}, Amp picks this up on the same branch and thread: [follow the task]({link}).",
         link = task.link(),
     )
 }
@@ -182,6 +249,30 @@ mod tests {
             requester: "octocat",
             pr_url: None,
             note: None,
+            rounds: None,
+        }
+    }
+
+    fn round(
+        round: i32,
+        kind: &str,
+        checks: &str,
+        outcome: Option<&str>,
+    ) -> crate::entities::task_round::Model {
+        crate::entities::task_round::Model {
+            id: round as i64,
+            task_id: 1,
+            round,
+            kind: kind.into(),
+            head_sha: Some("0123456789abcdef".into()),
+            failed_checks: checks.into(),
+            fingerprint: None,
+            prompt: String::new(),
+            requested_by: Some("mona".into()),
+            outcome: outcome.map(str::to_string),
+            result_sha: outcome.map(|_| "fedcba9876543210".into()),
+            created_at: 0,
+            finished_at: None,
         }
     }
 
@@ -199,6 +290,22 @@ mod tests {
         let mut failed = view(TaskState::Failed);
         failed.note = Some("The agent image amp:latest is not present on the Docker engine.");
         insta::assert_snapshot!("status_failed", status_comment(&failed));
+
+        let ci = r#"[{"name": "test", "conclusion": "failure"}]"#;
+        let rounds = [
+            round(1, "ci", ci, Some("pushed")),
+            round(0, "follow_up", "[]", Some("pushed")),
+            round(2, "ci", ci, Some("gave_up")),
+            round(0, "retry", ci, None),
+        ];
+        assert_eq!(rounds_section(&[], 3), None);
+        let section = rounds_section(&rounds, 3).unwrap();
+        let mut fixing = view(TaskState::Fixing);
+        fixing.pr_url = Some("#7");
+        fixing.note =
+            Some("CI failed (`test`). Round 2 of 3: the failure report went back to Amp.");
+        fixing.rounds = Some(&section);
+        insta::assert_snapshot!("status_with_rounds", status_comment(&fixing));
     }
 
     #[test]
@@ -216,6 +323,14 @@ mod tests {
             control_accepted("stop", Some(&view(TaskState::Running)))
         );
         insta::assert_snapshot!("retry_without_task", control_accepted("retry", None));
+        insta::assert_snapshot!(
+            "follow_up_accepted",
+            follow_up_accepted("mona", &view(TaskState::Fixing))
+        );
+        insta::assert_snapshot!(
+            "follow_up_prompt",
+            follow_up_prompt("mona", 7, "Also document the flag.")
+        );
         insta::assert_snapshot!(
             "nothing_to_retry",
             nothing_to_retry("mona", &view(TaskState::Succeeded))

@@ -16,6 +16,7 @@ use crate::github::texts::{self, TaskView};
 use crate::github::{GitHub, GitHubError, RepoRef, Role};
 use crate::state::TaskState;
 use crate::store::deliveries::Outcome;
+use crate::store::rounds::{self, Change, NewRound, round_kind};
 use crate::store::tasks::{self, NewTask};
 use crate::webhook::events::IssueCommentEvent;
 
@@ -216,6 +217,72 @@ impl Turn<'_> {
             .await
     }
 
+    /// A prompt on a task's pull request: a new round on the same branch, in the same container
+    /// and Amp thread while the task waits for CI, or in a new container (same thread) after it
+    /// ended.
+    async fn follow_up(&self, task: task::Model, prompt: String) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let login = &self.event.sender.login;
+        let state: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let to = match state {
+            TaskState::AwaitingCi => TaskState::Fixing,
+            s if s.is_terminal() => TaskState::Queued,
+            _ => {
+                return self
+                    .reply(&texts::already_running(login, &self.view(&task)))
+                    .await;
+            }
+        };
+        let reason = format!("follow-up from @{login}");
+        let started = rounds::start(
+            &ctx.db,
+            task.id,
+            Change {
+                from: state,
+                to,
+                reason: &reason,
+                head_sha: None,
+                ci_round: None,
+            },
+            NewRound {
+                kind: round_kind::FOLLOW_UP,
+                prompt: texts::follow_up_prompt(login, self.event.issue.number, &prompt),
+                requested_by: Some(login.clone()),
+                failed_checks: serde_json::json!([]),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("starting a follow-up round")?;
+        if started.is_none() {
+            // The task moved on meanwhile.
+            return self
+                .reply(&texts::already_running(login, &self.view(&task)))
+                .await;
+        }
+        info!(task_id = task.id, "follow-up round queued");
+        ctx.task_wakeup.notify_one();
+        if let Some(github) = self.github
+            && let Err(e) = github
+                .react_to_comment(self.repo, self.event.comment.id, "eyes")
+                .await
+        {
+            warn!(error = %e, "could not react to the comment");
+        }
+        crate::worker::edit_status_comment(
+            ctx,
+            task.id,
+            to,
+            Some(&format!(
+                "Follow-up from @{login} on #{}.",
+                self.event.issue.number
+            )),
+        )
+        .await;
+        self.reply(&texts::follow_up_accepted(login, &self.view(&task)))
+            .await
+    }
+
     /// `/amp retry`: the issue's last task, if it ended without success, is queued again. It
     /// keeps its branch, pull request and Amp thread, so the agent picks up where it left off.
     async fn retry(&self) -> anyhow::Result<()> {
@@ -244,11 +311,49 @@ impl Turn<'_> {
                 .await;
         }
         let reason = format!("retried by @{}", self.event.sender.login);
-        match tasks::transition(&ctx.db, task.id, state, TaskState::Queued, Some(&reason)).await {
-            Ok(_) => {}
-            // Retried twice at once: the other one won.
-            Err(tasks::TaskError::Conflict { .. }) => return Ok(()),
-            Err(e) => return Err(e).context("queueing the task again"),
+        let last_report = rounds::list(&ctx.db, task.id)
+            .await
+            .context("reading the task's rounds")?
+            .into_iter()
+            .rev()
+            .find(|r| r.kind != round_kind::FOLLOW_UP);
+        match (state, last_report) {
+            // After the CI loop gave up: Amp gets the failure again, with a fresh set of rounds.
+            (TaskState::NeedsHuman, Some(last)) => {
+                let started = rounds::start(
+                    &ctx.db,
+                    task.id,
+                    Change {
+                        from: state,
+                        to: TaskState::Queued,
+                        reason: &reason,
+                        head_sha: None,
+                        ci_round: Some(0),
+                    },
+                    NewRound {
+                        kind: round_kind::RETRY,
+                        head_sha: last.head_sha.clone(),
+                        failed_checks: serde_json::from_str(&last.failed_checks)
+                            .unwrap_or_default(),
+                        prompt: last.prompt.clone(),
+                        requested_by: Some(self.event.sender.login.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .context("queueing the task again")?;
+                if started.is_none() {
+                    return Ok(());
+                }
+            }
+            _ => match tasks::transition(&ctx.db, task.id, state, TaskState::Queued, Some(&reason))
+                .await
+            {
+                Ok(_) => {}
+                // Retried twice at once: the other one won.
+                Err(tasks::TaskError::Conflict { .. }) => return Ok(()),
+                Err(e) => return Err(e).context("queueing the task again"),
+            },
         }
         info!(task_id = task.id, "task queued again with /amp retry");
         ctx.task_wakeup.notify_one();
@@ -270,6 +375,14 @@ impl Turn<'_> {
     async fn prompt(&self, prompt: String) -> anyhow::Result<()> {
         let ctx = self.ctx;
         let event = self.event;
+        // On a pull request a task works on: a follow-up round of that task.
+        if event.issue.is_pull_request()
+            && let Some(task) = tasks::by_pull(&ctx.db, self.repo.repo_id, event.issue.number)
+                .await
+                .context("looking for the pull request's task")?
+        {
+            return self.follow_up(task, prompt).await;
+        }
         // The task this delivery created before (a delivery processed again after a crash).
         let existing = tasks::get_by_delivery(&ctx.db, self.delivery_id)
             .await

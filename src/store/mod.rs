@@ -6,6 +6,7 @@
 pub mod deliveries;
 pub mod delivery_writer;
 pub mod installations;
+pub mod rounds;
 pub mod tasks;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};

@@ -203,7 +203,8 @@ pub async fn transition(
                stop_requested_at = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
                error_message = CASE WHEN $1 = 'queued' THEN NULL \
                  WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
-               lease_owner = CASE WHEN $1 = 'queued' THEN NULL ELSE lease_owner END \
+               lease_owner = CASE WHEN $1 IN ('queued', 'awaiting_ci') THEN NULL ELSE lease_owner END, \
+               awaiting_since = CASE WHEN $1 = 'awaiting_ci' THEN $2 ELSE awaiting_since END \
              WHERE id = $5 AND state = $6",
             [
                 to.as_str().into(),
@@ -291,8 +292,9 @@ pub async fn cancel_queued_for_installation(
     Ok(cancelled)
 }
 
-/// Claim the oldest `queued` task whose issue has no other task in progress: it becomes
-/// `preparing`, leased to `owner` until `now + lease_ms`. Atomic across replicas.
+/// Claim the oldest task waiting for a worker: a `queued` task whose issue has no other task in
+/// progress (it becomes `preparing`), or a `fixing` task with a round no worker holds yet (it
+/// stays `fixing`). Leased to `owner` until `now + lease_ms`. Atomic across replicas.
 pub async fn claim_next(
     db: &DatabaseConnection,
     owner: &str,
@@ -311,14 +313,16 @@ pub async fn claim_next(
     let now = now_ms();
     let txn = db.begin().await?;
     let sql = format!(
-        "UPDATE tasks SET state = 'preparing', lease_owner = $1, lease_until = $2, \
+        "UPDATE tasks SET state = CASE WHEN state = 'queued' THEN 'preparing' ELSE state END, \
+           lease_owner = $1, lease_until = $2, \
            started_at = COALESCE(started_at, $3), updated_at = $3 \
-         WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'queued' \
+         WHERE id = (SELECT t.id FROM tasks t WHERE (t.state = 'queued' \
              AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.repo_id = t.repo_id \
-               AND o.issue_number = t.issue_number AND o.state IN ({busy})) \
+               AND o.issue_number = t.issue_number AND o.state IN ({busy}))) \
+             OR (t.state = 'fixing' AND t.lease_owner IS NULL) \
              ORDER BY t.id LIMIT 1{lock}) \
-           AND state = 'queued' \
-         RETURNING id",
+           AND (state = 'queued' OR (state = 'fixing' AND lease_owner IS NULL)) \
+         RETURNING id, state",
         busy = busy.join(", ")
     );
     let row = txn
@@ -333,13 +337,16 @@ pub async fn claim_next(
         return Ok(None);
     };
     let id: i64 = row.try_get_by_index(0)?;
-    append_event(
-        &txn,
-        id,
-        kind::STATE,
-        &json!({"from": "queued", "to": "preparing", "reason": null}),
-    )
-    .await?;
+    let state: String = row.try_get_by_index(1)?;
+    if state == TaskState::Preparing.as_str() {
+        append_event(
+            &txn,
+            id,
+            kind::STATE,
+            &json!({"from": "queued", "to": "preparing", "reason": null}),
+        )
+        .await?;
+    }
     txn.commit().await?;
     task::Entity::find_by_id(id).one(db).await
 }
@@ -354,12 +361,18 @@ pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbEr
     ]
     .map(TaskState::as_str)
     .to_vec();
+    // A `fixing` task that no worker has claimed yet waits for one; it is not abandoned.
     task::Entity::find()
         .filter(task::Column::State.is_in(mid_run))
         .filter(
             sea_orm::Condition::any()
                 .add(task::Column::LeaseUntil.is_null())
                 .add(task::Column::LeaseUntil.lt(now_ms())),
+        )
+        .filter(
+            sea_orm::Condition::any()
+                .add(task::Column::State.ne(TaskState::Fixing.as_str()))
+                .add(task::Column::LeaseOwner.is_not_null()),
         )
         .all(db)
         .await
@@ -546,6 +559,46 @@ pub async fn latest_for_issue(
         .filter(task::Column::IssueNumber.eq(issue_number))
         .order_by_desc(task::Column::Id)
         .one(db)
+        .await
+}
+
+/// The task whose pushed head is `sha` (the newest, if several).
+pub async fn by_head_sha(
+    db: &DatabaseConnection,
+    repo_id: i64,
+    sha: &str,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::RepoId.eq(repo_id))
+        .filter(task::Column::HeadSha.eq(sha))
+        .order_by_desc(task::Column::Id)
+        .one(db)
+        .await
+}
+
+/// The newest task working on pull request `number` (opened by it, or asked on it).
+pub async fn by_pull(
+    db: &DatabaseConnection,
+    repo_id: i64,
+    number: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::RepoId.eq(repo_id))
+        .filter(task::Column::PrNumber.eq(number))
+        .order_by_desc(task::Column::Id)
+        .one(db)
+        .await
+}
+
+/// Tasks that have waited for CI since before `cutoff` (Unix ms).
+pub async fn awaiting_ci_since(
+    db: &DatabaseConnection,
+    cutoff: i64,
+) -> Result<Vec<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::State.eq(TaskState::AwaitingCi.as_str()))
+        .filter(task::Column::AwaitingSince.lt(cutoff))
+        .all(db)
         .await
 }
 

@@ -161,6 +161,8 @@ pub struct SimState {
     deliveries: u64,
     pub pulls: Vec<Pull>,
     pub check_suites: Vec<CheckSuite>,
+    /// Legacy commit statuses: (repository, commit, the status as GitHub returns it).
+    pub statuses: Vec<(String, String, Value)>,
     pub repos: Vec<Repo>,
     pub comments: Vec<Comment>,
     pub reactions: Vec<Reaction>,
@@ -303,6 +305,10 @@ impl GitHubSim {
             )
             .route("/graphql", post(graphql))
             .route(
+                "/repos/{owner}/{repo}/commits/{sha}/status",
+                get(combined_status),
+            )
+            .route(
                 "/repos/{owner}/{repo}/commits/{sha}/check-suites",
                 get(list_check_suites),
             )
@@ -430,6 +436,55 @@ impl GitHubSim {
 
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state.lock().unwrap().token_lifetime = lifetime;
+    }
+
+    /// An external CI reports a commit status (the legacy status API).
+    pub fn add_status(&self, repo: &Repo, sha: &str, context: &str, state: &str) {
+        let mut s = self.state.lock().unwrap();
+        let id = s.id();
+        s.statuses.push((
+            repo.full_name(),
+            sha.to_string(),
+            json!({
+                "id": id, "context": context, "state": state,
+                "description": format!("{context} says {state}"),
+                "target_url": format!("https://ci.example.com/{id}"),
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            }),
+        ));
+    }
+
+    /// Send the `check_suite` webhook of suite `id` again, with `action` (GitHub delivers
+    /// `requested`, `rerequested` and `completed`; deliveries can repeat and come out of order).
+    pub async fn resend_check_suite(&self, id: i64, action: &str) {
+        let (repo, suite) = {
+            let s = self.state.lock().unwrap();
+            let suite = s.check_suites.iter().find(|c| c.id == id).unwrap().clone();
+            let repo = s
+                .repos
+                .iter()
+                .find(|r| r.full_name() == suite.repo)
+                .unwrap()
+                .clone();
+            (repo, suite)
+        };
+        let payload =
+            super::github_sim_git::check_suite_payload(&self.state, &repo, &suite, action);
+        send_webhook_with(&self.state, "check_suite", &payload).await;
+    }
+
+    /// Run the repository's CI on the head of `branch`, as a push would.
+    pub async fn run_ci_on(&self, repo: &Repo, branch: &str) {
+        let bare = self.bare_repo(repo);
+        let sha = super::github_sim_git::git(&bare, &["rev-parse", branch]);
+        super::github_sim_git::run_ci(
+            self.state.clone(),
+            repo.clone(),
+            bare,
+            branch.to_string(),
+            sha,
+        )
+        .await;
     }
 
     /// Every installation token issued so far.
@@ -1459,6 +1514,44 @@ async fn list_check_suites(
         .map(|c| suite_json(&s, &repo, c))
         .collect();
     axum::Json(json!({"total_count": suites.len(), "check_suites": suites})).into_response()
+}
+
+async fn combined_status(
+    State(state): State<Shared>,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let full = repo.full_name();
+    // The newest status per context, as GitHub combines them.
+    let mut latest: Vec<Value> = Vec::new();
+    for (_, _, status) in s
+        .statuses
+        .iter()
+        .rev()
+        .filter(|(r, c, _)| *r == full && *c == sha)
+    {
+        if !latest.iter().any(|l| l["context"] == status["context"]) {
+            latest.push(status.clone());
+        }
+    }
+    let state_of = |wanted: &str| latest.iter().any(|l| l["state"] == wanted);
+    let combined = if latest.is_empty() || state_of("pending") {
+        "pending"
+    } else if state_of("error") || state_of("failure") {
+        "failure"
+    } else {
+        "success"
+    };
+    axum::Json(json!({
+        "state": combined, "sha": sha, "total_count": latest.len(), "statuses": latest,
+        "repository": repo_json(&s, &repo),
+    }))
+    .into_response()
 }
 
 async fn list_check_runs(

@@ -327,17 +327,30 @@ pub async fn run_ci(state: Shared, repo: Repo, bare: PathBuf, branch: String, sh
         s.check_suites.push(suite.clone());
         (suite, s.webhook_url.clone())
     };
-    if let Some(_url) = webhook {
-        let mut payload = super::fixtures::fixture("webhooks/check_suite/completed.payload.json");
-        payload["check_suite"]["id"] = suite.id.into();
-        payload["check_suite"]["head_branch"] = branch.into();
-        payload["check_suite"]["head_sha"] = sha.clone().into();
-        payload["check_suite"]["after"] = sha.into();
-        payload["check_suite"]["status"] = "completed".into();
-        payload["check_suite"]["conclusion"] = conclusion.into();
-        payload["check_suite"]["pull_requests"] = json!([]);
-        payload["repository"] = repo_json(&state.lock().unwrap(), &repo);
-        payload["installation"] = json!({"id": repo.installation_id, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="});
+    if webhook.is_some() {
+        let payload = check_suite_payload(&state, &repo, &suite, "completed");
         super::github_sim::send_webhook_with(&state, "check_suite", &payload).await;
     }
+}
+
+/// GitHub's `check_suite` webhook for `suite`, built from the real example.
+pub fn check_suite_payload(state: &Shared, repo: &Repo, suite: &CheckSuite, action: &str) -> Value {
+    let mut payload = super::fixtures::fixture("webhooks/check_suite/completed.payload.json");
+    payload["action"] = action.into();
+    payload["check_suite"]["id"] = suite.id.into();
+    payload["check_suite"]["head_branch"] = suite.head_branch.clone().into();
+    payload["check_suite"]["head_sha"] = suite.head_sha.clone().into();
+    payload["check_suite"]["after"] = suite.head_sha.clone().into();
+    if action == "completed" {
+        payload["check_suite"]["status"] = "completed".into();
+        payload["check_suite"]["conclusion"] = suite.conclusion.clone().into();
+    } else {
+        payload["check_suite"]["status"] = "queued".into();
+        payload["check_suite"]["conclusion"] = Value::Null;
+    }
+    payload["check_suite"]["pull_requests"] = json!([]);
+    payload["repository"] = repo_json(&state.lock().unwrap(), repo);
+    payload["installation"] =
+        json!({"id": repo.installation_id, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="});
+    payload
 }

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod github_sim;
 pub mod github_sim_git;
 pub mod service;
+pub mod story;
 
 pub use db::{Backend, TestDb};
 pub use fixtures::{fixture, fixture_bytes};

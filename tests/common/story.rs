@@ -1,0 +1,124 @@
+//! A story for end-to-end task tests: the GitHub simulator with one repository, the full
+//! service (worker included) running tasks in the locally built agent image, and a connection to
+//! the service's database.
+
+use std::time::Duration;
+
+use amp_orchestrator::docker::Engine;
+use amp_orchestrator::entities::{task, task_event};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+
+use super::github_sim::{GitHubSim, Repo};
+use super::service::{SECRET, test_env};
+use super::{TestDb, TestService, eventually};
+
+pub struct Story {
+    pub sim: GitHubSim,
+    pub service: TestService,
+    pub conn: DatabaseConnection,
+    pub repo: Repo,
+    pub db: TestDb,
+}
+
+pub fn tunables() -> amp_orchestrator::app::Tunables {
+    amp_orchestrator::app::Tunables {
+        github: amp_orchestrator::github::Options {
+            backoff: Duration::from_millis(20),
+            ..Default::default()
+        },
+        inbox_retry_base: Duration::from_millis(20),
+        task_lease: Duration::from_secs(6),
+        run_tasks: true,
+    }
+}
+
+pub fn service_env(
+    db: &TestDb,
+    sim: &GitHubSim,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let mut env = test_env(db);
+    env.extend(sim.service_env());
+    let image = std::env::var("TEST_AGENT_IMAGE")
+        .expect("TEST_AGENT_IMAGE is not set: run ./scripts/test.sh, which builds it");
+    for (k, v) in [
+        ("AGENT_IMAGE", image.as_str()),
+        // The agent container reaches the simulator's git on 127.0.0.1.
+        ("AGENT_NETWORK", "host"),
+        ("AMP_API_KEY", "sgamp_test_key_0123456789"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env.retain(|_, v| !v.is_empty());
+    env
+}
+
+/// A story whose repository holds `files`; `extra` adds to or overrides the service's environment.
+pub async fn story_with(db: TestDb, extra: &[(&str, &str)], files: &[(&str, &str)]) -> Story {
+    let sim = GitHubSim::start(SECRET).await;
+    let repo = sim.add_repo_with_files("octo-org/widgets", 77, &[("writer", "write")], files);
+    let env = service_env(&db, &sim, extra);
+    let service = TestService::start_full(env, tunables()).await;
+    sim.deliver_to(&service.base);
+    let conn = db.connect().await;
+    Story {
+        sim,
+        service,
+        conn,
+        repo,
+        db,
+    }
+}
+
+impl Story {
+    pub async fn wait_for_state(&self, state: &str, secs: u64) -> task::Model {
+        eventually(secs, &format!("the task reaches {state}"), || async {
+            let t = task::Entity::find()
+                .order_by_desc(task::Column::Id)
+                .one(&self.conn)
+                .await
+                .unwrap()?;
+            (t.state == state).then_some(t)
+        })
+        .await
+    }
+
+    pub async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
+        task_event::Entity::find()
+            .filter(task_event::Column::TaskId.eq(task_id))
+            .order_by_asc(task_event::Column::Seq)
+            .all(&self.conn)
+            .await
+            .unwrap()
+    }
+
+    pub async fn assert_no_containers_for(&self, task: &task::Model) {
+        let public_id = task.public_id.clone();
+        let engine = Engine::connect(None).await.unwrap();
+        eventually(
+            10,
+            "the task's container and volume are removed",
+            || async {
+                let owned = engine.owned(None).await.unwrap();
+                (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The status comment, once it says `text`.
+    pub async fn status_saying(&self, issue: i64, text: &str) -> super::github_sim::Comment {
+        eventually(20, &format!("the status comment says {text:?}"), || async {
+            let c = self
+                .sim
+                .app_comments(&self.repo, issue)
+                .into_iter()
+                .next()?;
+            c.body.contains(text).then_some(c)
+        })
+        .await
+    }
+}
