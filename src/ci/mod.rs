@@ -215,6 +215,8 @@ async fn failed(
     failures: Vec<Failure>,
 ) -> anyhow::Result<()> {
     // Gather what GitHub knows about each failure.
+    let started = std::time::Instant::now();
+    let mut downloading = Duration::ZERO;
     let mut gathered = Vec::new();
     for failure in failures {
         let mut detail = Detail::default();
@@ -236,7 +238,10 @@ async fn failed(
                 Err(e) => warn!(task_id = task.id, error = %e, "reading annotations failed"),
             }
             if failure.actions_job {
-                match github.job_log(repo, run_id).await {
+                let download = std::time::Instant::now();
+                let log = github.job_log(repo, run_id).await;
+                downloading += download.elapsed();
+                match log {
                     Ok(log) => detail.log = Some(log),
                     Err(e) => warn!(task_id = task.id, error = %e, "downloading a job log failed"),
                 }
@@ -254,6 +259,7 @@ async fn failed(
         verdict::REPORT_BUDGET,
     );
     let fingerprint = verdict::fingerprint(&gathered);
+    let decided = started.elapsed();
     let failed_checks = json!(
         gathered
             .iter()
@@ -352,6 +358,24 @@ async fn failed(
         return Ok(());
     };
     publish_state(ctx, task.id, &event);
+    log_event(
+        ctx,
+        task.id,
+        json!({
+            "level": "info",
+            "text": format!(
+                "CI failed ({names}): round {} report built ({} bytes) in {} ms, of which {} ms \
+                 downloading job logs",
+                round.round,
+                round.prompt.len(),
+                decided.as_millis(),
+                downloading.as_millis()
+            ),
+            "decision_ms": decided.as_secs_f64() * 1000.0,
+            "log_download_ms": downloading.as_secs_f64() * 1000.0,
+        }),
+    )
+    .await;
     info!(
         task_id = task.id,
         round = round.round,
@@ -383,6 +407,18 @@ async fn base_failures(
                 .join(", "),
         ),
         _ => None,
+    }
+}
+
+async fn log_event(ctx: &Ctx, task_id: i64, data: serde_json::Value) {
+    match tasks::log_event(&ctx.db, task_id, kind::LOG, &data).await {
+        Ok(stored) => ctx.bus.publish(Published {
+            task_id,
+            seq: stored.seq,
+            kind: kind::LOG.into(),
+            data,
+        }),
+        Err(e) => warn!(task_id, error = %e, "storing a task event failed"),
     }
 }
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# CI round benchmark (tests/bench_ci_round.rs): failing check_suite webhook → agent process
+# start on the failure report, p50/p95 over BENCH_TASKS (default 20) tasks, with the job log
+# download reported apart. Needs what the tests need (Docker, the test agent image).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+ensure_postgres
+ensure_docker
+TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
+export TEST_AGENT_IMAGE
+cargo test --release --locked --test bench_ci_round -- --ignored --nocapture 2>&1 |
+  grep -v -E '^\s*$|^running|^test result|WARN|^test '
