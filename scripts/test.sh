@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite, on SQLite and on PostgreSQL, after installing and starting what it needs
-# (PostgreSQL 15 and the Docker engine on Debian). Extra arguments go to `cargo test`.
+# (PostgreSQL 15, the Docker engine, Chromium with chromedriver and the pinned Amp CLI, on Debian).
+# Extra arguments go to `cargo test`.
 #
 # Under CI=true a service that cannot be installed or started is a failure; elsewhere it is too,
 # because the suite has no "skip" mode: a test without its database fails rather than passing.
@@ -17,6 +18,7 @@ docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm
 docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
+ensure_chromium || fail "Chromium and chromedriver are needed by the browser test and could not be installed"
 ensure_amp_cli || fail "the Amp CLI could not be installed from npm"
 TEST_REAL_AMP_IMAGE=$(./scripts/build-test-agent-image.sh --real-amp "$AMP_CLI_BIN") ||
   fail "the test image with the real Amp CLI could not be built"

@@ -85,6 +85,33 @@ pub struct AppContext {
 
 pub type Ctx = Arc<AppContext>;
 
+impl AppContext {
+    /// Store an event in the task's log and publish it to live viewers; its sequence number, or
+    /// `None` (logged) when it could not be stored.
+    pub async fn record_event(
+        &self,
+        task_id: i64,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> Option<i64> {
+        match crate::store::tasks::log_event(&self.db, task_id, kind, &data).await {
+            Ok(stored) => {
+                self.bus.publish(crate::bus::Published {
+                    task_id,
+                    seq: stored.seq,
+                    kind: kind.to_string(),
+                    data,
+                });
+                Some(stored.seq)
+            }
+            Err(e) => {
+                tracing::warn!(task_id, error = %e, "storing a task event failed");
+                None
+            }
+        }
+    }
+}
+
 fn instance_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -104,10 +131,26 @@ pub fn router(ctx: Ctx) -> Router {
                 .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
         )
         .route("/", get(pages::index))
+        .route("/tasks/{public_id}", get(pages::task::show))
+        .route("/tasks/{public_id}/events", get(pages::sse::events))
+        .route("/static/style.css", get(pages::style))
+        .route("/static/task.js", get(pages::script))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
+        .fallback(pages::fallback)
+        .layer(axum::middleware::map_response(security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
+}
+
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in pages::SECURITY_HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(name, axum::http::HeaderValue::from_static(value));
+        }
+    }
+    response
 }
 
 /// A started service.

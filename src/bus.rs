@@ -5,7 +5,7 @@
 //! numbers) and never misses a line.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::broadcast;
 
@@ -18,12 +18,29 @@ pub struct Published {
     pub data: serde_json::Value,
 }
 
+/// A published event as listeners get it: shared, with its live-stream form made once for all of
+/// them.
+#[derive(Debug)]
+pub struct BusEvent {
+    pub event: Published,
+    sse: OnceLock<String>,
+}
+
+impl BusEvent {
+    /// The `data:` of the event on the status page's stream.
+    pub fn sse_data(&self) -> &str {
+        self.sse.get_or_init(|| {
+            crate::pages::log::sse_payload(self.event.seq, &self.event.kind, &self.event.data)
+        })
+    }
+}
+
 /// How many events a slow listener may fall behind before it must catch up from the store.
 const CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 pub struct EventBus {
-    channels: Mutex<HashMap<i64, broadcast::Sender<Published>>>,
+    channels: Mutex<HashMap<i64, broadcast::Sender<Arc<BusEvent>>>>,
 }
 
 impl EventBus {
@@ -31,7 +48,7 @@ impl EventBus {
         Self::default()
     }
 
-    pub fn subscribe(&self, task_id: i64) -> broadcast::Receiver<Published> {
+    pub fn subscribe(&self, task_id: i64) -> broadcast::Receiver<Arc<BusEvent>> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .entry(task_id)
@@ -39,12 +56,25 @@ impl EventBus {
             .subscribe()
     }
 
+    /// How many listeners the task has now.
+    pub fn receivers(&self, task_id: i64) -> usize {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .get(&task_id)
+            .map(|s| s.receiver_count())
+            .unwrap_or(0)
+    }
+
     /// Publish to the task's listeners, if any; a channel nobody listens to is dropped.
     pub fn publish(&self, event: Published) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sender) = channels.get(&event.task_id) {
             let task_id = event.task_id;
-            if sender.send(event).is_err() {
+            let shared = Arc::new(BusEvent {
+                event,
+                sse: OnceLock::new(),
+            });
+            if sender.send(shared).is_err() {
                 channels.remove(&task_id);
             }
         }
@@ -73,9 +103,9 @@ mod tests {
         bus.publish(event(1, 2));
         bus.publish(event(2, 1));
         bus.publish(event(1, 3));
-        assert_eq!(one.recv().await.unwrap().seq, 2);
-        assert_eq!(one.recv().await.unwrap().seq, 3);
-        assert_eq!(two.recv().await.unwrap(), event(2, 1));
+        assert_eq!(one.recv().await.unwrap().event.seq, 2);
+        assert_eq!(one.recv().await.unwrap().event.seq, 3);
+        assert_eq!(two.recv().await.unwrap().event, event(2, 1));
         drop(one);
         bus.publish(event(1, 4));
         assert!(

@@ -20,5 +20,6 @@ pub mod redact;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod webhook;
 pub mod worker;

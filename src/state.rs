@@ -101,7 +101,7 @@ impl TaskState {
             // Straight to awaiting_ci or needs_human: a follow-up or retry round changed nothing.
             Running => matches!(next, Pushing | Succeeded | Queued | AwaitingCi | NeedsHuman),
             // Back to running: the run was resumed after a restart of the service.
-            Pushing => matches!(next, AwaitingCi | Succeeded | Running),
+            Pushing => matches!(next, AwaitingCi | Succeeded | Running | NeedsHuman),
             AwaitingCi => matches!(next, Fixing | Running | Succeeded | NeedsHuman),
             Fixing => matches!(next, Pushing | NeedsHuman | AwaitingCi | Succeeded),
             Succeeded | Failed | Cancelled | TimedOut | NeedsHuman => unreachable!(),

@@ -237,14 +237,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
                 {
                     info!(task_id = id, "a stop was requested through the database");
                     let data = json!({"level": "info", "text": "Stop requested (received by another replica)"});
-                    if let Ok(stored) = tasks::log_event(&ctx.db, id, kind::LOG, &data).await {
-                        ctx.bus.publish(Published {
-                            task_id: id,
-                            seq: stored.seq,
-                            kind: kind::LOG.into(),
-                            data,
-                        });
-                    }
+                    ctx.record_event(id, kind::LOG, data).await;
                     stop.cancel();
                 }
                 if renewed.elapsed() < renew_every {
@@ -268,8 +261,10 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
             humantime::format_duration(timeout)
         )),
     };
-    lease.abort();
+    // The lease is kept until the final state is stored: no other replica takes the task over
+    // while it is being wound up.
     finish(&mut job, end).await;
+    lease.abort();
     ctx.running.remove(job.task.id);
 }
 
@@ -277,15 +272,7 @@ impl Job<'_> {
     /// Store an event (redacted) and publish it.
     async fn event(&self, kind: &str, mut data: serde_json::Value) {
         redact_json(&self.ctx.redactor, &mut data);
-        match tasks::log_event(&self.ctx.db, self.task.id, kind, &data).await {
-            Ok(stored) => self.ctx.bus.publish(Published {
-                task_id: self.task.id,
-                seq: stored.seq,
-                kind: kind.to_string(),
-                data,
-            }),
-            Err(e) => warn!(error = %e, "storing a task event failed"),
-        }
+        self.ctx.record_event(self.task.id, kind, data).await;
     }
 
     async fn log(&self, text: &str) {
@@ -313,8 +300,9 @@ impl Job<'_> {
         }
     }
 
-    async fn update_status_comment(&self, pr_url: Option<&str>, note: Option<&str>) {
-        edit_status_comment_with(self.ctx, self.task.id, self.state, pr_url, note).await;
+    /// `false` when the task has no status comment yet.
+    async fn update_status_comment(&self, pr_url: Option<&str>, note: Option<&str>) -> bool {
+        edit_status_comment_with(self.ctx, self.task.id, self.state, pr_url, note).await
     }
 
     fn current_container(&self) -> Option<TaskContainer> {
@@ -424,7 +412,7 @@ impl Job<'_> {
         let script = format!(
             "set -e; export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
              git init -q --bare /tmp/push.git; cd /tmp/push.git; \
-             git fetch -q --no-tags {WORKSPACE} \"+HEAD:refs/heads/work\"; \
+             (unset GIT_TOKEN; git fetch -q --no-tags {WORKSPACE} \"+HEAD:refs/heads/work\"); \
              test \"$(git rev-parse refs/heads/work)\" = \"$SHA\" || \
                {{ echo \"the workspace changed after the commit was made\" >&2; exit 1; }}; \
              git {CREDENTIAL_HELPER} push -q \"$CLONE_URL\" \"$SHA:refs/heads/$BRANCH\""
@@ -742,6 +730,8 @@ async fn work(
         }
         Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
     };
+    // In a container reused for a round, HEAD may be the commit pushed last time.
+    let ahead = ahead && job.task.head_sha.as_deref() != Some(head_sha.as_str());
     if !ahead {
         return match (round.map(|r| r.kind.as_str()), target.pull) {
             (Some(rounds::round_kind::CI | rounds::round_kind::RETRY), _) => End::NeedsHuman(
@@ -764,7 +754,7 @@ async fn work(
     }
     job.log(&format!("Pushed {branch} at {head_sha}")).await;
     job.pushed = Some(head_sha.clone());
-    let _ = tasks::record_progress(
+    if let Err(e) = tasks::record_progress(
         &ctx.db,
         job.task.id,
         Progress {
@@ -772,7 +762,10 @@ async fn work(
             ..Default::default()
         },
     )
-    .await;
+    .await
+    {
+        return End::Failed(format!("recording the pushed commit failed: {e}"));
+    }
     if let Some((_, pr_url)) = target.pull {
         // The pull request exists (the task is on one, or opened it before a restart): the new
         // commit is on its branch, nothing else to open.
@@ -807,7 +800,7 @@ async fn work(
         .as_ref()
         .map(|u| u.to_string())
         .unwrap_or_default();
-    let _ = tasks::record_progress(
+    if let Err(e) = tasks::record_progress(
         &ctx.db,
         job.task.id,
         Progress {
@@ -815,7 +808,10 @@ async fn work(
             ..Default::default()
         },
     )
-    .await;
+    .await
+    {
+        return End::Failed(format!("recording the pull request failed: {e}"));
+    }
     job.log(&format!("Opened draft pull request {pr_url}"))
         .await;
     End::AwaitingCi { pr_url, summary }
@@ -1049,6 +1045,8 @@ async fn finish(job: &mut Job<'_>, end: End) {
                 engine.remove(&container).await;
             }
         }
+        // A helper container a stopped push left behind goes too.
+        remove_task_containers(job.ctx, &job.task.public_id).await;
     }
     job.event(
         kind::LOG,
@@ -1061,10 +1059,18 @@ async fn finish(job: &mut Job<'_>, end: End) {
     // The comment first, so that whoever sees the final state also sees the final comment.
     let shown = job.state;
     job.state = to;
-    job.update_status_comment(pr_url.as_deref(), Some(&note))
+    let edited = job
+        .update_status_comment(pr_url.as_deref(), Some(&note))
         .await;
     job.state = shown;
-    if !job.move_to(to, Some(&note)).await {
+    let moved = job.move_to(to, Some(&note)).await;
+    if !edited {
+        // The comment handler may have posted the comment meanwhile, having read the state
+        // before this change: say how it ended now.
+        job.update_status_comment(pr_url.as_deref(), Some(&note))
+            .await;
+    }
+    if !moved {
         error!(
             to = to.as_str(),
             "the task's final state could not be recorded"
@@ -1087,8 +1093,19 @@ pub async fn end_waiting_task(
     to: TaskState,
     note: &str,
 ) -> anyhow::Result<bool> {
+    end_waiting_task_at(ctx, task, to, note, None).await
+}
+
+/// [`end_waiting_task`], only while the task's head commit is `head` (when given).
+pub async fn end_waiting_task_at(
+    ctx: &Ctx,
+    task: &task::Model,
+    to: TaskState,
+    note: &str,
+    head: Option<&str>,
+) -> anyhow::Result<bool> {
     let from: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    match tasks::transition(&ctx.db, task.id, from, to, Some(note)).await {
+    match tasks::transition_at(&ctx.db, task.id, from, to, Some(note), head).await {
         Ok(event) => ctx.bus.publish(Published {
             task_id: task.id,
             seq: event.seq,
@@ -1111,7 +1128,7 @@ pub async fn after_waiting_task_ended(ctx: &Ctx, task: &task::Model, to: TaskSta
 
 /// Edit the task's status comment to show `state`, `note`, its pull request and its rounds.
 pub async fn edit_status_comment(ctx: &Ctx, task_id: i64, state: TaskState, note: Option<&str>) {
-    edit_status_comment_with(ctx, task_id, state, None, note).await
+    edit_status_comment_with(ctx, task_id, state, None, note).await;
 }
 
 async fn edit_status_comment_with(
@@ -1120,17 +1137,17 @@ async fn edit_status_comment_with(
     state: TaskState,
     pr_url: Option<&str>,
     note: Option<&str>,
-) {
+) -> bool {
     let Some(github) = &ctx.github else {
-        return;
+        return true;
     };
     // Read afresh: the comment handler posts the comment, possibly after a worker claimed the task.
     let task = match tasks::get(&ctx.db, task_id).await {
         Ok(Some(task)) => task,
-        _ => return,
+        _ => return true,
     };
     let Some(comment_id) = task.status_comment_id else {
-        return;
+        return false;
     };
     let rounds = crate::store::rounds::list(&ctx.db, task_id)
         .await
@@ -1152,6 +1169,7 @@ async fn edit_status_comment_with(
     {
         warn!(error = %e, "editing the status comment failed");
     }
+    true
 }
 
 /// Remove every container and volume labelled with the task.

@@ -63,6 +63,15 @@ pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Resul
     Ok(Outcome::Done)
 }
 
+/// How many times `CI_WAIT_TIMEOUT` a task waits for checks that never finish before a person is
+/// asked to look.
+const CI_STUCK_FACTOR: u32 = 6;
+
+fn waited_too_long(ctx: &Ctx, task: &task::Model) -> bool {
+    let since = task.awaiting_since.unwrap_or(task.updated_at);
+    now_ms() - since > (ctx.config.ci_wait_timeout * CI_STUCK_FACTOR).as_millis() as i64
+}
+
 /// Re-decide every task that has waited longer than `CI_WAIT_TIMEOUT`: no checks at all means
 /// no CI; anything else is acted on as if its webhook had arrived (GitHub does not redeliver).
 pub async fn sweep(ctx: &Ctx) {
@@ -130,6 +139,15 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
     };
     let repo = RepoRef::of_task(task);
     match verdict_for(ctx, github, &repo, sha).await? {
+        Verdict::Waiting if waited_out && waited_too_long(ctx, task) => {
+            let note = format!(
+                "CI has not finished on this commit after {} (CI_WAIT_TIMEOUT × {CI_STUCK_FACTOR}): \
+                 a check seems stuck (no runner, or waiting for an approval). The pull request \
+                 stays a draft; comment `/amp retry` once CI has run.",
+                humantime::format_duration(ctx.config.ci_wait_timeout * CI_STUCK_FACTOR)
+            );
+            end(ctx, task, TaskState::NeedsHuman, &note).await
+        }
         Verdict::Waiting => Ok(()),
         Verdict::NoChecks if !waited_out => Ok(()),
         Verdict::NoChecks => {
@@ -163,6 +181,15 @@ async fn succeed(
     task: &task::Model,
     note: &str,
 ) -> anyhow::Result<()> {
+    // Only for the commit still at the head of the task (a slow decision about an older one
+    // must not pass a newer one).
+    let fresh = tasks::get(&ctx.db, task.id).await?;
+    if fresh
+        .as_ref()
+        .is_none_or(|t| t.state != TaskState::AwaitingCi.as_str() || t.head_sha != task.head_sha)
+    {
+        return Ok(());
+    }
     // Both are idempotent on GitHub, so doing them before the state change is safe when two
     // deliveries get here at once; the state change below picks one to report.
     if let Some(number) = task.pr_number {
@@ -192,10 +219,10 @@ async fn succeed(
     end(ctx, task, TaskState::Succeeded, note).await
 }
 
-/// End a task that waits for CI: the state change (compare-and-set), its container and volume
-/// removed, the status comment edited.
+/// End a task that waits for CI: the state change (compare-and-set on its state and head
+/// commit), its container and volume removed, the status comment edited.
 async fn end(ctx: &Ctx, task: &task::Model, to: TaskState, note: &str) -> anyhow::Result<()> {
-    if !crate::worker::end_waiting_task(ctx, task, to, note).await? {
+    if !crate::worker::end_waiting_task_at(ctx, task, to, note, task.head_sha.as_deref()).await? {
         return Ok(());
     }
     info!(
@@ -358,9 +385,9 @@ async fn failed(
         return Ok(());
     };
     publish_state(ctx, task.id, &event);
-    log_event(
-        ctx,
+    ctx.record_event(
         task.id,
+        kind::LOG,
         json!({
             "level": "info",
             "text": format!(
@@ -407,18 +434,6 @@ async fn base_failures(
                 .join(", "),
         ),
         _ => None,
-    }
-}
-
-async fn log_event(ctx: &Ctx, task_id: i64, data: serde_json::Value) {
-    match tasks::log_event(&ctx.db, task_id, kind::LOG, &data).await {
-        Ok(stored) => ctx.bus.publish(Published {
-            task_id,
-            seq: stored.seq,
-            kind: kind::LOG.into(),
-            data,
-        }),
-        Err(e) => warn!(task_id, error = %e, "storing a task event failed"),
     }
 }
 

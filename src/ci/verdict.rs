@@ -2,6 +2,7 @@
 //! said goes in, a verdict or a report comes out.
 
 use crate::github::{CheckRun, CheckSuite, CommitStatus};
+use crate::text::{clip, strip_ansi};
 
 /// Conclusions that fail CI.
 pub const FAILING: [&str; 5] = [
@@ -128,29 +129,6 @@ pub fn clean_log(log: &str) -> String {
         let line = strip_timestamp(&line);
         out.push_str(line.trim_end());
         out.push('\n');
-    }
-    out
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // Parameters and intermediates, then one final byte in @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            } else {
-                chars.next();
-            }
-            continue;
-        }
-        out.push(c);
     }
     out
 }
@@ -305,17 +283,6 @@ pub fn report(
         out.push_str("\n[… report cut at its size budget …]\n");
     }
     out
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{} […]", &s[..cut])
 }
 
 /// What identifies a failure across rounds: the failed checks' names and their first error

@@ -474,6 +474,9 @@ impl GitHub {
     }
 }
 
+/// Pages read at most from a paginated list (100 items each).
+const MAX_PAGES: u32 = 10;
+
 /// The check suites of a commit.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CheckSuites {
@@ -696,36 +699,64 @@ impl GitHub {
         .await
     }
 
-    /// The check runs of a commit.
+    /// The check runs of a commit (every page).
     pub async fn check_runs(&self, repo: &RepoRef, sha: &str) -> Result<CheckRuns, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!(
-                "/repos/{}/commits/{sha}/check-runs?per_page=100",
-                repo.full_name
-            ),
-            None::<&Value>,
-        )
-        .await
+        let mut all = CheckRuns {
+            total_count: 0,
+            check_runs: Vec::new(),
+        };
+        for page in 1..=MAX_PAGES {
+            let got: CheckRuns = self
+                .call(
+                    Auth::Repo(repo),
+                    Method::GET,
+                    &format!(
+                        "/repos/{}/commits/{sha}/check-runs?per_page=100&page={page}",
+                        repo.full_name
+                    ),
+                    None::<&Value>,
+                )
+                .await?;
+            all.total_count = got.total_count;
+            let empty = got.check_runs.is_empty();
+            all.check_runs.extend(got.check_runs);
+            if empty || all.check_runs.len() as u64 >= all.total_count {
+                break;
+            }
+        }
+        Ok(all)
     }
 
-    /// The legacy commit statuses of a commit (some external CI reports through these).
+    /// The legacy commit statuses of a commit, the newest per context (every page).
     pub async fn combined_status(
         &self,
         repo: &RepoRef,
         sha: &str,
     ) -> Result<CombinedStatus, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!(
-                "/repos/{}/commits/{sha}/status?per_page=100",
-                repo.full_name
-            ),
-            None::<&Value>,
-        )
-        .await
+        let mut all = CombinedStatus {
+            total_count: 0,
+            statuses: Vec::new(),
+        };
+        for page in 1..=MAX_PAGES {
+            let got: CombinedStatus = self
+                .call(
+                    Auth::Repo(repo),
+                    Method::GET,
+                    &format!(
+                        "/repos/{}/commits/{sha}/status?per_page=100&page={page}",
+                        repo.full_name
+                    ),
+                    None::<&Value>,
+                )
+                .await?;
+            all.total_count = got.total_count;
+            let empty = got.statuses.is_empty();
+            all.statuses.extend(got.statuses);
+            if empty || all.statuses.len() as u64 >= all.total_count {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// A check run's annotations (file, lines, message).

@@ -76,9 +76,7 @@ pub async fn handle(
             Command::Prompt(prompt) => turn.prompt(prompt).await?,
             Command::Help => turn.reply(&texts::help()).await?,
             Command::Status => {
-                let latest = tasks::latest_for_issue(&ctx.db, repo.repo_id, event.issue.number)
-                    .await
-                    .context("reading the latest task")?;
+                let latest = turn.latest_task().await?;
                 let text = match &latest {
                     Some(task) => texts::status_reply(&turn.view(task)),
                     None => texts::no_task(),
@@ -158,9 +156,18 @@ impl Turn<'_> {
     /// removes the container and updates the status comment).
     async fn stop(&self) -> anyhow::Result<()> {
         let ctx = self.ctx;
-        let active = tasks::active_for_issue(&ctx.db, self.repo.repo_id, self.event.issue.number)
-            .await
-            .context("looking for the running task")?;
+        let active =
+            match tasks::active_for_issue(&ctx.db, self.repo.repo_id, self.event.issue.number)
+                .await
+                .context("looking for the running task")?
+            {
+                Some(task) => Some(task),
+                // On the pull request a task opened.
+                None => self
+                    .task_of_pull()
+                    .await?
+                    .filter(|t| t.state.parse().is_ok_and(|s: TaskState| !s.is_terminal())),
+            };
         let Some(task) = active else {
             return self.reply(&texts::control_accepted("stop", None)).await;
         };
@@ -193,16 +200,24 @@ impl Turn<'_> {
             }
         }
         if !ctx.running.stop(task.id) {
-            if task.state == TaskState::AwaitingCi.as_str() {
-                // Nothing runs: end it here.
-                crate::worker::end_waiting_task(
+            if task.state == TaskState::AwaitingCi.as_str()
+                && crate::worker::end_waiting_task(
                     ctx,
                     &task,
                     TaskState::Cancelled,
                     "Stopped with /amp stop.",
                 )
-                .await?;
+                .await?
+            {
+                // Nothing ran: ended here.
                 return Ok(());
+            }
+            // It runs here after all (a CI round just started), or on another replica: the
+            // worker sees the request at its next check.
+            if ctx.running.stop(task.id) {
+                return self
+                    .reply(&texts::control_accepted("stop", Some(&self.view(&task))))
+                    .await;
             }
             // Another replica runs it: it sees the request at its next check.
             tasks::request_stop(&ctx.db, task.id)
@@ -215,6 +230,27 @@ impl Turn<'_> {
         }
         self.reply(&texts::control_accepted("stop", Some(&self.view(&task))))
             .await
+    }
+
+    /// The task working on the pull request this comment is on, if it is one.
+    async fn task_of_pull(&self) -> anyhow::Result<Option<task::Model>> {
+        if !self.event.issue.is_pull_request() {
+            return Ok(None);
+        }
+        tasks::by_pull(&self.ctx.db, self.repo.repo_id, self.event.issue.number)
+            .await
+            .context("looking for the pull request's task")
+    }
+
+    /// The issue's newest task, or the task of the pull request the comment is on.
+    async fn latest_task(&self) -> anyhow::Result<Option<task::Model>> {
+        match tasks::latest_for_issue(&self.ctx.db, self.repo.repo_id, self.event.issue.number)
+            .await
+            .context("reading the latest task")?
+        {
+            Some(task) => Ok(Some(task)),
+            None => self.task_of_pull().await,
+        }
     }
 
     /// A prompt on a task's pull request: a new round on the same branch, in the same container
@@ -242,7 +278,8 @@ impl Turn<'_> {
                 to,
                 reason: &reason,
                 head_sha: None,
-                ci_round: None,
+                // A finished task reopened by a follow-up gets a fresh set of CI rounds.
+                ci_round: (to == TaskState::Queued).then_some(0),
             },
             NewRound {
                 kind: round_kind::FOLLOW_UP,
@@ -287,9 +324,7 @@ impl Turn<'_> {
     /// keeps its branch, pull request and Amp thread, so the agent picks up where it left off.
     async fn retry(&self) -> anyhow::Result<()> {
         let ctx = self.ctx;
-        let latest = tasks::latest_for_issue(&ctx.db, self.repo.repo_id, self.event.issue.number)
-            .await
-            .context("reading the latest task")?;
+        let latest = self.latest_task().await?;
         let Some(task) = latest else {
             return self.reply(&texts::control_accepted("retry", None)).await;
         };

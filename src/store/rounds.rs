@@ -54,6 +54,12 @@ pub async fn start(
     change: Change<'_>,
     new: NewRound,
 ) -> Result<Option<(task_round::Model, task_event::Model)>, DbErr> {
+    if !change.from.can_become(change.to) {
+        return Err(DbErr::Custom(format!(
+            "a task cannot go from {} to {}",
+            change.from, change.to
+        )));
+    }
     let now = now_ms();
     let txn = db.begin().await?;
     let updated = txn
@@ -63,7 +69,7 @@ pub async fn start(
                ci_round = COALESCE($3, ci_round), \
                finished_at = CASE WHEN $4 THEN $2 ELSE NULL END, \
                error_message = CASE WHEN $4 THEN $5 ELSE NULL END, \
-               stop_requested_at = NULL \
+               stop_requested_at = CASE WHEN $1 = 'queued' THEN NULL ELSE stop_requested_at END \
              WHERE id = $6 AND state = $7 AND ($8 IS NULL OR head_sha = $8)",
             [
                 change.to.as_str().into(),

@@ -189,6 +189,19 @@ pub async fn transition(
     to: TaskState,
     reason: Option<&str>,
 ) -> Result<task_event::Model, TaskError> {
+    transition_at(db, task_id, from, to, reason, None).await
+}
+
+/// [`transition`], only while the task's head commit is `head` (when given): a decision about
+/// one commit never lands on a task that has since pushed another.
+pub async fn transition_at(
+    db: &DatabaseConnection,
+    task_id: i64,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+    head: Option<&str>,
+) -> Result<task_event::Model, TaskError> {
     if !from.can_become(to) {
         return Err(TaskError::IllegalTransition { from, to });
     }
@@ -205,7 +218,7 @@ pub async fn transition(
                  WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
                lease_owner = CASE WHEN $1 IN ('queued', 'awaiting_ci') THEN NULL ELSE lease_owner END, \
                awaiting_since = CASE WHEN $1 = 'awaiting_ci' THEN $2 ELSE awaiting_since END \
-             WHERE id = $5 AND state = $6",
+             WHERE id = $5 AND state = $6 AND ($9 IS NULL OR head_sha = $9)",
             [
                 to.as_str().into(),
                 now.into(),
@@ -219,6 +232,7 @@ pub async fn transition(
                 )
                 .into(),
                 reason.map(str::to_string).into(),
+                head.map(str::to_string).into(),
             ],
         ))
         .await?;
@@ -595,9 +609,18 @@ pub async fn awaiting_ci_since(
     db: &DatabaseConnection,
     cutoff: i64,
 ) -> Result<Vec<task::Model>, DbErr> {
+    // Tasks from before `awaiting_since` existed count from their last update.
     task::Entity::find()
         .filter(task::Column::State.eq(TaskState::AwaitingCi.as_str()))
-        .filter(task::Column::AwaitingSince.lt(cutoff))
+        .filter(
+            sea_orm::Condition::any()
+                .add(task::Column::AwaitingSince.lt(cutoff))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(task::Column::AwaitingSince.is_null())
+                        .add(task::Column::UpdatedAt.lt(cutoff)),
+                ),
+        )
         .all(db)
         .await
 }

@@ -7,7 +7,9 @@ pub mod fixtures;
 pub mod github_sim;
 pub mod github_sim_git;
 pub mod service;
+pub mod sse;
 pub mod story;
+pub mod webdriver;
 
 pub use db::{Backend, TestDb};
 pub use fixtures::{fixture, fixture_bytes};

@@ -1,0 +1,341 @@
+//! `GET /tasks/{public_id}`: a task's status page. The public id is the capability: an unknown id
+//! gets the same 404 as any other missing page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+
+use super::log::{Line, line};
+use crate::app::Ctx;
+use crate::entities::{task, task_event, task_round};
+use crate::state::TaskState;
+use crate::store::{rounds, tasks};
+
+/// Log lines rendered into the page; older ones are left out (the stream and the store have them).
+const MAX_LINES: usize = 2000;
+
+/// A round as the page lists it.
+pub struct RoundView {
+    pub label: String,
+    pub outcome: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "task.html")]
+pub struct TaskPage {
+    pub version: &'static str,
+    pub public_id: String,
+    pub repo: String,
+    pub repo_url: String,
+    /// "issue #7" or "pull request #7".
+    pub subject: String,
+    pub subject_url: String,
+    pub requester: String,
+    pub prompt: String,
+    pub state: String,
+    pub terminal: bool,
+    pub error: Option<String>,
+    pub pr: Option<(i64, String)>,
+    pub duration: String,
+    pub usage: Option<String>,
+    pub timeline: Vec<Line>,
+    pub rounds: Vec<RoundView>,
+    pub lines: Vec<Line>,
+    pub omitted: usize,
+    pub last_seq: i64,
+}
+
+/// The GitHub web address that goes with an API address (github.com, Enterprise Server's
+/// `/api/v3`, or a local stand-in that serves both).
+pub fn web_base(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    if api == "https://api.github.com" {
+        "https://github.com".to_string()
+    } else {
+        api.trim_end_matches("/api/v3").to_string()
+    }
+}
+
+pub fn page(
+    task: &task::Model,
+    events: &[task_event::Model],
+    rounds: &[task_round::Model],
+    api_url: &str,
+    now_ms: i64,
+) -> TaskPage {
+    let web = web_base(api_url);
+    let repo_url = format!("{web}/{}", task.repo_full_name);
+    let (subject, path) = if task.is_pull_request {
+        ("pull request", "pull")
+    } else {
+        ("issue", "issues")
+    };
+    let mut timeline = Vec::new();
+    let mut lines = Vec::new();
+    let mut usage = (0u64, 0u64, 0u64, false);
+    for e in events {
+        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
+        if e.kind == "agent" && data["type"] == "result" {
+            usage.0 += data["num_turns"].as_u64().unwrap_or(0);
+            usage.1 += data["input_tokens"].as_u64().unwrap_or(0);
+            usage.2 += data["output_tokens"].as_u64().unwrap_or(0);
+            usage.3 = true;
+        }
+        let l = line(e.seq, &e.kind, &data);
+        if e.kind == "state" {
+            timeline.push(l);
+        } else {
+            lines.push(l);
+        }
+    }
+    let omitted = lines.len().saturating_sub(MAX_LINES);
+    lines.drain(..omitted);
+    let state: TaskState = task.state.parse().unwrap_or(TaskState::Failed);
+    let end = task.finished_at.unwrap_or(now_ms);
+    let secs = ((end - task.created_at).max(0) / 1000) as u64;
+    TaskPage {
+        version: env!("CARGO_PKG_VERSION"),
+        public_id: task.public_id.clone(),
+        repo: task.repo_full_name.clone(),
+        subject: format!("{subject} #{}", task.issue_number),
+        subject_url: format!("{repo_url}/{path}/{}", task.issue_number),
+        repo_url: repo_url.clone(),
+        requester: task.requester_login.clone(),
+        prompt: task.prompt.clone(),
+        state: task.state.clone(),
+        terminal: state.is_terminal(),
+        error: task.error_message.clone(),
+        pr: task.pr_number.map(|n| (n, format!("{repo_url}/pull/{n}"))),
+        duration: humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+        usage: usage.3.then(|| {
+            format!(
+                "{} turns, {} input tokens, {} output tokens",
+                usage.0, usage.1, usage.2
+            )
+        }),
+        timeline,
+        rounds: rounds.iter().map(round_view).collect(),
+        lines,
+        omitted,
+        last_seq: events.last().map(|e| e.seq).unwrap_or(0),
+    }
+}
+
+fn round_view(r: &task_round::Model) -> RoundView {
+    let checks: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&r.failed_checks)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            Some(format!(
+                "{} ({})",
+                c["name"].as_str()?,
+                c["conclusion"].as_str()?
+            ))
+        })
+        .collect();
+    let label = match r.kind.as_str() {
+        "ci" => format!("CI round {}: {} failed", r.round, checks.join(", ")),
+        "retry" => "Retry".to_string(),
+        _ => format!(
+            "Follow-up from @{}",
+            r.requested_by.as_deref().unwrap_or("someone")
+        ),
+    };
+    let outcome = match (r.outcome.as_deref(), &r.result_sha) {
+        (Some("pushed"), Some(sha)) => format!("pushed {}", &sha[..sha.len().min(7)]),
+        (Some(o), _) => o.replace('_', " "),
+        (None, _) => "in progress".to_string(),
+    };
+    RoundView { label, outcome }
+}
+
+pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Response {
+    let task = match tasks::get_by_public_id(&ctx.db, &public_id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => return super::not_found(),
+        Err(e) => return super::internal_error(e),
+    };
+    let events = match tasks::events_after(&ctx.db, task.id, 0, u64::MAX >> 1).await {
+        Ok(events) => events,
+        Err(e) => return super::internal_error(e),
+    };
+    let rounds = match rounds::list(&ctx.db, task.id).await {
+        Ok(rounds) => rounds,
+        Err(e) => return super::internal_error(e),
+    };
+    page(
+        &task,
+        &events,
+        &rounds,
+        &ctx.config.github_api_url,
+        crate::db::now_ms(),
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use askama::Template;
+    use serde_json::json;
+
+    fn task(state: &str) -> task::Model {
+        task::Model {
+            id: 1,
+            public_id: "q5bV8m1dXJ0tC2hRk9LwZa3Y".into(),
+            installation_id: 77,
+            repo_id: 9,
+            repo_full_name: "octo-org/widgets".into(),
+            clone_url: "https://github.com/octo-org/widgets.git".into(),
+            default_branch: "main".into(),
+            issue_number: 21,
+            is_pull_request: false,
+            issue_title: "Add a --json flag".into(),
+            issue_body: String::new(),
+            requester_login: "octocat".into(),
+            requester_id: 1,
+            comment_id: 5,
+            delivery_id: None,
+            prompt: "add a --json flag to <export>".into(),
+            state: state.into(),
+            last_seq: 0,
+            status_comment_id: None,
+            branch: Some("amp/21-add-a-json-flag-q5bv8m".into()),
+            pr_number: None,
+            head_sha: None,
+            thread_id: None,
+            ci_round: 0,
+            error_message: None,
+            lease_owner: None,
+            lease_until: None,
+            stop_requested_at: None,
+            awaiting_since: None,
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_000_000,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn event(seq: i64, kind: &str, data: serde_json::Value) -> task_event::Model {
+        task_event::Model {
+            id: seq,
+            task_id: 1,
+            seq,
+            kind: kind.into(),
+            data: data.to_string(),
+            created_at: 1_700_000_000_000 + seq * 1000,
+        }
+    }
+
+    fn events(states: &[&str]) -> Vec<task_event::Model> {
+        let mut out = vec![event(
+            1,
+            "state",
+            json!({"from": null, "to": "queued", "reason": "task created"}),
+        )];
+        let mut from = "queued";
+        for (i, to) in states.iter().enumerate() {
+            out.push(event(
+                out.len() as i64 + 1,
+                "state",
+                json!({"from": from, "to": to, "reason": null}),
+            ));
+            from = to;
+            if i == 1 {
+                for data in [
+                    json!({"type": "init", "thread_id": "T-1"}),
+                    json!({"type": "text", "text": "I will add the flag."}),
+                    json!({"type": "tool_use", "name": "Bash", "input": {"cmd": "cargo test"}}),
+                    json!({"type": "tool_result", "is_error": false, "output": "test result: ok"}),
+                    json!({"type": "stderr", "text": "\u{1b}[33mwarning\u{1b}[0m: unused"}),
+                    json!({"type": "result", "is_error": false, "text": "Added --json.", "duration_ms": 4200, "num_turns": 3, "input_tokens": 100, "output_tokens": 20}),
+                ] {
+                    out.push(event(out.len() as i64 + 1, "agent", data));
+                }
+            }
+        }
+        out
+    }
+
+    fn render(t: &task::Model, states: &[&str], rounds: &[task_round::Model]) -> String {
+        page(
+            t,
+            &events(states),
+            rounds,
+            "https://api.github.com",
+            1_700_000_090_000,
+        )
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn pages_in_each_state() {
+        insta::assert_snapshot!("page_queued", render(&task("queued"), &[], &[]));
+        insta::assert_snapshot!(
+            "page_running",
+            render(&task("running"), &["preparing", "running"], &[])
+        );
+        let mut awaiting = task("awaiting_ci");
+        awaiting.pr_number = Some(22);
+        let round = task_round::Model {
+            id: 1,
+            task_id: 1,
+            round: 1,
+            kind: "ci".into(),
+            head_sha: Some("0123456789".into()),
+            failed_checks: r#"[{"name": "test", "conclusion": "failure"}]"#.into(),
+            fingerprint: None,
+            prompt: "CI failed".into(),
+            requested_by: None,
+            outcome: Some("pushed".into()),
+            result_sha: Some("abcdef0123".into()),
+            created_at: 0,
+            finished_at: Some(0),
+        };
+        insta::assert_snapshot!(
+            "page_awaiting_ci",
+            render(
+                &awaiting,
+                &["preparing", "running", "pushing", "awaiting_ci"],
+                std::slice::from_ref(&round)
+            )
+        );
+        let mut succeeded = awaiting.clone();
+        succeeded.state = "succeeded".into();
+        succeeded.finished_at = Some(1_700_000_075_000);
+        insta::assert_snapshot!(
+            "page_succeeded",
+            render(
+                &succeeded,
+                &[
+                    "preparing",
+                    "running",
+                    "pushing",
+                    "awaiting_ci",
+                    "succeeded"
+                ],
+                &[round]
+            )
+        );
+        let mut failed = task("failed");
+        failed.error_message = Some("the agent image is not present on the Docker engine".into());
+        failed.finished_at = Some(1_700_000_002_000);
+        insta::assert_snapshot!(
+            "page_failed",
+            render(&failed, &["preparing", "failed"], &[])
+        );
+    }
+
+    #[test]
+    fn web_addresses() {
+        assert_eq!(web_base("https://api.github.com"), "https://github.com");
+        assert_eq!(
+            web_base("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com"
+        );
+        assert_eq!(web_base("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
+    }
+}

@@ -1,0 +1,131 @@
+//! The status page in a real browser: headless Chromium through chromedriver (both installed by
+//! the test command). Events appended to a task appear on the open page; with JavaScript off the
+//! page still shows the log so far. A screenshot is written to `target/test-artifacts/`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use amp_orchestrator::state::TaskState;
+use amp_orchestrator::store::tasks::{self, NewTask};
+use common::webdriver::Driver;
+use common::{Backend, TestDb, TestService};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = TestService::start(&db).await;
+    let ctx = service.ctx().clone();
+    let task = tasks::create(
+        &ctx.db,
+        NewTask {
+            installation_id: 77,
+            repo_id: 9,
+            repo_full_name: "octo-org/widgets".into(),
+            clone_url: "https://github.com/octo-org/widgets.git".into(),
+            default_branch: "main".into(),
+            issue_number: 21,
+            is_pull_request: false,
+            issue_title: "Add a flag".into(),
+            issue_body: String::new(),
+            requester_login: "octocat".into(),
+            requester_id: 1,
+            comment_id: 5,
+            delivery_id: None,
+            prompt: "add a --json flag".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let log = |text: &str| {
+        let ctx = ctx.clone();
+        let text = text.to_string();
+        async move {
+            ctx.record_event(task.id, "log", json!({"level": "info", "text": text}))
+                .await
+                .unwrap()
+        }
+    };
+    log("Cloning octo-org/widgets").await;
+    log("Starting Amp").await;
+    let page = service.url(&format!("/tasks/{}", task.public_id));
+    let driver = Driver::start().await;
+
+    // With JavaScript: the page connects to the stream, and new events appear.
+    let browser = driver.session(true).await;
+    browser.goto(&page).await;
+    let count = "return document.querySelectorAll('#log li').length";
+    assert_eq!(browser.eval(count).await, 2);
+    // Wait for the stream to be open before appending (the page connects after loading).
+    let open = Instant::now();
+    while open.elapsed() < Duration::from_secs(10) {
+        if ctx.bus.receivers(task.id) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ctx.bus.receivers(task.id) > 0,
+        "the page subscribed to the task's events"
+    );
+
+    let appended = Instant::now();
+    log("Amp is editing src/export.rs").await;
+    log("Amp finished").await;
+    let event = tasks::transition(
+        &ctx.db,
+        task.id,
+        TaskState::Queued,
+        TaskState::Preparing,
+        None,
+    )
+    .await
+    .unwrap();
+    ctx.bus.publish(amp_orchestrator::bus::Published {
+        task_id: task.id,
+        seq: event.seq,
+        kind: "state".into(),
+        data: serde_json::from_str(&event.data).unwrap(),
+    });
+    let shown = loop {
+        let lines = browser.eval(count).await;
+        let state = browser.text("#state").await;
+        if lines == 4 && state == "preparing" {
+            break appended.elapsed();
+        }
+        assert!(
+            appended.elapsed() < Duration::from_secs(1),
+            "the new events did not appear within a second (lines: {lines}, state: {state})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "new events shown {} ms after they were stored",
+        shown.as_millis()
+    );
+    let text = browser.text("#log").await;
+    assert!(text.contains("Amp is editing src/export.rs"), "{text}");
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(artifacts.join("status-page.png"), png).unwrap();
+    browser.close().await;
+
+    // Without JavaScript: everything so far is on the page.
+    let plain = driver.session(false).await;
+    plain.goto(&page).await;
+    let text = plain.text("#log").await;
+    for line in [
+        "Cloning octo-org/widgets",
+        "Starting Amp",
+        "Amp is editing src/export.rs",
+        "Amp finished",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    assert_eq!(plain.text("#state").await, "preparing");
+    plain.close().await;
+}
