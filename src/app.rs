@@ -131,6 +131,10 @@ pub fn router(ctx: Ctx) -> Router {
                 .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
         )
         .route("/", get(pages::index))
+        .route("/tasks", get(pages::admin::list).post(pages::admin::submit))
+        .route("/tasks/new", get(pages::admin::form))
+        .route("/api/tasks", post(pages::admin::api_create))
+        .route("/api/tasks/{public_id}", get(pages::admin::api_show))
         .route("/tasks/{public_id}", get(pages::task::show))
         .route("/tasks/{public_id}/events", get(pages::sse::events))
         .route("/static/style.css", get(pages::style))

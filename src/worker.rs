@@ -684,12 +684,11 @@ async fn work(
             return End::Failed("the task changed state unexpectedly".into());
         }
         let message = format!(
-            "{}\n\n{}\n\nCo-authored-by: {} <{}+{}@users.noreply.github.com>",
+            "{}\n\n{}\n\nCo-authored-by: {} <{}>",
             commit_title(&job.task),
             summary.trim(),
             job.task.requester_login,
-            job.task.requester_id,
-            job.task.requester_login
+            noreply_email(&job.task.requester_login, job.task.requester_id)
         );
         let commit = job
             .sh(
@@ -880,6 +879,16 @@ async fn target(job: &Job<'_>) -> Result<Target, End> {
             pull.html_url.map(|u| u.to_string()).unwrap_or_default(),
         )),
     })
+}
+
+/// GitHub's private address for a user: `<id>+<login>@…`, or `<login>@…` when the id is not
+/// known (a task created through the API for a named requester).
+fn noreply_email(login: &str, id: i64) -> String {
+    if id > 0 {
+        format!("{id}+{login}@users.noreply.github.com")
+    } else {
+        format!("{login}@users.noreply.github.com")
+    }
 }
 
 fn commit_title(task: &task::Model) -> String {

@@ -618,6 +618,76 @@ impl GitHub {
         .await
     }
 
+    /// Find a repository the App is installed on by its name: its installation (as the App),
+    /// then its id (from a token minted for that one repository by name), then its details.
+    pub async fn locate_repo(&self, full_name: &str) -> Result<(RepoRef, Repository), GitHubError> {
+        let Some((_, name)) = full_name.split_once('/') else {
+            return Err(GitHubError::Other(format!(
+                "{full_name:?} is not a repository name (owner/name)"
+            )));
+        };
+        let installation: Value = self
+            .call(
+                Auth::App,
+                Method::GET,
+                &format!("/repos/{full_name}/installation"),
+                None::<&Value>,
+            )
+            .await?;
+        let installation_id = installation["id"]
+            .as_i64()
+            .ok_or_else(|| GitHubError::Other("the installation has no id".into()))?;
+        let minted: Value = self
+            .call(
+                Auth::App,
+                Method::POST,
+                &format!("/app/installations/{installation_id}/access_tokens"),
+                Some(&json!({ "repositories": [name], "permissions": {"metadata": "read"} })),
+            )
+            .await?;
+        let repo_id = minted["repositories"][0]["id"]
+            .as_i64()
+            .ok_or_else(|| GitHubError::Other(format!("{full_name} is not in the installation")))?;
+        let repo = RepoRef {
+            installation_id,
+            repo_id,
+            full_name: full_name.to_string(),
+        };
+        let details = self.repository(&repo).await?;
+        Ok((repo, details))
+    }
+
+    /// Open an issue.
+    pub async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        title: &str,
+        body: &str,
+    ) -> Result<octocrab::models::issues::Issue, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/issues", repo.full_name),
+            Some(&json!({ "title": title, "body": body })),
+        )
+        .await
+    }
+
+    /// An issue (or a pull request, seen as an issue).
+    pub async fn get_issue(
+        &self,
+        repo: &RepoRef,
+        number: i64,
+    ) -> Result<octocrab::models::issues::Issue, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}/issues/{number}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
     /// A pull request (its head branch and the repository that holds it, its state).
     pub async fn get_pull(
         &self,

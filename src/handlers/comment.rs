@@ -488,39 +488,8 @@ impl Turn<'_> {
             warn!(error = %e, "could not react to the comment");
         }
         if task.status_comment_id.is_none() {
-            let body = texts::status_comment(&self.view(&task));
-            match github
-                .create_comment(self.repo, event.issue.number, &body)
-                .await
-            {
-                Ok(comment) => {
-                    tasks::set_status_comment(&ctx.db, task.id, comment.id.0 as i64)
-                        .await
-                        .context("remembering the status comment")?;
-                    // A worker may have moved the task on (even finished it) before it could
-                    // know this comment: bring the comment up to date.
-                    if let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await
-                        && fresh.state != task.state
-                    {
-                        let pr_url = fresh
-                            .pr_number
-                            .zip(event.repository.html_url.as_deref())
-                            .map(|(n, base)| format!("{base}/pull/{n}"));
-                        let mut view = self.view(&fresh);
-                        view.pr_url = pr_url.as_deref();
-                        view.note = fresh.error_message.as_deref();
-                        if let Err(e) = github
-                            .update_comment(
-                                self.repo,
-                                comment.id.0 as i64,
-                                &texts::status_comment(&view),
-                            )
-                            .await
-                        {
-                            warn!(error = %e, "bringing the status comment up to date failed");
-                        }
-                    }
-                }
+            match post_status_comment(ctx, github, self.repo, event.issue.number, &task).await {
+                Ok(()) => {}
                 Err(e) if is_permanent(&e) => {
                     error!(delivery_id = self.delivery_id, task_id = task.id, error = %e, "posting the status comment failed");
                     self.reply(&texts::internal_error(Some(&self.view(&task))))
@@ -537,4 +506,33 @@ impl Turn<'_> {
 /// waits out itself).
 fn is_permanent(e: &GitHubError) -> bool {
     matches!(e.status(), Some(400..=499))
+}
+
+/// Post a new task's one status comment on its issue and remember it. A worker may have moved
+/// the task on (even finished it) before it could know the comment: then the comment is brought
+/// up to date at once.
+pub async fn post_status_comment(
+    ctx: &Ctx,
+    github: &GitHub,
+    repo: &RepoRef,
+    issue_number: i64,
+    task: &task::Model,
+) -> Result<(), GitHubError> {
+    let view = TaskView::of(task, &ctx.config.public_url);
+    let comment = github
+        .create_comment(repo, issue_number, &texts::status_comment(&view))
+        .await?;
+    if let Err(e) = tasks::set_status_comment(&ctx.db, task.id, comment.id.0 as i64).await {
+        return Err(GitHubError::Other(format!(
+            "remembering the status comment failed: {e}"
+        )));
+    }
+    if let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await
+        && fresh.state != task.state
+    {
+        let state = fresh.state.parse().unwrap_or(TaskState::Failed);
+        crate::worker::edit_status_comment(ctx, task.id, state, fresh.error_message.as_deref())
+            .await;
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! page and its live stream, the admin's task list and task form, the JSON API, and the static
 //! files the pages use.
 
+pub mod admin;
 pub mod log;
 pub mod sse;
 pub mod task;

@@ -161,6 +161,8 @@ pub struct SimState {
     deliveries: u64,
     pub pulls: Vec<Pull>,
     pub check_suites: Vec<CheckSuite>,
+    /// Issues opened through the API: (repository, number, title, body).
+    pub issues: Vec<(String, i64, String, String)>,
     /// Legacy commit statuses: (repository, commit, the status as GitHub returns it).
     pub statuses: Vec<(String, String, Value)>,
     pub repos: Vec<Repo>,
@@ -280,6 +282,12 @@ impl GitHubSim {
                 post(create_token),
             )
             .route("/repos/{owner}/{repo}", get(get_repo))
+            .route(
+                "/repos/{owner}/{repo}/installation",
+                get(get_repo_installation),
+            )
+            .route("/repos/{owner}/{repo}/issues", post(create_issue))
+            .route("/repos/{owner}/{repo}/issues/{number}", get(get_issue))
             .route(
                 "/repos/{owner}/{repo}/collaborators/{login}/permission",
                 get(get_permission),
@@ -485,6 +493,19 @@ impl GitHubSim {
             sha,
         )
         .await;
+    }
+
+    /// A person opens an issue; returns its number.
+    pub fn open_issue(&self, repo: &Repo, title: &str, body: &str) -> i64 {
+        let mut s = self.state.lock().unwrap();
+        let number = s.id();
+        s.issues.push((
+            repo.full_name(),
+            number,
+            title.to_string(),
+            body.to_string(),
+        ));
+        number
     }
 
     /// Every installation token issued so far.
@@ -984,9 +1005,24 @@ async fn create_token(
     if installed.is_empty() {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    let repo_ids: Vec<i64> = match request["repository_ids"].as_array() {
-        Some(ids) => ids.iter().filter_map(Value::as_i64).collect(),
-        None => installed.clone(),
+    let by_name: Option<Vec<i64>> = request["repositories"].as_array().map(|names| {
+        names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|n| {
+                s.repos
+                    .iter()
+                    .find(|r| r.installation_id == installation && r.name == n)
+                    .map(|r| r.id)
+                    .unwrap_or(-1)
+            })
+            .collect()
+    });
+    let restricted = by_name.is_some() || request["repository_ids"].is_array();
+    let repo_ids: Vec<i64> = match (by_name, request["repository_ids"].as_array()) {
+        (Some(ids), _) => ids,
+        (None, Some(ids)) => ids.iter().filter_map(Value::as_i64).collect(),
+        (None, None) => installed.clone(),
     };
     if repo_ids.iter().any(|id| !installed.contains(id)) {
         return github_error(
@@ -1000,22 +1036,116 @@ async fn create_token(
         token.clone(),
         Token {
             installation_id: installation,
-            repo_ids,
+            repo_ids: repo_ids.clone(),
             expires_at,
         },
     );
     s.tokens_minted += 1;
+    let mut answer = json!({
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+        "permissions": {"contents": "write", "issues": "write", "pull_requests": "write",
+                        "checks": "read", "actions": "read", "metadata": "read"},
+        "repository_selection": "selected"
+    });
+    if restricted {
+        let repos: Vec<Value> = s
+            .repos
+            .iter()
+            .filter(|r| repo_ids.contains(&r.id))
+            .map(|r| repo_json(&s, r))
+            .collect();
+        answer["repositories"] = Value::Array(repos);
+    }
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
+async fn get_repo_installation(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_app_jwt(&headers) {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let Some(repo) = find_repo(&s, &owner, &name) else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    axum::Json(json!({
+        "id": repo.installation_id,
+        "account": user_json(&repo.owner, "Organization"),
+        "app_id": APP_ID,
+        "app_slug": APP_SLUG,
+        "target_type": "Organization",
+        "repository_selection": "selected",
+    }))
+    .into_response()
+}
+
+fn issue_json(state: &SimState, repo: &Repo, number: i64, title: &str, body: &str) -> Value {
+    let mut json = fixture("webhooks/issue_comment/created.payload.json")["issue"].clone();
+    let full = repo.full_name();
+    json["id"] = (number * 1000 + repo.id).into();
+    json["number"] = number.into();
+    json["title"] = title.into();
+    json["body"] = body.into();
+    json["state"] = "open".into();
+    json["locked"] = false.into();
+    json["html_url"] = format!("https://github.com/{full}/issues/{number}").into();
+    json["url"] = format!("https://api.github.com/repos/{full}/issues/{number}").into();
+    json["user"] = app_user();
+    let _ = state;
+    json
+}
+
+async fn create_issue(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let Some(title) = request["title"].as_str().filter(|t| !t.is_empty()) else {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    };
+    let body = request["body"].as_str().unwrap_or_default().to_string();
+    let number = s.id();
+    s.issues
+        .push((repo.full_name(), number, title.to_string(), body.clone()));
     (
         StatusCode::CREATED,
-        axum::Json(json!({
-            "token": token,
-            "expires_at": rfc3339(expires_at),
-            "permissions": {"contents": "write", "issues": "write", "pull_requests": "write",
-                            "checks": "read", "actions": "read", "metadata": "read"},
-            "repository_selection": "selected"
-        })),
+        axum::Json(issue_json(&s, &repo, number, title, &body)),
     )
         .into_response()
+}
+
+async fn get_issue(
+    State(state): State<Shared>,
+    Path((owner, name, number)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(r) => return r,
+    };
+    let full = repo.full_name();
+    match s
+        .issues
+        .iter()
+        .find(|(r, n, _, _)| *r == full && *n == number)
+    {
+        Some((_, _, title, body)) => {
+            axum::Json(issue_json(&s, &repo, number, title, body)).into_response()
+        }
+        None => github_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn get_repo(

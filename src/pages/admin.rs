@@ -1,0 +1,434 @@
+//! What needs `ADMIN_TOKEN`: the list of tasks (`GET /tasks`), the form to create one
+//! (`GET /tasks/new`, `POST /tasks`) and the JSON API (`POST /api/tasks`,
+//! `GET /api/tasks/{public_id}`). The token comes as `Authorization: Bearer <token>` (the API) or
+//! as the password of HTTP Basic authentication (a browser). Without `ADMIN_TOKEN` configured
+//! these pages do not exist.
+//!
+//! A task made here goes through the normal pipeline: on a new issue opened for it, or on a given
+//! issue, with the same status comment, worker and CI loop as an `/amp` comment.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Json;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::app::Ctx;
+use crate::entities::task;
+use crate::github::GitHubError;
+use crate::state::TaskState;
+use crate::store::tasks::{self, NewTask};
+
+/// The response to send when the request does not carry the admin token.
+fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = &ctx.config.admin_token else {
+        return Some(super::not_found());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            if let Some(token) = v.strip_prefix("Bearer ") {
+                return Some(token.trim().to_string());
+            }
+            let basic = v.strip_prefix("Basic ")?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .ok()?;
+            let pair = String::from_utf8(decoded).ok()?;
+            pair.split_once(':')
+                .map(|(_, password)| password.to_string())
+        });
+    let ok =
+        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.expose_secret().as_bytes())));
+    if ok {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [
+                (
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"amp-orchestrator admin\"",
+                ),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            "The admin token is missing or wrong.\n",
+        )
+            .into_response(),
+    )
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ListFilter {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    repo: Option<String>,
+}
+
+pub struct Row {
+    pub public_id: String,
+    pub state: String,
+    pub repo: String,
+    pub subject: String,
+    pub age: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "tasks.html")]
+pub struct TaskList {
+    pub version: &'static str,
+    pub rows: Vec<Row>,
+    pub state: String,
+    pub repo: String,
+    pub states: Vec<&'static str>,
+}
+
+/// Tasks shown in the list, newest first.
+const LIST_LIMIT: u64 = 200;
+
+pub async fn list(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Query(filter): Query<ListFilter>,
+) -> Response {
+    if let Some(r) = refusal(&ctx, &headers) {
+        return r;
+    }
+    let state = filter.state.unwrap_or_default();
+    let repo = filter.repo.unwrap_or_default();
+    let mut query = task::Entity::find();
+    if !state.is_empty() {
+        query = query.filter(task::Column::State.eq(state.as_str()));
+    }
+    if !repo.is_empty() {
+        query = query.filter(task::Column::RepoFullName.eq(repo.as_str()));
+    }
+    let found = match query
+        .order_by_desc(task::Column::Id)
+        .limit(LIST_LIMIT)
+        .all(&ctx.db)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return super::internal_error(e),
+    };
+    let now = crate::db::now_ms();
+    TaskList {
+        version: env!("CARGO_PKG_VERSION"),
+        rows: found
+            .into_iter()
+            .map(|t| Row {
+                subject: format!(
+                    "{} #{}",
+                    if t.is_pull_request { "PR" } else { "issue" },
+                    t.issue_number
+                ),
+                age: humantime::format_duration(std::time::Duration::from_secs(
+                    ((now - t.created_at).max(0) / 1000) as u64,
+                ))
+                .to_string(),
+                public_id: t.public_id,
+                state: t.state,
+                repo: t.repo_full_name,
+            })
+            .collect(),
+        state,
+        repo,
+        states: TaskState::ALL.iter().map(|s| s.as_str()).collect(),
+    }
+    .into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "new_task.html")]
+pub struct NewTaskForm {
+    pub version: &'static str,
+    pub error: Option<String>,
+    pub repo: String,
+    pub issue: String,
+    pub prompt: String,
+}
+
+pub async fn form(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&ctx, &headers) {
+        return r;
+    }
+    NewTaskForm {
+        version: env!("CARGO_PKG_VERSION"),
+        error: None,
+        repo: String::new(),
+        issue: String::new(),
+        prompt: String::new(),
+    }
+    .into_response()
+}
+
+/// What creates a task, from the form or the API.
+#[derive(serde::Deserialize, Debug, Clone)]
+pub struct Request {
+    /// `owner/name`, a repository the App is installed on.
+    pub repo: String,
+    pub prompt: String,
+    /// An existing issue to work on; without it, an issue is opened for the task.
+    #[serde(default, deserialize_with = "issue_number")]
+    pub issue: Option<i64>,
+    /// Who the task is for (named in the commit and asked to review); the App by default.
+    #[serde(default)]
+    pub requester: Option<String>,
+}
+
+/// An issue number from JSON (a number) or a form (text, possibly empty).
+fn issue_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(i64),
+        Text(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Num(n)) => Ok(Some(n)),
+        Some(N::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(N::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("the issue must be a number")),
+    }
+}
+
+/// Why a task could not be created, for the person asking.
+#[derive(Debug)]
+pub struct CreateError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+fn refused(status: StatusCode, message: impl Into<String>) -> CreateError {
+    CreateError {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Create a task through the normal pipeline.
+pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateError> {
+    let prompt = request.prompt.trim().to_string();
+    if prompt.is_empty() {
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the prompt is empty",
+        ));
+    }
+    let Some(github) = &ctx.github else {
+        return Err(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the GitHub App is not configured on this server",
+        ));
+    };
+    let full_name = request.repo.trim().to_string();
+    let github_error = |what: &str, e: GitHubError| match e.status() {
+        Some(404) => refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{what}: not found (is the App installed on {full_name}?)"),
+        ),
+        Some(status) if status < 500 => {
+            refused(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}"))
+        }
+        _ => refused(StatusCode::BAD_GATEWAY, format!("{what}: {e}")),
+    };
+    let (repo, details) = github
+        .locate_repo(&full_name)
+        .await
+        .map_err(|e| github_error(&format!("finding {full_name}"), e))?;
+    if details.archived == Some(true) {
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{full_name} is archived"),
+        ));
+    }
+    let issue = match request.issue {
+        Some(number) => github
+            .get_issue(&repo, number)
+            .await
+            .map_err(|e| github_error(&format!("reading issue #{number}"), e))?,
+        None => {
+            let title: String = prompt
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect();
+            github
+                .create_issue(
+                    &repo,
+                    &title,
+                    &format!("Asked of Amp through amp-orchestrator:\n\n{prompt}"),
+                )
+                .await
+                .map_err(|e| github_error("opening an issue for the task", e))?
+        }
+    };
+    let requester = request
+        .requester
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "amp-orchestrator[bot]".to_string());
+    let created = tasks::create(
+        &ctx.db,
+        NewTask {
+            installation_id: repo.installation_id,
+            repo_id: repo.repo_id,
+            repo_full_name: full_name.clone(),
+            clone_url: details
+                .clone_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            default_branch: details
+                .default_branch
+                .clone()
+                .unwrap_or_else(|| "main".into()),
+            issue_number: issue.number as i64,
+            is_pull_request: issue.pull_request.is_some(),
+            issue_title: issue.title.clone(),
+            issue_body: issue.body.clone().unwrap_or_default(),
+            requester_login: requester,
+            requester_id: 0,
+            comment_id: 0,
+            delivery_id: None,
+            prompt,
+        },
+    )
+    .await
+    .map_err(|e| {
+        refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the task: {e}"),
+        )
+    })?
+    .ok_or_else(|| refused(StatusCode::INTERNAL_SERVER_ERROR, "the task was not stored"))?;
+    tracing::info!(task_id = created.id, public_id = %created.public_id, repo = %full_name, issue = created.issue_number, "task created by an admin");
+    ctx.task_wakeup.notify_one();
+    if let Err(e) = crate::handlers::comment::post_status_comment(
+        ctx,
+        github,
+        &repo,
+        created.issue_number,
+        &created,
+    )
+    .await
+    {
+        tracing::warn!(task_id = created.id, error = %e, "posting the status comment failed");
+    }
+    Ok(created)
+}
+
+/// The form's `POST /tasks`.
+pub async fn submit(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Form(request): Form<Request>,
+) -> Response {
+    if let Some(r) = refusal(&ctx, &headers) {
+        return r;
+    }
+    // A browser sends Basic credentials on any request to this site: only this site's own form
+    // may create tasks.
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            "Cross-site form posts are refused.\n",
+        )
+            .into_response();
+    }
+    match create(&ctx, request.clone()).await {
+        Ok(task) => Redirect::to(&format!("/tasks/{}", task.public_id)).into_response(),
+        Err(e) => (
+            e.status,
+            NewTaskForm {
+                version: env!("CARGO_PKG_VERSION"),
+                error: Some(e.message),
+                repo: request.repo,
+                issue: request.issue.map(|n| n.to_string()).unwrap_or_default(),
+                prompt: request.prompt,
+            },
+        )
+            .into_response(),
+    }
+}
+
+fn task_json(ctx: &Ctx, task: &task::Model) -> serde_json::Value {
+    json!({
+        "public_id": task.public_id,
+        "url": format!("{}/tasks/{}", ctx.config.public_url, task.public_id),
+        "state": task.state,
+        "repo": task.repo_full_name,
+        "issue": task.issue_number,
+        "is_pull_request": task.is_pull_request,
+        "requester": task.requester_login,
+        "prompt": task.prompt,
+        "branch": task.branch,
+        "pull_request": task.pr_number,
+        "head_sha": task.head_sha,
+        "ci_rounds": task.ci_round,
+        "error": task.error_message,
+        "created_at": task.created_at,
+        "finished_at": task.finished_at,
+    })
+}
+
+/// `POST /api/tasks`: `{"repo", "prompt", "issue"?, "requester"?}` → 201 with the task.
+pub async fn api_create(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refusal(&ctx, &headers) {
+        return r;
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("invalid request: {e}")})),
+            )
+                .into_response();
+        }
+    };
+    match create(&ctx, request).await {
+        Ok(task) => (StatusCode::CREATED, Json(task_json(&ctx, &task))).into_response(),
+        Err(e) => (e.status, Json(json!({"error": e.message}))).into_response(),
+    }
+}
+
+/// `GET /api/tasks/{public_id}`.
+pub async fn api_show(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Path(public_id): Path<String>,
+) -> Response {
+    if let Some(r) = refusal(&ctx, &headers) {
+        return r;
+    }
+    match tasks::get_by_public_id(&ctx.db, &public_id).await {
+        Ok(Some(task)) => Json(task_json(&ctx, &task)).into_response(),
+        Ok(None) => super::not_found(),
+        Err(e) => super::internal_error(e),
+    }
+}

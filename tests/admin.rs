@@ -1,0 +1,215 @@
+//! The admin's task list, form and API: the token they need, and a task created through the API
+//! running end to end (the simulator, the real worker and Docker, the test agent image).
+
+mod common;
+
+use amp_orchestrator::entities::task;
+use common::TestDb;
+use common::story::story_with;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "admin-token-0123456789abcdef";
+const FILES: &[(&str, &str)] = &[
+    ("README.md", "# widgets\n"),
+    (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
+];
+
+both_backends!(
+    admin_pages_and_the_api_need_the_token,
+    |db: TestDb| async move {
+        let s = story_with(db, &[("ADMIN_TOKEN", TOKEN)], FILES).await;
+        let http = reqwest::Client::new();
+        let url = |p: &str| s.service.url(p);
+        let requests = || {
+            vec![
+                http.get(url("/tasks")),
+                http.get(url("/tasks/new")),
+                http.post(url("/tasks"))
+                    .form(&[("repo", "octo-org/widgets"), ("prompt", "x")]),
+                http.post(url("/api/tasks"))
+                    .json(&json!({"repo": "octo-org/widgets", "prompt": "x"})),
+                http.get(url("/api/tasks/AAAAAAAAAAAAAAAAAAAAAAAA")),
+            ]
+        };
+        for request in requests() {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 401, "no token: {}", r.url());
+            assert!(r.headers().contains_key("www-authenticate"));
+        }
+        for request in requests() {
+            let r = request
+                .bearer_auth("wrong-token-0123456789")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "wrong token: {}", r.url());
+        }
+        for request in requests() {
+            let r = request
+                .basic_auth("admin", Some("wrong-token-0123456789"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "wrong password: {}", r.url());
+        }
+        // Nothing was created by the refused requests.
+        assert!(task::Entity::find().all(&s.conn).await.unwrap().is_empty());
+        let r = http
+            .get(url("/tasks"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(url("/tasks/new"))
+            .basic_auth("me", Some(TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("<form method=\"post\" action=\"/tasks\">")
+        );
+        // A form post from another site is refused even with the credentials a browser resends.
+        let r = http
+            .post(url("/tasks"))
+            .basic_auth("me", Some(TOKEN))
+            .header("sec-fetch-site", "cross-site")
+            .form(&[("repo", "octo-org/widgets"), ("prompt", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        // Bad requests get clear answers.
+        let r = http
+            .post(url("/api/tasks"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"repo": "octo-org/nowhere", "prompt": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("is the App installed on octo-org/nowhere"),
+            "{body}"
+        );
+        let r = http
+            .post(url("/api/tasks"))
+            .bearer_auth(TOKEN)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+);
+
+both_backends!(
+    a_task_created_through_the_api_runs_end_to_end,
+    |db: TestDb| async move {
+        let s = story_with(
+            db,
+            &[("ADMIN_TOKEN", TOKEN), ("CI_WAIT_TIMEOUT", "2s")],
+            FILES,
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let r = http
+            .post(s.service.url("/api/tasks"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"repo": "octo-org/widgets", "prompt": "Add a json flag", "requester": "writer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        let public_id = created["public_id"].as_str().unwrap().to_string();
+        assert!(created["url"].as_str().unwrap().ends_with(&public_id));
+        // An issue was opened for it, and its status comment is there.
+        let issue = created["issue"].as_i64().unwrap();
+        let issues = s.sim.state.lock().unwrap().issues.clone();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].1, issue);
+        assert_eq!(issues[0].2, "Add a json flag");
+
+        let task = s.wait_for_state("succeeded", 90).await;
+        assert_eq!(task.public_id, public_id);
+        let pull = s.sim.pulls().remove(0);
+        assert!(!pull.draft);
+        assert!(pull.body.contains(&format!("Closes #{issue}")));
+        s.status_saying(issue, "taken to have no CI").await;
+        let shown: Value = http
+            .get(s.service.url(&format!("/api/tasks/{public_id}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["state"], "succeeded");
+        assert_eq!(shown["pull_request"], pull.number);
+
+        // The form, on an existing issue, redirects to the new task's page.
+        let number = s
+            .sim
+            .open_issue(&s.repo, "Docs", "Please document the flag.");
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(s.service.url("/tasks"))
+            .basic_auth("me", Some(TOKEN))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[
+                ("repo", "octo-org/widgets"),
+                ("issue", &number.to_string()),
+                ("prompt", "explain the readme"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with("/tasks/"));
+        let second = s.wait_for_state("succeeded", 90).await;
+        assert_eq!(second.issue_number, number);
+        assert_eq!(location, format!("/tasks/{}", second.public_id));
+        // Both are in the list, and the filter works.
+        let list = http
+            .get(
+                s.service
+                    .url("/tasks?state=succeeded&repo=octo-org/widgets"),
+            )
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            list.contains(&public_id) && list.contains(&second.public_id),
+            "{list}"
+        );
+        let none = http
+            .get(s.service.url("/tasks?state=failed"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!none.contains(&public_id));
+    }
+);
