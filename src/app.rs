@@ -258,6 +258,13 @@ pub async fn start_with(
     let app = router(ctx.clone());
     let shutdown = ctx.shutdown.clone();
     let server = tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        // Live events are small writes: send them at once rather than waiting to fill a packet.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

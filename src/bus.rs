@@ -23,15 +23,17 @@ pub struct Published {
 #[derive(Debug)]
 pub struct BusEvent {
     pub event: Published,
-    sse: OnceLock<String>,
+    sse: OnceLock<bytes::Bytes>,
 }
 
 impl BusEvent {
-    /// The `data:` of the event on the status page's stream.
-    pub fn sse_data(&self) -> &str {
-        self.sse.get_or_init(|| {
-            crate::pages::log::sse_payload(self.event.seq, &self.event.kind, &self.event.data)
-        })
+    /// The event as one frame of the status page's stream (`id`, `event`, `data`).
+    pub fn sse_frame(&self) -> bytes::Bytes {
+        self.sse
+            .get_or_init(|| {
+                crate::pages::sse::frame(self.event.seq, &self.event.kind, &self.event.data)
+            })
+            .clone()
     }
 }
 

@@ -7,16 +7,15 @@
 //! and the stream closes, and the browser reconnects from its last id, reading what it missed
 //! from the store, so it never sees a gap or a duplicate and never slows anyone else.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::broadcast;
 
 use crate::app::Ctx;
@@ -28,10 +27,25 @@ use crate::store::tasks;
 const PAGE: u64 = 500;
 /// A comment line sent this often keeps proxies from closing an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Live events already waiting are sent together, up to this many per write.
+const BATCH: usize = 64;
 
 #[derive(serde::Deserialize)]
 pub struct After {
     after: Option<i64>,
+}
+
+/// One event of the stream: `line` for log lines, `state` for state changes, with the sequence
+/// number as its id and the page's rendering of it as its data.
+pub fn frame(seq: i64, kind: &str, data: &serde_json::Value) -> Bytes {
+    let payload = super::log::sse_payload(seq, kind, data);
+    let name = if kind == "state" { "state" } else { "line" };
+    let mut out = BytesMut::with_capacity(payload.len() + 32);
+    out.put_slice(format!("id: {seq}\nevent: {name}\ndata: ").as_bytes());
+    // The payload is one line of JSON: newlines in it are escaped.
+    out.put_slice(payload.as_bytes());
+    out.put_slice(b"\n\n");
+    out.freeze()
 }
 
 pub async fn events(
@@ -59,13 +73,14 @@ pub async fn events(
         task_id: task.id,
         last: after,
         rx,
-        pending: VecDeque::new(),
         phase: Phase::Replay,
     });
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response();
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Proxies (nginx and others) must pass events on as they come.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -84,15 +99,7 @@ struct Replay {
     /// The last sequence number sent (or the client's).
     last: i64,
     rx: broadcast::Receiver<Arc<BusEvent>>,
-    pending: VecDeque<Event>,
     phase: Phase,
-}
-
-fn sse_event(seq: i64, kind: &str, data: &str) -> Event {
-    Event::default()
-        .id(seq.to_string())
-        .event(if kind == "state" { "state" } else { "line" })
-        .data(data)
 }
 
 fn ends_task(kind: &str, data: &serde_json::Value) -> bool {
@@ -103,38 +110,57 @@ fn ends_task(kind: &str, data: &serde_json::Value) -> bool {
             .is_some_and(TaskState::is_terminal)
 }
 
-fn end_event() -> Event {
-    Event::default().event("end").data("{}")
+const END: &[u8] = b"event: end\ndata: {}\n\n";
+const KEEP_ALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+
+/// What one bus event adds to the chunk being built; `Err(())` when the rest must come from the
+/// store (a gap).
+fn take(s: &mut Replay, bus: &BusEvent, out: &mut BytesMut) -> Result<(), ()> {
+    let e = &bus.event;
+    if e.seq <= s.last {
+        return Ok(());
+    }
+    if e.seq > s.last + 1 {
+        // Published out of order (two writers): read the gap from the store.
+        return Err(());
+    }
+    s.last = e.seq;
+    out.put_slice(&bus.sse_frame());
+    if ends_task(&e.kind, &e.data) {
+        out.put_slice(END);
+        s.phase = Phase::Done;
+    }
+    Ok(())
 }
 
-fn stream(state: Replay) -> impl Stream<Item = Result<Event, Infallible>> {
+fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     futures::stream::unfold(state, |mut s| async move {
+        let mut out = BytesMut::new();
         loop {
-            if let Some(event) = s.pending.pop_front() {
-                return Some((Ok(event), s));
-            }
             match s.phase {
-                Phase::Done => return None,
+                Phase::Done => {
+                    return (!out.is_empty()).then(|| (Ok(out.freeze()), s));
+                }
                 Phase::Replay => {
-                    let stored = match tasks::events_after(&s.ctx.db, s.task_id, s.last, PAGE).await
-                    {
-                        Ok(stored) => stored,
-                        Err(e) => {
-                            tracing::warn!(task_id = s.task_id, error = %e, "reading events for a stream failed");
-                            s.phase = Phase::Done;
-                            continue;
-                        }
-                    };
+                    let stored =
+                        match tasks::events_after(&s.ctx.db, s.task_id, s.last, PAGE).await {
+                            Ok(stored) => stored,
+                            Err(e) => {
+                                tracing::warn!(task_id = s.task_id, error = %e, "reading events for a stream failed");
+                                s.phase = Phase::Done;
+                                continue;
+                            }
+                        };
                     let full_page = stored.len() as u64 == PAGE;
                     for e in stored {
                         let data: serde_json::Value =
                             serde_json::from_str(&e.data).unwrap_or_default();
-                        let payload = super::log::sse_payload(e.seq, &e.kind, &data);
-                        s.pending.push_back(sse_event(e.seq, &e.kind, &payload));
+                        out.put_slice(&frame(e.seq, &e.kind, &data));
                         s.last = e.seq;
                         if ends_task(&e.kind, &data) {
-                            s.pending.push_back(end_event());
+                            out.put_slice(END);
                             s.phase = Phase::Done;
+                            break;
                         }
                     }
                     if matches!(s.phase, Phase::Replay) && !full_page {
@@ -146,43 +172,58 @@ fn stream(state: Replay) -> impl Stream<Item = Result<Event, Infallible>> {
                             .and_then(|t| t.state.parse::<TaskState>().ok())
                             .is_some_and(TaskState::is_terminal);
                         if over {
-                            s.pending.push_back(end_event());
+                            out.put_slice(END);
                             s.phase = Phase::Done;
                         } else {
                             s.phase = Phase::Live;
                         }
                     }
+                    if !out.is_empty() {
+                        return Some((Ok(out.freeze()), s));
+                    }
                 }
-                Phase::Live => match s.rx.recv().await {
-                    Ok(bus) => {
-                        let e = &bus.event;
-                        if e.seq <= s.last {
-                            continue;
+                Phase::Live => {
+                    let first = match tokio::time::timeout(KEEP_ALIVE, s.rx.recv()).await {
+                        Err(_) => return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), s)),
+                        Ok(received) => received,
+                    };
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some(received) = next.take() {
+                        match received {
+                            Ok(bus) => {
+                                if take(&mut s, &bus, &mut out).is_err() {
+                                    s.phase = Phase::Replay;
+                                    break;
+                                }
+                            }
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                // Too slow: reconnect and catch up from the store, from `last`.
+                                out.put_slice(
+                                    format!("event: resync\ndata: {{\"last\":{}}}\n\n", s.last)
+                                        .as_bytes(),
+                                );
+                                s.phase = Phase::Done;
+                            }
+                            Err(broadcast::error::RecvError::Closed) => s.phase = Phase::Done,
                         }
-                        if e.seq > s.last + 1 {
-                            // Published out of order (two writers): read the gap from the store.
-                            s.phase = Phase::Replay;
-                            continue;
+                        taken += 1;
+                        if !matches!(s.phase, Phase::Live) || taken >= BATCH {
+                            break;
                         }
-                        s.last = e.seq;
-                        s.pending
-                            .push_back(sse_event(e.seq, &e.kind, bus.sse_data()));
-                        if ends_task(&e.kind, &e.data) {
-                            s.pending.push_back(end_event());
-                            s.phase = Phase::Done;
-                        }
+                        // What else is already waiting goes in the same write.
+                        next = match s.rx.try_recv() {
+                            Ok(bus) => Some(Ok(bus)),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                Some(Err(broadcast::error::RecvError::Lagged(n)))
+                            }
+                            Err(_) => None,
+                        };
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Too slow: reconnect and catch up from the store, from `last`.
-                        s.pending.push_back(
-                            Event::default()
-                                .event("resync")
-                                .data(format!("{{\"last\":{}}}", s.last)),
-                        );
-                        s.phase = Phase::Done;
+                    if !out.is_empty() {
+                        return Some((Ok(out.freeze()), s));
                     }
-                    Err(broadcast::error::RecvError::Closed) => s.phase = Phase::Done,
-                },
+                }
             }
         }
     })
