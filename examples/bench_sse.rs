@@ -31,7 +31,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -95,7 +100,10 @@ fn main() -> anyhow::Result<()> {
 /// The server side: the service, one task, and the publisher, driven over stdin/stdout.
 async fn run_server(a: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
     let env = [
         ("WEBHOOK_SECRET", "bench-webhook-secret-0123456789"),
         ("DATABASE_URL", db_url.as_str()),
@@ -183,7 +191,10 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
     });
     let _ = last;
     let last = event.seq;
-    println!("done {last} {connected} {peak} {:.1}", cpu_seconds() - cpu_before);
+    println!(
+        "done {last} {connected} {peak} {:.1}",
+        cpu_seconds() - cpu_before
+    );
     std::io::stdout().flush()?;
     let _ = stdin.next();
     Ok(())
@@ -200,7 +211,10 @@ struct ClientStats {
 /// The sent time in a line's payload (`… sent <micros>…`).
 fn sent_at(data: &str) -> Option<u64> {
     let at = data.find(" sent ")? + 6;
-    let digits: String = data[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = data[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -304,8 +318,12 @@ async fn run_clients(a: Args) -> anyhow::Result<()> {
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for _ in 0..a.subscribers {
-        let (url, connected, until, results) =
-            (url.clone(), connected.clone(), until.clone(), results.clone());
+        let (url, connected, until, results) = (
+            url.clone(),
+            connected.clone(),
+            until.clone(),
+            results.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let r = subscriber(url, connected, until).await;
             results.lock().await.push(r);

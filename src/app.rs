@@ -270,6 +270,9 @@ pub async fn start_with(
             .await
     });
     let mut workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
+    if ctx.github.is_some() {
+        workers.push(tokio::spawn(crate::recovery::watch(ctx.clone())));
+    }
     if ctx.tunables.run_tasks {
         workers.push(tokio::spawn(crate::worker::run(ctx.clone())));
         workers.push(tokio::spawn(crate::ci::watch(ctx.clone())));

@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod http;
 pub mod inbox;
 pub mod pages;
+pub mod recovery;
 pub mod redact;
 pub mod state;
 pub mod store;

@@ -474,6 +474,20 @@ impl GitHub {
     }
 }
 
+/// One attempt at delivering a webhook, as GitHub lists them for the App.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HookDelivery {
+    pub id: i64,
+    /// The `X-GitHub-Delivery` of the delivery (the same for its redeliveries).
+    pub guid: String,
+    #[serde(default)]
+    pub redelivery: bool,
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub event: String,
+}
+
 /// Pages read at most from a paginated list (100 items each).
 const MAX_PAGES: u32 = 10;
 
@@ -655,6 +669,30 @@ impl GitHub {
         };
         let details = self.repository(&repo).await?;
         Ok((repo, details))
+    }
+
+    /// The App's recent webhook deliveries (newest first, one page of 100).
+    pub async fn hook_deliveries(&self) -> Result<Vec<HookDelivery>, GitHubError> {
+        self.call(
+            Auth::App,
+            Method::GET,
+            "/app/hook/deliveries?per_page=100",
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// Ask GitHub to deliver a webhook delivery again.
+    pub async fn redeliver(&self, delivery_id: i64) -> Result<(), GitHubError> {
+        let _: Value = self
+            .call(
+                Auth::App,
+                Method::POST,
+                &format!("/app/hook/deliveries/{delivery_id}/attempts"),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Open an issue.

@@ -142,15 +142,15 @@ fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible
                     return (!out.is_empty()).then(|| (Ok(out.freeze()), s));
                 }
                 Phase::Replay => {
-                    let stored =
-                        match tasks::events_after(&s.ctx.db, s.task_id, s.last, PAGE).await {
-                            Ok(stored) => stored,
-                            Err(e) => {
-                                tracing::warn!(task_id = s.task_id, error = %e, "reading events for a stream failed");
-                                s.phase = Phase::Done;
-                                continue;
-                            }
-                        };
+                    let stored = match tasks::events_after(&s.ctx.db, s.task_id, s.last, PAGE).await
+                    {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            tracing::warn!(task_id = s.task_id, error = %e, "reading events for a stream failed");
+                            s.phase = Phase::Done;
+                            continue;
+                        }
+                    };
                     let full_page = stored.len() as u64 == PAGE;
                     for e in stored {
                         let data: serde_json::Value =

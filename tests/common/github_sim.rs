@@ -161,6 +161,8 @@ pub struct SimState {
     deliveries: u64,
     pub pulls: Vec<Pull>,
     pub check_suites: Vec<CheckSuite>,
+    /// Webhook delivery attempts (GitHub's record, for redelivery).
+    pub hook_deliveries: Vec<HookDelivery>,
     /// Issues opened through the API: (repository, number, title, body).
     pub issues: Vec<(String, i64, String, String)>,
     /// Legacy commit statuses: (repository, commit, the status as GitHub returns it).
@@ -211,12 +213,115 @@ pub fn token_allows(state: &SimState, token: &str, repo: &Repo) -> bool {
 
 /// Sign and send a webhook to the service (when one is connected).
 pub async fn send_webhook_with(state: &Shared, event: &str, payload: &Value) -> Option<u16> {
-    let (url, secret, delivery) = {
+    let delivery = {
         let mut s = state.lock().unwrap();
-        let url = s.webhook_url.clone()?;
-        (url, s.webhook_secret.clone(), s.next_delivery())
+        s.webhook_url.as_ref()?;
+        s.next_delivery()
     };
-    Some(post_webhook(&url, &secret, event, &delivery, payload).await)
+    Some(deliver(state, event, &delivery, payload, false).await)
+}
+
+/// One delivery attempt, recorded as GitHub records it (`GET /app/hook/deliveries`): the status
+/// code, 0 when the service could not be reached.
+async fn deliver(
+    state: &Shared,
+    event: &str,
+    guid: &str,
+    payload: &Value,
+    redelivery: bool,
+) -> u16 {
+    let (url, secret) = {
+        let s = state.lock().unwrap();
+        (
+            s.webhook_url.clone().expect("deliver_to was not called"),
+            s.webhook_secret.clone(),
+        )
+    };
+    let status = post_webhook(&url, &secret, event, guid, payload).await;
+    let mut s = state.lock().unwrap();
+    let id = s.id();
+    s.hook_deliveries.push(HookDelivery {
+        id,
+        guid: guid.to_string(),
+        event: event.to_string(),
+        action: payload["action"].as_str().map(str::to_string),
+        status_code: status,
+        redelivery,
+        payload: payload.clone(),
+        installation_id: payload["installation"]["id"].as_i64(),
+        repository_id: payload["repository"]["id"].as_i64(),
+    });
+    status
+}
+
+/// A webhook delivery attempt, as GitHub lists it for the App.
+#[derive(Debug, Clone)]
+pub struct HookDelivery {
+    pub id: i64,
+    pub guid: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub status_code: u16,
+    pub redelivery: bool,
+    pub payload: Value,
+    pub installation_id: Option<i64>,
+    pub repository_id: Option<i64>,
+}
+
+async fn list_hook_deliveries(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_app_jwt(&headers) {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    // Newest first, as GitHub lists them.
+    let list: Vec<Value> = s
+        .hook_deliveries
+        .iter()
+        .rev()
+        .map(|d| {
+            json!({
+                "id": d.id, "guid": d.guid, "delivered_at": "2026-01-01T00:00:00Z",
+                "redelivery": d.redelivery, "duration": 0.01,
+                "status": if (200..300).contains(&d.status_code) { "OK" } else { "Invalid HTTP Response" },
+                "status_code": d.status_code, "event": d.event, "action": d.action,
+                "installation_id": d.installation_id, "repository_id": d.repository_id,
+                "throttled_at": null,
+            })
+        })
+        .collect();
+    axum::Json(Value::Array(list)).into_response()
+}
+
+async fn redeliver(
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_app_jwt(&headers) {
+        return r;
+    }
+    let Some(original) = state
+        .lock()
+        .unwrap()
+        .hook_deliveries
+        .iter()
+        .find(|d| d.id == id)
+        .cloned()
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        deliver(
+            &state,
+            &original.event,
+            &original.guid,
+            &original.payload,
+            true,
+        )
+        .await;
+    });
+    (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
 }
 
 async fn post_webhook(
@@ -228,7 +333,7 @@ async fn post_webhook(
 ) -> u16 {
     let body = serde_json::to_vec(payload).unwrap();
     let signature = amp_orchestrator::webhook::signature::sign(secret, &body);
-    reqwest::Client::new()
+    match reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
         .header("user-agent", "GitHub-Hookshot/sim")
@@ -238,9 +343,11 @@ async fn post_webhook(
         .body(body)
         .send()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+    {
+        Ok(response) => response.status().as_u16(),
+        // The service could not be reached: GitHub records the attempt as failed.
+        Err(_) => 0,
+    }
 }
 
 pub type Shared = Arc<Mutex<SimState>>;
@@ -281,6 +388,8 @@ impl GitHubSim {
                 "/app/installations/{installation}/access_tokens",
                 post(create_token),
             )
+            .route("/app/hook/deliveries", get(list_hook_deliveries))
+            .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
             .route("/repos/{owner}/{repo}", get(get_repo))
             .route(
                 "/repos/{owner}/{repo}/installation",
@@ -732,16 +841,14 @@ impl GitHubSim {
         payload
     }
 
-    /// Send a signed webhook to the service; returns its status.
+    /// Send a signed webhook to the service; returns its status (0: it could not be reached).
     pub async fn send_webhook(&self, event: &str, delivery: &str, payload: &Value) -> u16 {
-        let (url, secret) = {
-            let s = self.state.lock().unwrap();
-            (
-                s.webhook_url.clone().expect("deliver_to was not called"),
-                s.webhook_secret.clone(),
-            )
-        };
-        post_webhook(&url, &secret, event, delivery, payload).await
+        deliver(&self.state, event, delivery, payload, false).await
+    }
+
+    /// Every webhook delivery attempt so far.
+    pub fn hook_deliveries(&self) -> Vec<HookDelivery> {
+        self.state.lock().unwrap().hook_deliveries.clone()
     }
 }
 
