@@ -1068,17 +1068,14 @@ async fn finish(job: &mut Job<'_>, end: End) {
     // The comment first, so that whoever sees the final state also sees the final comment.
     let shown = job.state;
     job.state = to;
-    let edited = job
-        .update_status_comment(pr_url.as_deref(), Some(&note))
+    job.update_status_comment(pr_url.as_deref(), Some(&note))
         .await;
     job.state = shown;
     let moved = job.move_to(to, Some(&note)).await;
-    if !edited {
-        // The comment handler may have posted the comment meanwhile, having read the state
-        // before this change: say how it ended now.
-        job.update_status_comment(pr_url.as_deref(), Some(&note))
-            .await;
-    }
+    // The comment handler may have posted (or brought up to date) the comment meanwhile, from
+    // a state read before this change: say how it ended once more, now that it is recorded.
+    job.update_status_comment(pr_url.as_deref(), Some(&note))
+        .await;
     if !moved {
         error!(
             to = to.as_str(),

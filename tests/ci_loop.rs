@@ -379,3 +379,33 @@ both_backends!(
         s.assert_no_containers_for(&task).await;
     }
 );
+
+both_backends!(
+    ci_that_never_finishes_hands_the_task_to_a_person,
+    |db: TestDb| async move {
+        let s = story_with(db, &[("CI_WAIT_TIMEOUT", "2s")], &files(false)).await;
+        s.sim
+            .comment(&s.repo, 58, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        // A check that is queued and never runs (no runner, an approval nobody gives).
+        s.sim.add_status(
+            &s.repo,
+            task.head_sha.as_deref().unwrap(),
+            "ci/external",
+            "pending",
+        );
+        let task = s.wait_for_state("needs_human", 30).await;
+        assert!(
+            task.error_message
+                .as_deref()
+                .unwrap()
+                .contains("seems stuck"),
+            "{:?}",
+            task.error_message
+        );
+        assert!(s.sim.pulls()[0].draft, "the pull request stays a draft");
+        s.status_saying(58, "seems stuck").await;
+        s.assert_no_containers_for(&task).await;
+    }
+);

@@ -527,12 +527,19 @@ pub async fn post_status_comment(
             "remembering the status comment failed: {e}"
         )));
     }
-    if let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await
-        && fresh.state != task.state
-    {
+    // Until what the comment shows is what the store says (each edit may race a worker's).
+    let mut shown = task.state.clone();
+    for _ in 0..5 {
+        let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await else {
+            break;
+        };
+        if fresh.state == shown {
+            break;
+        }
         let state = fresh.state.parse().unwrap_or(TaskState::Failed);
         crate::worker::edit_status_comment(ctx, task.id, state, fresh.error_message.as_deref())
             .await;
+        shown = fresh.state;
     }
     Ok(())
 }

@@ -180,8 +180,8 @@ pub async fn log_event(
 }
 
 /// Move a task from `from` to `to` (compare-and-set) and record the change as a `state` event.
-/// Ending as failed, timed out or cancelled stores `reason` as the task's error message in the
-/// same update; going back to the queue clears it.
+/// Ending as failed, timed out, cancelled or needing a human stores `reason` as the task's error
+/// message in the same update; going back to the queue clears it.
 pub async fn transition(
     db: &DatabaseConnection,
     task_id: i64,
@@ -228,7 +228,10 @@ pub async fn transition_at(
                 from.as_str().into(),
                 matches!(
                     to,
-                    TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled
+                    TaskState::Failed
+                        | TaskState::TimedOut
+                        | TaskState::Cancelled
+                        | TaskState::NeedsHuman
                 )
                 .into(),
                 reason.map(str::to_string).into(),
