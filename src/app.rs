@@ -139,6 +139,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/tasks/{public_id}/events", get(pages::sse::events))
         .route("/static/style.css", get(pages::style))
         .route("/static/task.js", get(pages::script))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(pages::fallback)

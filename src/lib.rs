@@ -15,6 +15,7 @@ pub mod github;
 pub mod handlers;
 pub mod http;
 pub mod inbox;
+pub mod metrics;
 pub mod pages;
 pub mod recovery;
 pub mod redact;

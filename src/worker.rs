@@ -66,6 +66,15 @@ impl Running {
         }
     }
 
+    /// How many tasks run here now.
+    pub fn len(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn contains(&self, task_id: i64) -> bool {
         self.tasks
             .lock()
@@ -266,6 +275,16 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     finish(&mut job, end).await;
     lease.abort();
     ctx.running.remove(job.task.id);
+    // A stop that came while the run was winding up (nothing listened for it any more) ends the
+    // task now, if the run left it waiting for CI.
+    if let Ok(Some(task)) = tasks::get(&ctx.db, job.task.id).await
+        && task.state == TaskState::AwaitingCi.as_str()
+        && (stop.is_cancelled() || task.stop_requested_at.is_some())
+        && let Err(e) =
+            end_waiting_task(ctx, &task, TaskState::Cancelled, "Stopped with /amp stop.").await
+    {
+        warn!(task_id = task.id, error = %e, "ending a stopped task failed");
+    }
 }
 
 impl Job<'_> {
@@ -591,6 +610,12 @@ async fn drive(job: &mut Job<'_>, start: Start) -> End {
         Some(round) => round.prompt.clone(),
         None => agent_prompt(&job.task, &target.branch),
     };
+    if round.is_none() && !resumed {
+        let waited = (crate::db::now_ms() - job.task.created_at).max(0) as u64;
+        crate::metrics::METRICS
+            .agent_start
+            .observe(Duration::from_millis(waited));
+    }
     let prompt = if resumed {
         format!("{RESUME_NOTE}\n\n{prompt}")
     } else {

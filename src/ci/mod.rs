@@ -230,6 +230,13 @@ async fn end(ctx: &Ctx, task: &task::Model, to: TaskState, note: &str) -> anyhow
         state = to.as_str(),
         "CI loop ended the task"
     );
+    if to == TaskState::Succeeded {
+        crate::metrics::METRICS
+            .time_to_green
+            .observe(Duration::from_millis(
+                (now_ms() - task.created_at).max(0) as u64
+            ));
+    }
     Ok(())
 }
 

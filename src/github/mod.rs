@@ -370,12 +370,22 @@ impl GitHub {
         &self,
         request: http::Request<octocrab::OctoBody>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = match self.http.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                crate::metrics::METRICS.github_call(None, None);
+                return Err(e.to_string());
+            }
+        };
         let (parts, body) = response.into_parts();
+        crate::metrics::METRICS.github_call(
+            Some(parts.status.as_u16()),
+            parts
+                .headers
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+        );
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok((parts.status, parts.headers, bytes))
     }

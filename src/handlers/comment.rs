@@ -199,19 +199,20 @@ impl Turn<'_> {
                 Err(e) => return Err(e).context("cancelling the queued task"),
             }
         }
+        // A task waiting for CI has nothing running: it ends here (even while the worker that
+        // pushed it is still winding up).
+        if task.state == TaskState::AwaitingCi.as_str()
+            && crate::worker::end_waiting_task(
+                ctx,
+                &task,
+                TaskState::Cancelled,
+                "Stopped with /amp stop.",
+            )
+            .await?
+        {
+            return Ok(());
+        }
         if !ctx.running.stop(task.id) {
-            if task.state == TaskState::AwaitingCi.as_str()
-                && crate::worker::end_waiting_task(
-                    ctx,
-                    &task,
-                    TaskState::Cancelled,
-                    "Stopped with /amp stop.",
-                )
-                .await?
-            {
-                // Nothing ran: ended here.
-                return Ok(());
-            }
             // It runs here after all (a CI round just started), or on another replica: the
             // worker sees the request at its next check.
             if ctx.running.stop(task.id) {

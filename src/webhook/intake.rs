@@ -33,7 +33,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Counts a request's time in the intake histogram when it is answered, whatever the answer.
+struct Timed(std::time::Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.intake.observe(self.0.elapsed());
+    }
+}
+
 pub async fn receive(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+    let _timed = Timed(std::time::Instant::now());
     if let Err(e) = signature::verify(
         &ctx.config.webhook_secrets,
         headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
