@@ -394,19 +394,27 @@ impl Engine {
         if volume.is_empty() {
             return;
         }
-        if let Err(e) = self
-            .docker
-            .remove_volume(volume, Some(RemoveVolumeOptions { force: true }))
-            .await
-            && !matches!(
-                e,
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    ..
+        // Right after its container is removed, the engine may still count the volume as in use
+        // for a moment (409): try again briefly. A volume left anyway is found and removed by
+        // the next reconciliation.
+        for attempt in 1..=10 {
+            match self
+                .docker
+                .remove_volume(volume, Some(RemoveVolumeOptions { force: true }))
+                .await
+            {
+                Ok(()) => return,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) if attempt < 10 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    tracing::warn!(%volume, error = %e, "removing the workspace volume failed");
+                    return;
                 }
-            )
-        {
-            tracing::warn!(%volume, error = %e, "removing the workspace volume failed");
+            }
         }
     }
 

@@ -243,6 +243,7 @@ both_backends!(
         assert_eq!(rounds[2].outcome.as_deref(), Some("pushed"));
         assert!(rounds[2].prompt.contains("stuck-failure"));
         assert_eq!(s.sim.check_suites().len(), 4);
+        s.assert_no_containers_for(&task).await;
     }
 );
 

@@ -470,6 +470,12 @@ both_backends!(
         assert_eq!(mine.len(), 1, "{mine:?}");
         sim.comment(&repo, 31, "writer", "/amp stop").await;
         latest_task(&conn, "cancelled", 30).await;
+        let public_id = task.public_id.clone();
+        eventually(20, "the container and its volume are removed", || async {
+            let owned = engine.owned(None).await.unwrap();
+            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+        })
+        .await;
     }
 );
 
@@ -589,6 +595,15 @@ both_backends!(
             .unwrap();
         assert!(events.iter().any(|e| e.data.contains("queued again")));
         assert_ne!(task.lease_owner.as_deref(), Some("dead-replica"));
+        sim.comment(&repo, 34, "writer", "/amp stop").await;
+        let task = latest_task(&conn, "cancelled", 30).await;
+        let engine = Engine::connect(None).await.unwrap();
+        let public_id = task.public_id.clone();
+        eventually(20, "the containers are removed", || async {
+            let owned = engine.owned(None).await.unwrap();
+            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+        })
+        .await;
     }
 );
 
