@@ -1,5 +1,5 @@
 # The production agent image (AGENT_IMAGE): git, a POSIX shell, Node and the Amp CLI, pinned.
-# Build: docker build -t amp-orchestrator-agent:latest docker/agent
+# Build: docker build -t amp-orchestrator-agent:latest -f docker/agent.Dockerfile docker
 FROM debian:bookworm-slim
 ARG AMP_CLI_VERSION=0.0.1790142911-g7618fb
 RUN apt-get update \
