@@ -34,6 +34,8 @@ pub struct Tunables {
     /// Whether this instance runs tasks; without it, it only takes webhooks and answers
     /// commands (tasks wait in the queue for an instance that runs them).
     pub run_tasks: bool,
+    /// How often an idle live-log stream gets a keep-alive comment (proxies close silent ones).
+    pub sse_keep_alive: std::time::Duration,
 }
 
 impl Default for Tunables {
@@ -43,6 +45,7 @@ impl Default for Tunables {
             inbox_retry_base: std::time::Duration::from_secs(1),
             task_lease: std::time::Duration::from_secs(120),
             run_tasks: true,
+            sse_keep_alive: std::time::Duration::from_secs(15),
         }
     }
 }

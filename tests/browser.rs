@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use amp_orchestrator::state::TaskState;
-use amp_orchestrator::store::tasks::{self, NewTask};
+use amp_orchestrator::store::tasks;
 use common::webdriver::Driver;
 use common::{Backend, TestDb, TestService};
 use serde_json::json;
@@ -17,28 +17,7 @@ async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript(
     let db = TestDb::new(Backend::Sqlite).await;
     let service = TestService::start(&db).await;
     let ctx = service.ctx().clone();
-    let task = tasks::create(
-        &ctx.db,
-        NewTask {
-            installation_id: 77,
-            repo_id: 9,
-            repo_full_name: "octo-org/widgets".into(),
-            clone_url: "https://github.com/octo-org/widgets.git".into(),
-            default_branch: "main".into(),
-            issue_number: 21,
-            is_pull_request: false,
-            issue_title: "Add a flag".into(),
-            issue_body: String::new(),
-            requester_login: "octocat".into(),
-            requester_id: 1,
-            comment_id: 5,
-            delivery_id: None,
-            prompt: "add a --json flag".into(),
-        },
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let task = common::service::new_task(&ctx).await;
     let log = |text: &str| {
         let ctx = ctx.clone();
         let text = text.to_string();

@@ -7,39 +7,14 @@ mod common;
 use std::time::Duration;
 
 use amp_orchestrator::app::Ctx;
-use amp_orchestrator::entities::task;
 use amp_orchestrator::state::TaskState;
-use amp_orchestrator::store::tasks::{self, NewTask};
+use amp_orchestrator::store::tasks;
+use common::service::new_task;
 use common::sse::{SseClient, SseEvent};
 use common::{TestDb, TestService};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn new_task(ctx: &Ctx) -> task::Model {
-    tasks::create(
-        &ctx.db,
-        NewTask {
-            installation_id: 77,
-            repo_id: 9,
-            repo_full_name: "octo-org/widgets".into(),
-            clone_url: "https://github.com/octo-org/widgets.git".into(),
-            default_branch: "main".into(),
-            issue_number: 21,
-            is_pull_request: false,
-            issue_title: "Add a flag".into(),
-            issue_body: String::new(),
-            requester_login: "octocat".into(),
-            requester_id: 1,
-            comment_id: 5,
-            delivery_id: None,
-            prompt: "add a --json flag".into(),
-        },
-    )
-    .await
-    .unwrap()
-    .unwrap()
-}
 
 async fn log(ctx: &Ctx, task_id: i64, text: &str) -> i64 {
     ctx.record_event(task_id, "log", json!({"level": "info", "text": text}))
@@ -225,3 +200,33 @@ both_backends!(
         assert!(js.contains("EventSource"));
     }
 );
+
+both_backends!(an_idle_stream_gets_keep_alives, |db: TestDb| async move {
+    let service = TestService::start_full(
+        common::service::test_env(&db),
+        amp_orchestrator::app::Tunables {
+            run_tasks: false,
+            sse_keep_alive: Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .await;
+    let task = new_task(service.ctx()).await;
+    let response = reqwest::get(service.url(&format!("/tasks/{}/events", task.public_id)))
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let started = std::time::Instant::now();
+    while !seen.contains(": keep-alive\n\n") {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(WAIT, body.next())
+            .await
+            .expect("the stream went silent")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.starts_with("id: 1\nevent: state\n"), "{seen}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+});

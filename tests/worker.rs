@@ -9,7 +9,7 @@ use amp_orchestrator::entities::{task, task_event};
 use common::github_sim::GitHubSim;
 use common::github_sim_git::git;
 use common::service::SECRET;
-use common::story::{Story, service_env, story_with, tunables};
+use common::story::{Story, assert_no_containers_for, service_env, story_with, tunables};
 use common::{TestDb, TestService, eventually};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
@@ -470,12 +470,7 @@ both_backends!(
         assert_eq!(mine.len(), 1, "{mine:?}");
         sim.comment(&repo, 31, "writer", "/amp stop").await;
         latest_task(&conn, "cancelled", 30).await;
-        let public_id = task.public_id.clone();
-        eventually(20, "the container and its volume are removed", || async {
-            let owned = engine.owned(None).await.unwrap();
-            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-        })
-        .await;
+        assert_no_containers_for(&task).await;
     }
 );
 
@@ -526,12 +521,7 @@ both_backends!(
         assert_eq!(task::Entity::find().all(&conn).await.unwrap().len(), 1);
         sim.comment(&repo, 32, "writer", "/amp stop").await;
         let task = latest_task(&conn, "cancelled", 30).await;
-        let public_id = task.public_id.clone();
-        eventually(20, "the containers are removed", || async {
-            let owned = engine.owned(None).await.unwrap();
-            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-        })
-        .await;
+        assert_no_containers_for(&task).await;
         // A task that succeeded has nothing to retry.
         sim.comment(&repo, 33, "writer", "/amp explain the readme")
             .await;
@@ -597,13 +587,7 @@ both_backends!(
         assert_ne!(task.lease_owner.as_deref(), Some("dead-replica"));
         sim.comment(&repo, 34, "writer", "/amp stop").await;
         let task = latest_task(&conn, "cancelled", 30).await;
-        let engine = Engine::connect(None).await.unwrap();
-        let public_id = task.public_id.clone();
-        eventually(20, "the containers are removed", || async {
-            let owned = engine.owned(None).await.unwrap();
-            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-        })
-        .await;
+        assert_no_containers_for(&task).await;
     }
 );
 
@@ -641,13 +625,7 @@ both_backends!(
                 .any(|e| e.data.contains("received by another replica")),
             "the stop went through the database"
         );
-        let engine = Engine::connect(None).await.unwrap();
-        let public_id = task.public_id.clone();
-        eventually(20, "the containers are removed", || async {
-            let owned = engine.owned(None).await.unwrap();
-            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-        })
-        .await;
+        assert_no_containers_for(&task).await;
         let status = eventually(20, "the status comment says cancelled", || async {
             let status = sim.app_comments(&repo, 35).remove(0);
             status.body.contains("`cancelled`").then_some(status)

@@ -49,3 +49,41 @@ impl Related<super::task::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What the round was, in words; `code` marks up a check's name (Markdown, or nothing).
+    pub fn label(&self, code: impl Fn(&str) -> String) -> String {
+        let checks: Vec<String> =
+            serde_json::from_str::<Vec<serde_json::Value>>(&self.failed_checks)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| {
+                    Some(format!(
+                        "{} ({})",
+                        code(c["name"].as_str()?),
+                        c["conclusion"].as_str().unwrap_or("failed")
+                    ))
+                })
+                .collect();
+        match self.kind.as_str() {
+            "ci" => format!("CI round {}: {} failed", self.round, checks.join(", ")),
+            "retry" => format!("Retried with {}", code("/amp retry")),
+            _ => format!(
+                "Follow-up from @{}",
+                self.requested_by.as_deref().unwrap_or("someone")
+            ),
+        }
+    }
+
+    /// How the round came out, in words.
+    pub fn result(&self) -> String {
+        match (self.outcome.as_deref(), &self.result_sha) {
+            (Some("pushed"), Some(sha)) => format!("pushed {}", &sha[..sha.len().min(7)]),
+            (Some("no_changes"), _) => "Amp made no change".into(),
+            (Some("gave_up"), _) => "not sent to Amp: the loop gave up".into(),
+            (Some("superseded"), _) => "replaced by a later request".into(),
+            (Some(other), _) => other.replace('_', " "),
+            (None, _) => "Amp is working on it".into(),
+        }
+    }
+}

@@ -819,30 +819,16 @@ impl GitHub {
 
     /// The check runs of a commit (every page).
     pub async fn check_runs(&self, repo: &RepoRef, sha: &str) -> Result<CheckRuns, GitHubError> {
-        let mut all = CheckRuns {
-            total_count: 0,
-            check_runs: Vec::new(),
-        };
-        for page in 1..=MAX_PAGES {
-            let got: CheckRuns = self
-                .call(
-                    Auth::Repo(repo),
-                    Method::GET,
-                    &format!(
-                        "/repos/{}/commits/{sha}/check-runs?per_page=100&page={page}",
-                        repo.full_name
-                    ),
-                    None::<&Value>,
-                )
-                .await?;
-            all.total_count = got.total_count;
-            let empty = got.check_runs.is_empty();
-            all.check_runs.extend(got.check_runs);
-            if empty || all.check_runs.len() as u64 >= all.total_count {
-                break;
-            }
-        }
-        Ok(all)
+        let path = format!("/repos/{}/commits/{sha}/check-runs", repo.full_name);
+        let (total_count, check_runs) = self
+            .all_pages(repo, &path, |page: CheckRuns| {
+                (page.total_count, page.check_runs)
+            })
+            .await?;
+        Ok(CheckRuns {
+            total_count,
+            check_runs,
+        })
     }
 
     /// The legacy commit statuses of a commit, the newest per context (every page).
@@ -851,30 +837,45 @@ impl GitHub {
         repo: &RepoRef,
         sha: &str,
     ) -> Result<CombinedStatus, GitHubError> {
-        let mut all = CombinedStatus {
-            total_count: 0,
-            statuses: Vec::new(),
-        };
+        let path = format!("/repos/{}/commits/{sha}/status", repo.full_name);
+        let (total_count, statuses) = self
+            .all_pages(repo, &path, |page: CombinedStatus| {
+                (page.total_count, page.statuses)
+            })
+            .await?;
+        Ok(CombinedStatus {
+            total_count,
+            statuses,
+        })
+    }
+
+    /// Read a list GitHub pages with a `total_count` beside the items, up to [`MAX_PAGES`].
+    async fn all_pages<P: DeserializeOwned, T>(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        split: impl Fn(P) -> (u64, Vec<T>),
+    ) -> Result<(u64, Vec<T>), GitHubError> {
+        let mut total = 0;
+        let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
-            let got: CombinedStatus = self
+            let got: P = self
                 .call(
                     Auth::Repo(repo),
                     Method::GET,
-                    &format!(
-                        "/repos/{}/commits/{sha}/status?per_page=100&page={page}",
-                        repo.full_name
-                    ),
+                    &format!("{path}?per_page=100&page={page}"),
                     None::<&Value>,
                 )
                 .await?;
-            all.total_count = got.total_count;
-            let empty = got.statuses.is_empty();
-            all.statuses.extend(got.statuses);
-            if empty || all.statuses.len() as u64 >= all.total_count {
+            let (count, items) = split(got);
+            total = count;
+            let empty = items.is_empty();
+            all.extend(items);
+            if empty || all.len() as u64 >= total {
                 break;
             }
         }
-        Ok(all)
+        Ok((total, all))
     }
 
     /// A check run's annotations (file, lines, message).

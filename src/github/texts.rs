@@ -103,33 +103,8 @@ pub fn rounds_section(
         .count();
     let mut out = format!("**Rounds** (CI rounds used: {ci_used} of {max_ci})\n");
     for r in rounds {
-        let checks: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&r.failed_checks)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|c| {
-                Some(format!(
-                    "`{}` ({})",
-                    c["name"].as_str()?,
-                    c["conclusion"].as_str().unwrap_or("failed")
-                ))
-            })
-            .collect();
-        let what = match r.kind.as_str() {
-            "ci" => format!("CI round {}: {} failed", r.round, checks.join(", ")),
-            "retry" => "Retried with `/amp retry`".to_string(),
-            _ => format!(
-                "Follow-up from @{}",
-                r.requested_by.as_deref().unwrap_or("someone")
-            ),
-        };
-        let result = match (r.outcome.as_deref(), &r.result_sha) {
-            (Some("pushed"), Some(sha)) => format!("pushed {}", &sha[..sha.len().min(7)]),
-            (Some("no_changes"), _) => "Amp made no change".into(),
-            (Some("gave_up"), _) => "not sent to Amp: the loop gave up".into(),
-            (Some("superseded"), _) => "replaced by a later request".into(),
-            (Some(other), _) => other.replace('_', " "),
-            (None, _) => "Amp is working on it".into(),
-        };
+        let what = r.label(|name| format!("`{name}`"));
+        let result = r.result();
         out.push_str(&format!("- {what} → {result}\n"));
     }
     Some(out.trim_end().to_string())

@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -25,8 +24,6 @@ use crate::store::tasks;
 
 /// Events read from the store per query while replaying.
 const PAGE: u64 = 500;
-/// A comment line sent this often keeps proxies from closing an idle stream.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Live events already waiting are sent together, up to this many per write.
 const BATCH: usize = 64;
 
@@ -183,7 +180,9 @@ fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible
                     }
                 }
                 Phase::Live => {
-                    let first = match tokio::time::timeout(KEEP_ALIVE, s.rx.recv()).await {
+                    // A comment line now and then keeps proxies from closing an idle stream.
+                    let idle = s.ctx.tunables.sse_keep_alive;
+                    let first = match tokio::time::timeout(idle, s.rx.recv()).await {
                         Err(_) => return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), s)),
                         Ok(received) => received,
                     };

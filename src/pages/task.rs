@@ -123,31 +123,10 @@ pub fn page(
 }
 
 fn round_view(r: &task_round::Model) -> RoundView {
-    let checks: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&r.failed_checks)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| {
-            Some(format!(
-                "{} ({})",
-                c["name"].as_str()?,
-                c["conclusion"].as_str()?
-            ))
-        })
-        .collect();
-    let label = match r.kind.as_str() {
-        "ci" => format!("CI round {}: {} failed", r.round, checks.join(", ")),
-        "retry" => "Retry".to_string(),
-        _ => format!(
-            "Follow-up from @{}",
-            r.requested_by.as_deref().unwrap_or("someone")
-        ),
-    };
-    let outcome = match (r.outcome.as_deref(), &r.result_sha) {
-        (Some("pushed"), Some(sha)) => format!("pushed {}", &sha[..sha.len().min(7)]),
-        (Some(o), _) => o.replace('_', " "),
-        (None, _) => "in progress".to_string(),
-    };
-    RoundView { label, outcome }
+    RoundView {
+        label: r.label(str::to_string),
+        outcome: r.result(),
+    }
 }
 
 pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Response {

@@ -113,3 +113,29 @@ impl TestService {
         }
     }
 }
+
+/// A queued task on `octo-org/widgets` issue 21, stored directly (for page and stream tests).
+pub async fn new_task(ctx: &amp_orchestrator::app::Ctx) -> amp_orchestrator::entities::task::Model {
+    amp_orchestrator::store::tasks::create(
+        &ctx.db,
+        amp_orchestrator::store::tasks::NewTask {
+            installation_id: 77,
+            repo_id: 9,
+            repo_full_name: "octo-org/widgets".into(),
+            clone_url: "https://github.com/octo-org/widgets.git".into(),
+            default_branch: "main".into(),
+            issue_number: 21,
+            is_pull_request: false,
+            issue_title: "Add a flag".into(),
+            issue_body: String::new(),
+            requester_login: "octocat".into(),
+            requester_id: 1,
+            comment_id: 5,
+            delivery_id: None,
+            prompt: "add a --json flag".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}

@@ -20,6 +20,21 @@ pub struct Story {
     pub db: TestDb,
 }
 
+/// Wait until the task's containers and volumes are gone.
+pub async fn assert_no_containers_for(task: &task::Model) {
+    let public_id = task.public_id.clone();
+    let engine = Engine::connect(None).await.unwrap();
+    eventually(
+        20,
+        "the task's container and volume are removed",
+        || async {
+            let owned = engine.owned(None).await.unwrap();
+            (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
+        },
+    )
+    .await;
+}
+
 pub fn tunables() -> amp_orchestrator::app::Tunables {
     amp_orchestrator::app::Tunables {
         github: amp_orchestrator::github::Options {
@@ -29,6 +44,7 @@ pub fn tunables() -> amp_orchestrator::app::Tunables {
         inbox_retry_base: Duration::from_millis(20),
         task_lease: Duration::from_secs(6),
         run_tasks: true,
+        ..Default::default()
     }
 }
 
@@ -96,17 +112,7 @@ impl Story {
     }
 
     pub async fn assert_no_containers_for(&self, task: &task::Model) {
-        let public_id = task.public_id.clone();
-        let engine = Engine::connect(None).await.unwrap();
-        eventually(
-            10,
-            "the task's container and volume are removed",
-            || async {
-                let owned = engine.owned(None).await.unwrap();
-                (!owned.iter().any(|(t, _)| *t == public_id)).then_some(())
-            },
-        )
-        .await;
+        assert_no_containers_for(task).await
     }
 
     /// The status comment, once it says `text`.
