@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use crate::config::{Config, redact_url};
-use crate::github::{self, GitHub};
+use crate::github;
 use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, pages, webhook};
 
@@ -62,9 +62,9 @@ fn store_label(url: &str) -> String {
 pub struct AppContext {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
-    /// The GitHub App client; `None` when `APP_ID`/`PRIVATE_KEY` are not set, in which case
-    /// commands are recorded but nothing is posted to GitHub.
-    pub github: Option<Arc<GitHub>>,
+    /// The App the service acts as (see [`crate::identity`]); read it through
+    /// [`AppContext::github`] and [`AppContext::identity`], since setup replaces it.
+    pub identity: std::sync::RwLock<Arc<crate::identity::Identity>>,
     pub tunables: Tunables,
     /// Secrets to mask in every stored or shown line.
     pub redactor: crate::redact::Redactor,
@@ -134,6 +134,8 @@ pub fn router(ctx: Ctx) -> Router {
                 .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
         )
         .route("/", get(pages::index))
+        .route("/setup", get(pages::setup::show))
+        .route("/setup/callback", get(pages::setup::callback))
         .route("/tasks", get(pages::admin::list).post(pages::admin::submit))
         .route("/tasks/new", get(pages::admin::form))
         .route("/api/tasks", post(pages::admin::api_create))
@@ -210,12 +212,7 @@ pub async fn start_with(
     listener: TcpListener,
     tunables: Tunables,
 ) -> anyhow::Result<Running> {
-    let github = if config.app_id.is_some() {
-        Some(GitHub::new(&config, tunables.github.clone())?)
-    } else {
-        tracing::warn!("APP_ID is not set: commands are recorded but nothing is posted to GitHub");
-        None
-    };
+    let identity = crate::identity::Identity::from_config(&config, tunables.github.clone())?;
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
     let (deliveries, writer) = DeliveryWriter::start(db.clone());
@@ -240,7 +237,7 @@ pub async fn start_with(
     let ctx = Arc::new(AppContext {
         config: Arc::new(config),
         db,
-        github,
+        identity: std::sync::RwLock::new(Arc::new(identity)),
         tunables,
         redactor,
         bus: crate::bus::EventBus::new(),
@@ -252,6 +249,19 @@ pub async fn start_with(
         task_wakeup: Notify::new(),
         shutdown: CancellationToken::new(),
     });
+    if ctx.config.app_id.is_none() && !ctx.look_for_registered_app().await {
+        if ctx.config.webhook_secrets.is_empty() {
+            tracing::warn!(
+                "no GitHub App yet: open {}/ to register one (webhooks are refused until then)",
+                ctx.config.public_url
+            );
+        } else {
+            tracing::warn!(
+                "APP_ID is not set: commands are recorded but nothing is posted to GitHub; open {}/ to register an App",
+                ctx.config.public_url
+            );
+        }
+    }
     let addr = listener.local_addr()?;
     info!(
         %addr,
@@ -273,9 +283,12 @@ pub async fn start_with(
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     });
-    let mut workers = vec![tokio::spawn(inbox::run(ctx.clone()))];
-    if ctx.github.is_some() {
-        workers.push(tokio::spawn(crate::recovery::watch(ctx.clone())));
+    let mut workers = vec![
+        tokio::spawn(inbox::run(ctx.clone())),
+        tokio::spawn(crate::recovery::watch(ctx.clone())),
+    ];
+    if ctx.in_setup() {
+        workers.push(tokio::spawn(crate::identity::watch(ctx.clone())));
     }
     if ctx.tunables.run_tasks {
         workers.push(tokio::spawn(crate::worker::run(ctx.clone())));

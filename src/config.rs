@@ -167,7 +167,9 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        if webhook_secrets.is_empty() {
+        // Without an App the service starts in setup mode and learns its secret from the
+        // manifest flow; until then it refuses every webhook.
+        if webhook_secrets.is_empty() && app_id.is_some() {
             problems.push(
                 "WEBHOOK_SECRET is not set (the service never accepts unsigned webhooks)".into(),
             );
@@ -438,8 +440,9 @@ mod tests {
     }
 
     #[test]
-    fn missing_secret_is_named() {
-        let err = config(&[]).unwrap_err();
+    fn an_app_without_a_secret_is_refused() {
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----";
+        let err = config(&[("APP_ID", "12"), ("PRIVATE_KEY", key)]).unwrap_err();
         assert_eq!(
             err.problems,
             vec!["WEBHOOK_SECRET is not set (the service never accepts unsigned webhooks)"]
@@ -447,9 +450,17 @@ mod tests {
     }
 
     #[test]
+    fn no_app_and_no_secret_is_setup_mode() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.app_id, None);
+        assert!(c.webhook_secrets.is_empty());
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let err = config(&[
             ("APP_ID", "abc"),
+            ("PRIVATE_KEY", "not a key"),
             ("PORT", "http"),
             ("TASK_TIMEOUT", "forever"),
             ("LOG_FORMAT", "xml"),
@@ -465,7 +476,7 @@ mod tests {
             "LOG_FORMAT must be json or pretty",
             "DATABASE_URL must start with sqlite: or postgres://",
             "MAX_CONCURRENT_TASKS must be at least 1",
-            "WEBHOOK_SECRET is not set",
+            "PRIVATE_KEY is not a PEM private key",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

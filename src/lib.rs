@@ -14,6 +14,7 @@ pub mod entities;
 pub mod github;
 pub mod handlers;
 pub mod http;
+pub mod identity;
 pub mod inbox;
 pub mod metrics;
 pub mod pages;

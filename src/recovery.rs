@@ -20,7 +20,7 @@ pub const MAX_PER_SWEEP: usize = 20;
 
 /// One sweep; returns the GitHub ids of the deliveries it asked to be redelivered.
 pub async fn sweep(ctx: &Ctx, asked: &mut HashSet<String>) -> anyhow::Result<Vec<i64>> {
-    let Some(github) = &ctx.github else {
+    let Some(github) = ctx.github() else {
         return Ok(Vec::new());
     };
     let recent = github

@@ -221,7 +221,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     let mut job = Job {
         ctx,
         repo,
-        github: ctx.github.clone(),
+        github: ctx.github(),
         state,
         container: Arc::new(Mutex::new(None)),
         engine: None,
@@ -1169,7 +1169,7 @@ async fn edit_status_comment_with(
     pr_url: Option<&str>,
     note: Option<&str>,
 ) -> bool {
-    let Some(github) = &ctx.github else {
+    let Some(github) = ctx.github() else {
         return true;
     };
     // Read afresh: the comment handler posts the comment, possibly after a worker claimed the task.

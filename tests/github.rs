@@ -492,7 +492,7 @@ both_backends!(
     ci_on_push_reports_a_check_suite_to_the_service,
     |db: TestDb| async move {
         let s = story(db).await;
-        let gh = s._service.ctx().github.clone().unwrap();
+        let gh = s._service.ctx().github().unwrap();
         let r = amp_orchestrator::github::RepoRef {
             installation_id: s.repo.installation_id,
             repo_id: s.repo.id,

@@ -476,8 +476,9 @@ both_backends!(health_and_readiness, |db: TestDb| async move {
             .unwrap()
             .starts_with("text/html")
     );
+    // No App yet: the home page offers to register one.
     let page = response.text().await.unwrap();
-    assert!(page.contains("<code>/amp help</code>"), "{page}");
+    assert!(page.contains("Register GitHub App"), "{page}");
 
     if db.backend == common::Backend::Postgres {
         // The database goes away: still alive, no longer ready.

@@ -69,6 +69,7 @@ fn wait_healthy(port: u16, child: &mut Child) {
 fn configuration_problems_are_all_reported_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let output = command(dir.path())
+        .env("APP_ID", "12")
         .env("PORT", "eighty")
         .env("TASK_TIMEOUT", "a while")
         .output()

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
 mod m20261127_000001_rounds;
+mod m20261127_000002_github_app;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261127_000001_rounds::Migration),
+            Box::new(m20261127_000002_github_app::Migration),
         ]
     }
 }

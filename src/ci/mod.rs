@@ -134,11 +134,11 @@ pub async fn verdict_for(
 }
 
 async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Result<()> {
-    let (Some(github), Some(sha)) = (&ctx.github, &task.head_sha) else {
+    let (Some(github), Some(sha)) = (ctx.github(), &task.head_sha) else {
         return Ok(());
     };
     let repo = RepoRef::of_task(task);
-    match verdict_for(ctx, github, &repo, sha).await? {
+    match verdict_for(ctx, &github, &repo, sha).await? {
         Verdict::Waiting if waited_out && waited_too_long(ctx, task) => {
             let note = format!(
                 "CI has not finished on this commit after {} (CI_WAIT_TIMEOUT × {CI_STUCK_FACTOR}): \
@@ -156,7 +156,7 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
                  is taken to have no CI. The pull request is ready for review.",
                 humantime::format_duration(ctx.config.ci_wait_timeout)
             );
-            succeed(ctx, github, &repo, task, &note).await
+            succeed(ctx, &github, &repo, task, &note).await
         }
         Verdict::Passed => {
             let rounds = task.ci_round;
@@ -167,9 +167,9 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
                 "✅ All checks passed. The pull request is ready for review. CI rounds used: \
                  {rounds}; time taken: {took}."
             );
-            succeed(ctx, github, &repo, task, &note).await
+            succeed(ctx, &github, &repo, task, &note).await
         }
-        Verdict::Failed(failures) => failed(ctx, github, &repo, task, sha, failures).await,
+        Verdict::Failed(failures) => failed(ctx, &github, &repo, task, sha, failures).await,
     }
 }
 

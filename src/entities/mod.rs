@@ -2,7 +2,9 @@
 
 pub mod delivery;
 pub mod delivery_payload;
+pub mod github_app;
 pub mod installation;
+pub mod setup_state;
 pub mod task;
 pub mod task_event;
 pub mod task_round;

@@ -132,6 +132,8 @@ struct CachedToken {
 /// How the request authenticates.
 #[derive(Clone, Copy)]
 enum Auth<'a> {
+    /// No credentials (the manifest conversion, which the one-time code authorizes).
+    Anonymous,
     App,
     Repo(&'a RepoRef),
 }
@@ -182,15 +184,31 @@ impl Role {
 
 impl GitHub {
     pub fn new(config: &Config, options: Options) -> anyhow::Result<Arc<GitHub>> {
-        let key = match &config.private_key {
+        Self::for_app(
+            &config.github_api_url,
+            config.app_id,
+            config.private_key.as_ref(),
+            options,
+        )
+    }
+
+    /// A client for the App `app_id` signing with `private_key`; without them, a client that can
+    /// only make calls that need no App credentials.
+    pub fn for_app(
+        api_url: &str,
+        app_id: Option<u64>,
+        private_key: Option<&SecretString>,
+        options: Options,
+    ) -> anyhow::Result<Arc<GitHub>> {
+        let key = match private_key {
             Some(pem) => Some(
                 jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-                    .context("PRIVATE_KEY is not an RSA private key in PEM form")?,
+                    .context("the App's private key is not an RSA private key in PEM form")?,
             ),
             None => None,
         };
         let http = Octocrab::builder()
-            .base_uri(config.github_api_url.as_str())
+            .base_uri(api_url)
             .context("GITHUB_API_URL")?
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(options.call_timeout))
@@ -199,11 +217,16 @@ impl GitHub {
             .context("building the GitHub client")?;
         Ok(Arc::new(GitHub {
             http,
-            app_id: config.app_id.unwrap_or(0),
+            app_id: app_id.unwrap_or(0),
             key,
             options,
             tokens: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The App id this client signs as (0 when it has none).
+    pub fn app_id(&self) -> u64 {
+        self.app_id
     }
 
     fn jwt(&self) -> Result<String, GitHubError> {
@@ -291,19 +314,22 @@ impl GitHub {
         loop {
             attempt += 1;
             let authorization = match auth {
-                Auth::App => format!("Bearer {}", self.jwt()?),
+                Auth::Anonymous => None,
+                Auth::App => Some(format!("Bearer {}", self.jwt()?)),
                 Auth::Repo(repo) => {
                     // Boxed: minting a token is itself a call (as the App).
                     let token = Box::pin(self.repo_token(repo)).await?;
-                    format!("Bearer {}", token.expose_secret())
+                    Some(format!("Bearer {}", token.expose_secret()))
                 }
             };
-            let builder = http::Request::builder()
+            let mut builder = http::Request::builder()
                 .method(method.clone())
                 .uri(path)
                 .header(http::header::ACCEPT, "application/vnd.github+json")
-                .header("x-github-api-version", "2022-11-28")
-                .header(http::header::AUTHORIZATION, authorization);
+                .header("x-github-api-version", "2022-11-28");
+            if let Some(authorization) = authorization {
+                builder = builder.header(http::header::AUTHORIZATION, authorization);
+            }
             let request = self
                 .http
                 .build_request(builder, body)
@@ -498,6 +524,32 @@ pub struct HookDelivery {
     pub event: String,
 }
 
+/// A new App, as GitHub describes it after the manifest flow: its id and the credentials it
+/// will never show again.
+#[derive(Clone, serde::Deserialize)]
+pub struct AppRegistration {
+    pub id: u64,
+    pub slug: String,
+    pub name: String,
+    pub owner: Option<crate::webhook::events::User>,
+    pub html_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Null when the manifest asked for no webhook; this App's manifest always asks for one.
+    pub webhook_secret: Option<String>,
+    pub pem: String,
+}
+
+/// Never prints the credentials.
+impl std::fmt::Debug for AppRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRegistration")
+            .field("id", &self.id)
+            .field("slug", &self.slug)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Pages read at most from a paginated list (100 items each).
 const MAX_PAGES: u32 = 10;
 
@@ -687,6 +739,27 @@ impl GitHub {
             Auth::App,
             Method::GET,
             "/app/hook/deliveries?per_page=100",
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// Turn the one-time code of the manifest flow into the new App's credentials. The code
+    /// authorizes the call; it expires after an hour and works once.
+    pub async fn convert_manifest(&self, code: &str) -> Result<AppRegistration, GitHubError> {
+        if code.is_empty()
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(GitHubError::Other(
+                "the code GitHub sent back is not a manifest code".into(),
+            ));
+        }
+        self.call(
+            Auth::Anonymous,
+            Method::POST,
+            &format!("/app-manifests/{code}/conversions"),
             None::<&Value>,
         )
         .await

@@ -44,7 +44,7 @@ pub async fn handle(
         return Ok(Outcome::Ignored("repository archived".into()));
     }
     let repo = RepoRef::of_event(installation.id, &event.repository);
-    let github = ctx.github.clone();
+    let github = ctx.github();
     let turn = Turn {
         ctx,
         delivery_id,
@@ -96,7 +96,7 @@ pub async fn report_failure(
     delivery_id: &str,
     event: &IssueCommentEvent,
 ) -> anyhow::Result<()> {
-    let (Some(github), Some(installation)) = (&ctx.github, &event.installation) else {
+    let (Some(github), Some(installation)) = (ctx.github(), &event.installation) else {
         return Ok(());
     };
     if event.commands().is_empty() || event.sender.is_bot() {
@@ -112,7 +112,7 @@ pub async fn report_failure(
         delivery_id,
         event,
         repo: &repo,
-        github: Some(github),
+        github: Some(&github),
     };
     let view = task.as_ref().map(|t| turn.view(t));
     turn.reply(&texts::internal_error(view.as_ref())).await

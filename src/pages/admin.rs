@@ -27,7 +27,7 @@ use crate::state::TaskState;
 use crate::store::tasks::{self, NewTask};
 
 /// The response to send when the request does not carry the admin token.
-fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &ctx.config.admin_token else {
         return Some(super::not_found());
     };
@@ -230,7 +230,7 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
             "the prompt is empty",
         ));
     }
-    let Some(github) = &ctx.github else {
+    let Some(github) = ctx.github() else {
         return Err(refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "the GitHub App is not configured on this server",
@@ -322,7 +322,7 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
     ctx.task_wakeup.notify_one();
     if let Err(e) = crate::handlers::comment::post_status_comment(
         ctx,
-        github,
+        &github,
         &repo,
         created.issue_number,
         &created,

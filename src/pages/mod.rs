@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod log;
+pub mod setup;
 pub mod sse;
 pub mod task;
 
@@ -19,10 +20,19 @@ pub struct Index {
     pub version: &'static str,
 }
 
-pub async fn index() -> Index {
+/// `GET /`: the landing page, or the setup page while the service has no App.
+pub async fn index(
+    axum::extract::State(ctx): axum::extract::State<crate::app::Ctx>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<setup::SetupQuery>,
+) -> Response {
+    if ctx.in_setup() {
+        return setup::page(&ctx, &headers, query).await;
+    }
     Index {
         version: env!("CARGO_PKG_VERSION"),
     }
+    .into_response()
 }
 
 /// Every missing page, unknown task ids included: the same status and body.

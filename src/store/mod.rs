@@ -5,6 +5,7 @@
 
 pub mod deliveries;
 pub mod delivery_writer;
+pub mod github_app;
 pub mod installations;
 pub mod rounds;
 pub mod tasks;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -180,6 +180,11 @@ pub struct SimState {
     next_id: i64,
     /// Job id → the signature its log's download URL carries.
     log_links: HashMap<i64, String>,
+    /// Apps created from a manifest whose code has not been exchanged yet: code → (manifest,
+    /// owner).
+    manifest_codes: HashMap<String, (Value, String)>,
+    /// Codes exchanged for an App's credentials (each works once).
+    pub manifest_conversions: usize,
 }
 
 impl SimState {
@@ -324,6 +329,102 @@ async fn redeliver(
     (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct NewAppQuery {
+    state: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestForm {
+    manifest: String,
+}
+
+/// GitHub's "Create GitHub App" page receiving a manifest form, with the person confirming at
+/// once: the App is created and the browser is sent to the manifest's `redirect_url` with a
+/// one-time code and the `state` it came with.
+async fn new_app(state: &Shared, owner: &str, query: NewAppQuery, form: ManifestForm) -> Response {
+    let Ok(manifest) = serde_json::from_str::<Value>(&form.manifest) else {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid manifest");
+    };
+    let (Some(redirect), Some(_hook)) = (
+        manifest["redirect_url"].as_str(),
+        manifest["hook_attributes"]["url"].as_str(),
+    ) else {
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Manifest needs redirect_url and hook_attributes.url",
+        );
+    };
+    let code = format!("{:032x}", rand::random::<u128>());
+    state
+        .lock()
+        .unwrap()
+        .manifest_codes
+        .insert(code.clone(), (manifest.clone(), owner.to_string()));
+    let mut location = format!("{redirect}?code={code}");
+    if let Some(s) = query.state {
+        location.push_str(&format!("&state={s}"));
+    }
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+async fn new_app_for_user(
+    State(state): State<Shared>,
+    Query(query): Query<NewAppQuery>,
+    axum::Form(form): axum::Form<ManifestForm>,
+) -> Response {
+    new_app(&state, "octocat", query, form).await
+}
+
+async fn new_app_for_org(
+    State(state): State<Shared>,
+    Path(org): Path<String>,
+    Query(query): Query<NewAppQuery>,
+    axum::Form(form): axum::Form<ManifestForm>,
+) -> Response {
+    new_app(&state, &org, query, form).await
+}
+
+/// `POST /app-manifests/{code}/conversions`: no authentication, the code works once. The App
+/// the simulator creates is the one it knows (`APP_ID`, the test key), with a new webhook secret
+/// that it signs webhooks with from now on, sent to the manifest's webhook URL.
+async fn convert_manifest(State(state): State<Shared>, Path(code): Path<String>) -> Response {
+    let mut s = state.lock().unwrap();
+    let Some((manifest, owner)) = s.manifest_codes.remove(&code) else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    s.manifest_conversions += 1;
+    let secret = format!("{:032x}", rand::random::<u128>());
+    s.webhook_secret = secret.clone();
+    s.webhook_url = manifest["hook_attributes"]["url"]
+        .as_str()
+        .map(str::to_string);
+    let name = manifest["name"].as_str().unwrap_or(APP_SLUG).to_string();
+    let body = json!({
+        "id": APP_ID,
+        "slug": APP_SLUG,
+        "node_id": "MDM6QXBwNDI0Mg==",
+        "owner": user_json(&owner, "Organization"),
+        "name": name,
+        "description": manifest["description"],
+        "external_url": manifest["url"],
+        "html_url": format!("{}/apps/{APP_SLUG}", s.base_url),
+        "created_at": rfc3339(now()),
+        "updated_at": rfc3339(now()),
+        "permissions": manifest["default_permissions"],
+        "events": manifest["default_events"],
+        "client_id": "Iv1.8a61f9b3a7aba766",
+        "client_secret": format!("{:040x}", rand::random::<u128>()),
+        "webhook_secret": secret,
+        "pem": app_private_key(),
+    });
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
 async fn post_webhook(
     url: &str,
     secret: &str,
@@ -388,6 +489,12 @@ impl GitHubSim {
                 "/app/installations/{installation}/access_tokens",
                 post(create_token),
             )
+            .route("/settings/apps/new", post(new_app_for_user))
+            .route(
+                "/organizations/{org}/settings/apps/new",
+                post(new_app_for_org),
+            )
+            .route("/app-manifests/{code}/conversions", post(convert_manifest))
             .route("/app/hook/deliveries", get(list_hook_deliveries))
             .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
             .route("/repos/{owner}/{repo}", get(get_repo))

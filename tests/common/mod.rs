@@ -6,6 +6,7 @@ pub mod db;
 pub mod fixtures;
 pub mod github_sim;
 pub mod github_sim_git;
+pub mod process;
 pub mod service;
 pub mod sse;
 pub mod story;

@@ -1,0 +1,36 @@
+//! The GitHub App registered through the manifest flow, with its credentials.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "github_app")]
+pub struct Model {
+    /// GitHub's App id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub owner_login: String,
+    pub html_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub webhook_secret: String,
+    pub private_key: String,
+    pub created_at: i64,
+}
+
+/// Never prints the credentials.
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubApp")
+            .field("id", &self.id)
+            .field("slug", &self.slug)
+            .field("owner_login", &self.owner_login)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,297 @@
+//! Setup mode: the first run without an App (no `APP_ID`, none registered yet).
+//!
+//! `GET /` (and `GET /setup`) shows a button that posts this deployment's App manifest to
+//! GitHub's "new App" page, for the signed-in account or, with `?organization=`, for an
+//! organization. GitHub creates the App and sends the browser back to `GET /setup/callback`
+//! with a one-time code, which is exchanged for the App's id, private key and webhook secret
+//! (`POST /app-manifests/{code}/conversions`). They are stored in the database and the service
+//! acts as the new App at once; the page then links to the App's installation page.
+//!
+//! A `state` value handed out with the page and checked on the way back ties the callback to a
+//! setup page this deployment served. When `ADMIN_TOKEN` is set the setup page needs it. Once
+//! the service has an App, these pages are gone (404).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::app::Ctx;
+use crate::entities::github_app;
+use crate::github::GitHub;
+
+/// The manifest as shipped in the repository; URLs are filled in per deployment.
+const MANIFEST: &str = include_str!("../../app-manifest.json");
+
+/// This deployment's App manifest: the shipped one with its webhook, callback and home URLs
+/// pointed at `public_url`.
+pub fn manifest(public_url: &str) -> Value {
+    let base = public_url.trim_end_matches('/');
+    let mut manifest: Value =
+        serde_json::from_str(MANIFEST).expect("app-manifest.json is valid JSON");
+    manifest["url"] = Value::String(format!("{base}/"));
+    manifest["hook_attributes"]["url"] = Value::String(format!("{base}/api/github/webhooks"));
+    manifest["redirect_url"] = Value::String(format!("{base}/setup/callback"));
+    manifest["setup_url"] = Value::String(format!("{base}/"));
+    manifest
+}
+
+/// Whether `name` can be a GitHub organization's login.
+fn is_login(name: &str) -> bool {
+    (1..=39).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    pub version: &'static str,
+    pub action: String,
+    pub manifest: String,
+    pub organization: String,
+    pub error: Option<String>,
+    pub webhook_url: String,
+    pub permissions: Vec<(String, String)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "setup_done.html")]
+pub struct SetupDone {
+    pub version: &'static str,
+    pub name: String,
+    pub app_url: String,
+    pub install_url: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SetupQuery {
+    #[serde(default)]
+    organization: Option<String>,
+}
+
+/// `GET /` in setup mode and `GET /setup`.
+pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response {
+    if let Some(refused) = ctx
+        .config
+        .admin_token
+        .as_ref()
+        .and_then(|_| super::admin::refusal(ctx, headers))
+    {
+        return refused;
+    }
+    let web = super::task::web_base(&ctx.config.github_api_url);
+    let organization = query.organization.unwrap_or_default().trim().to_string();
+    let (organization, error) = if organization.is_empty() || is_login(&organization) {
+        (organization, None)
+    } else {
+        (
+            String::new(),
+            Some(format!(
+                "{organization:?} is not an organization name (letters, digits and hyphens)"
+            )),
+        )
+    };
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let state = hex::encode(bytes);
+    if let Err(e) = crate::store::github_app::issue_state(&ctx.db, &state).await {
+        return super::internal_error(e);
+    }
+    let action = if organization.is_empty() {
+        format!("{web}/settings/apps/new?state={state}")
+    } else {
+        format!("{web}/organizations/{organization}/settings/apps/new?state={state}")
+    };
+    let manifest = manifest(&ctx.config.public_url);
+    let permissions = manifest["default_permissions"]
+        .as_object()
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.replace('_', " "), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = SetupPage {
+        version: env!("CARGO_PKG_VERSION"),
+        action,
+        webhook_url: manifest["hook_attributes"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        manifest: manifest.to_string(),
+        organization,
+        error,
+        permissions,
+    };
+    let mut response = page.into_response();
+    // The form posts to GitHub, which the site-wide policy (`form-action 'self'`) forbids.
+    if let Ok(policy) = HeaderValue::from_str(
+        &super::SECURITY_HEADERS[0]
+            .1
+            .replace("form-action 'self'", &format!("form-action 'self' {web}")),
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// `GET /setup`: the setup page, while there is no App.
+pub async fn show(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Query(query): Query<SetupQuery>,
+) -> Response {
+    if !ctx.in_setup() {
+        return super::not_found();
+    }
+    page(&ctx, &headers, query).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct Callback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{text}\n"),
+    )
+        .into_response()
+}
+
+fn done(registered: &crate::identity::Registered) -> Response {
+    SetupDone {
+        version: env!("CARGO_PKG_VERSION"),
+        name: registered.name.clone(),
+        app_url: registered.html_url.clone(),
+        install_url: registered.install_url(),
+    }
+    .into_response()
+}
+
+/// `GET /setup/callback?code=…&state=…`: GitHub sends the browser here after creating the App.
+pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) -> Response {
+    if !ctx.in_setup() {
+        // A reload of the finished page shows it again; nothing is exchanged twice.
+        return match &ctx.identity().registered {
+            Some(registered) => done(registered),
+            None => super::not_found(),
+        };
+    }
+    let (Some(code), Some(state)) = (callback.code, callback.state) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "GitHub's answer is missing its code or state; start again from the home page.",
+        );
+    };
+    match crate::store::github_app::take_state(&ctx.db, &state).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!("an App registration came back with an unknown or expired state");
+            return message(
+                StatusCode::BAD_REQUEST,
+                "This registration did not start on this deployment's setup page, or it is more \
+                 than an hour old, or it was already used; start again from the home page.",
+            );
+        }
+        Err(e) => return super::internal_error(e),
+    }
+    let client = match GitHub::for_app(
+        &ctx.config.github_api_url,
+        None,
+        None,
+        ctx.tunables.github.clone(),
+    ) {
+        Ok(client) => client,
+        Err(e) => return super::internal_error(format!("{e:#}")),
+    };
+    let app = match client.convert_manifest(&code).await {
+        Ok(app) => app,
+        Err(e) => {
+            warn!(error = %e, "exchanging the App manifest code failed");
+            return message(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "GitHub did not hand over the new App's credentials ({e}). The App may \
+                     exist on GitHub already: delete it there, then start again from the home page."
+                ),
+            );
+        }
+    };
+    let Some(webhook_secret) = app.webhook_secret.clone() else {
+        return message(
+            StatusCode::BAD_GATEWAY,
+            "GitHub created the App without a webhook secret; delete it on GitHub and start again.",
+        );
+    };
+    let model = github_app::Model {
+        id: app.id as i64,
+        slug: app.slug.clone(),
+        name: app.name.clone(),
+        owner_login: app
+            .owner
+            .as_ref()
+            .map(|o| o.login.clone())
+            .unwrap_or_default(),
+        html_url: app.html_url.clone(),
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+        webhook_secret,
+        private_key: app.pem.clone(),
+        created_at: crate::db::now_ms(),
+    };
+    if let Err(e) = crate::store::github_app::save(&ctx.db, model.clone()).await {
+        return super::internal_error(e);
+    }
+    if let Err(e) = ctx.adopt(&model) {
+        return super::internal_error(format!("{e:#}"));
+    }
+    info!(app_id = model.id, slug = %model.slug, owner = %model.owner_login, "GitHub App registered; webhooks are now verified with its secret");
+    match &ctx.identity().registered {
+        Some(registered) => done(registered),
+        None => super::internal_error("the registered App was not adopted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_points_at_this_deployment() {
+        let m = manifest("https://amp.example.com/");
+        assert_eq!(
+            m["hook_attributes"]["url"],
+            "https://amp.example.com/api/github/webhooks"
+        );
+        assert_eq!(m["redirect_url"], "https://amp.example.com/setup/callback");
+        assert_eq!(m["url"], "https://amp.example.com/");
+        assert_eq!(
+            m["default_events"],
+            serde_json::json!(["issue_comment", "check_suite"])
+        );
+        assert_eq!(m["default_permissions"]["contents"], "write");
+    }
+
+    #[test]
+    fn organization_names_are_checked() {
+        assert!(is_login("octo-org"));
+        assert!(!is_login("-octo"));
+        assert!(!is_login("a/b"));
+        assert!(!is_login(""));
+        assert!(!is_login(&"a".repeat(40)));
+    }
+}
