@@ -36,6 +36,19 @@ pub struct Tunables {
     pub run_tasks: bool,
     /// How often an idle live-log stream gets a keep-alive comment (proxies close silent ones).
     pub sse_keep_alive: std::time::Duration,
+    /// On shutdown, how long running tasks get to finish before they are handed back.
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Tunables {
+    /// The production timings, with the lease and drain time the configuration sets.
+    pub fn from_config(config: &Config) -> Tunables {
+        Tunables {
+            task_lease: config.task_lease,
+            drain_timeout: config.drain_timeout,
+            ..Tunables::default()
+        }
+    }
 }
 
 impl Default for Tunables {
@@ -46,6 +59,7 @@ impl Default for Tunables {
             task_lease: std::time::Duration::from_secs(120),
             run_tasks: true,
             sse_keep_alive: std::time::Duration::from_secs(15),
+            drain_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -82,6 +96,11 @@ pub struct AppContext {
     pub inbox_wakeup: Notify,
     /// Rung when a task is queued.
     pub task_wakeup: Notify,
+    /// Set when another replica handed a running task back: look for it before the next claim.
+    pub reconcile_soon: std::sync::atomic::AtomicBool,
+    /// Cancelled when a draining replica's grace time is up: the tasks still running here are
+    /// handed back.
+    pub handoff: CancellationToken,
     /// Cancelled on SIGTERM/SIGINT: stop accepting work, finish what is in hand.
     pub shutdown: CancellationToken,
 }
@@ -203,7 +222,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Like [`start`], on a listener the caller bound (tests bind port 0).
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
-    start_with(config, listener, Tunables::default()).await
+    let tunables = Tunables::from_config(&config);
+    start_with(config, listener, tunables).await
 }
 
 /// Like [`start_on`], with timings chosen by the caller.
@@ -247,6 +267,8 @@ pub async fn start_with(
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),
         task_wakeup: Notify::new(),
+        reconcile_soon: std::sync::atomic::AtomicBool::new(false),
+        handoff: CancellationToken::new(),
         shutdown: CancellationToken::new(),
     });
     if ctx.config.app_id.is_none() && !ctx.look_for_registered_app().await {
@@ -286,6 +308,7 @@ pub async fn start_with(
     let mut workers = vec![
         tokio::spawn(inbox::run(ctx.clone())),
         tokio::spawn(crate::recovery::watch(ctx.clone())),
+        tokio::spawn(crate::notify::listen(ctx.clone())),
     ];
     if ctx.in_setup() {
         workers.push(tokio::spawn(crate::identity::watch(ctx.clone())));

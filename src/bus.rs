@@ -42,7 +42,14 @@ const CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 pub struct EventBus {
-    channels: Mutex<HashMap<i64, broadcast::Sender<Arc<BusEvent>>>>,
+    channels: Mutex<HashMap<i64, Channel>>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    sender: broadcast::Sender<Arc<BusEvent>>,
+    /// The highest sequence number published on it.
+    last: i64,
 }
 
 impl EventBus {
@@ -54,8 +61,32 @@ impl EventBus {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .entry(task_id)
-            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .or_insert_with(|| Channel {
+                sender: broadcast::channel(CAPACITY).0,
+                last: 0,
+            })
+            .sender
             .subscribe()
+    }
+
+    /// The highest sequence number published for a task someone listens to; `None` when
+    /// nobody listens here (so another replica's events need not be read for it).
+    pub fn watched(&self, task_id: i64) -> Option<i64> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .get(&task_id)
+            .filter(|c| c.sender.receiver_count() > 0)
+            .map(|c| c.last)
+    }
+
+    /// Every task someone listens to here, with the highest sequence number published for it.
+    pub fn watched_tasks(&self) -> Vec<(i64, i64)> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels
+            .iter()
+            .filter(|(_, c)| c.sender.receiver_count() > 0)
+            .map(|(id, c)| (*id, c.last))
+            .collect()
     }
 
     /// How many listeners the task has now.
@@ -63,20 +94,21 @@ impl EventBus {
         let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .get(&task_id)
-            .map(|s| s.receiver_count())
+            .map(|c| c.sender.receiver_count())
             .unwrap_or(0)
     }
 
     /// Publish to the task's listeners, if any; a channel nobody listens to is dropped.
     pub fn publish(&self, event: Published) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = channels.get(&event.task_id) {
+        if let Some(channel) = channels.get_mut(&event.task_id) {
             let task_id = event.task_id;
+            channel.last = channel.last.max(event.seq);
             let shared = Arc::new(BusEvent {
                 event,
                 sse: OnceLock::new(),
             });
-            if sender.send(shared).is_err() {
+            if channel.sender.send(shared).is_err() {
                 channels.remove(&task_id);
             }
         }

@@ -73,6 +73,12 @@ pub struct Config {
     pub agent_idle_timeout: Duration,
     pub max_ci_rounds: u32,
     pub ci_wait_timeout: Duration,
+    /// How long a replica's claim on a task lasts without renewal (renewed every third of it);
+    /// after a crash, another replica takes the task over once it has expired.
+    pub task_lease: Duration,
+    /// On SIGTERM, how long running tasks get to finish before they are handed back (to
+    /// another replica, or to this one's next start).
+    pub drain_timeout: Duration,
     /// More values to mask in every stored or shown line (besides the service's own secrets).
     pub redact_values: Vec<SecretString>,
     /// The Docker engine (`unix:///…` or `tcp://host:port`); the local socket when unset.
@@ -228,6 +234,11 @@ impl Config {
         let agent_idle_timeout = parse_dur(&get, "AGENT_IDLE_TIMEOUT", "10m", &mut problems);
         let max_ci_rounds = parse_num(&get, "MAX_CI_ROUNDS", 3u32, &mut problems);
         let ci_wait_timeout = parse_dur(&get, "CI_WAIT_TIMEOUT", "10m", &mut problems);
+        let task_lease = parse_dur(&get, "TASK_LEASE", "2m", &mut problems);
+        if task_lease < Duration::from_secs(1) {
+            problems.push("TASK_LEASE must be at least 1s".into());
+        }
+        let drain_timeout = parse_dur(&get, "DRAIN_TIMEOUT", "30s", &mut problems);
         let admin_token = get("ADMIN_TOKEN").map(SecretString::from);
         if let Some(token) = &admin_token
             && token.expose_secret().len() < 16
@@ -297,6 +308,8 @@ impl Config {
             agent_idle_timeout,
             max_ci_rounds,
             ci_wait_timeout,
+            task_lease,
+            drain_timeout,
             redact_values,
             docker_host,
             required_permission,

@@ -37,6 +37,7 @@ pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<serde_json::Val
     let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": state(&database),
+        "instance": ctx.instance_id,
     });
     if let Some(docker) = &docker {
         body["docker"] = state(docker);

@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod inbox;
 pub mod metrics;
+pub mod notify;
 pub mod pages;
 pub mod recovery;
 pub mod redact;

@@ -100,7 +100,8 @@ impl Running {
 }
 
 /// Claim and run tasks until shutdown, at most `MAX_CONCURRENT_TASKS` at once. Tasks whose
-/// worker died while their container lived on are resumed first.
+/// worker died while their container lived on are resumed first. At shutdown no more tasks
+/// are claimed; see [`drain`].
 pub async fn run(ctx: Ctx) {
     let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_tasks));
     let mut resumable: VecDeque<Resumable> = reconcile(&ctx).await.into();
@@ -111,9 +112,16 @@ pub async fn run(ctx: Ctx) {
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return drain(&ctx, &slots).await,
         };
-        if last_reconcile.elapsed() >= RECONCILE.min(ctx.tunables.task_lease) {
+        if ctx.shutdown.is_cancelled() {
+            drop(permit);
+            return drain(&ctx, &slots).await;
+        }
+        let handed_back = ctx
+            .reconcile_soon
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if handed_back || last_reconcile.elapsed() >= RECONCILE.min(ctx.tunables.task_lease) {
             for found in reconcile(&ctx).await {
                 if !resumable.iter().any(|r| r.task.id == found.task.id) {
                     resumable.push_back(found);
@@ -150,8 +158,43 @@ pub async fn run(ctx: Ctx) {
         tokio::select! {
             _ = ctx.task_wakeup.notified() => {}
             _ = tokio::time::sleep(SWEEP) => {}
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return drain(&ctx, &slots).await,
         }
+    }
+}
+
+/// Shutting down: running tasks get `drain_timeout` to finish; those still running then are
+/// handed back (their lease released, their containers left running), for another replica to
+/// take over at once, or this one at its next start.
+async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
+    let all = ctx.config.max_concurrent_tasks as u32;
+    let running = ctx.running.len();
+    if running == 0 {
+        return;
+    }
+    let grace = ctx.tunables.drain_timeout;
+    info!(
+        running,
+        ?grace,
+        "draining: no new tasks are claimed; running tasks may finish"
+    );
+    if tokio::time::timeout(grace, slots.acquire_many(all))
+        .await
+        .is_ok()
+    {
+        info!("drained: every running task finished");
+        return;
+    }
+    info!(
+        running = ctx.running.len(),
+        "handing back the tasks still running"
+    );
+    ctx.handoff.cancel();
+    if tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not let go within 30s; their leases expire on their own");
     }
 }
 
@@ -194,6 +237,8 @@ enum End {
     Failed(String),
     Stopped,
     TimedOut(String),
+    /// This replica is shutting down: the task goes on elsewhere, in its container.
+    HandedBack,
 }
 
 /// Everything one task run needs.
@@ -231,7 +276,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     };
     // Keep the claim alive, and stop when a stop is asked for through the database (a `/amp
     // stop` taken by another replica).
-    let lease = {
+    let mut lease = {
         let ctx = ctx.clone();
         let id = job.task.id;
         let stop = stop.clone();
@@ -262,16 +307,23 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         })
     };
     let timeout = ctx.config.task_timeout;
+    job.log(&format!("Picked up by replica {}", ctx.instance_id))
+        .await;
     let end = tokio::select! {
         end = drive(&mut job, start) => end,
         _ = stop.cancelled() => End::Stopped,
+        _ = ctx.handoff.cancelled() => End::HandedBack,
         _ = tokio::time::sleep(timeout) => End::TimedOut(format!(
             "the task ran longer than TASK_TIMEOUT ({})",
             humantime::format_duration(timeout)
         )),
     };
     // The lease is kept until the final state is stored: no other replica takes the task over
-    // while it is being wound up.
+    // while it is being wound up. A task handed back lets go of it, so renewing stops first.
+    if matches!(end, End::HandedBack) {
+        lease.abort();
+        let _ = (&mut lease).await;
+    }
     finish(&mut job, end).await;
     lease.abort();
     ctx.running.remove(job.task.id);
@@ -1042,7 +1094,11 @@ fn agent_event_json(event: &AgentEvent) -> serde_json::Value {
 
 /// Record how the run ended, clean up when the task is over, and update the status comment.
 async fn finish(job: &mut Job<'_>, end: End) {
+    if matches!(end, End::HandedBack) {
+        return hand_back(job).await;
+    }
     let (to, note, pr_url, keep_container) = match end {
+        End::HandedBack => unreachable!("handled above"),
         End::AwaitingCi { pr_url, summary } => (TaskState::AwaitingCi, summary, Some(pr_url), true),
         End::NoChanges { explanation } => (
             TaskState::Succeeded,
@@ -1201,6 +1257,23 @@ async fn edit_status_comment_with(
         warn!(error = %e, "editing the status comment failed");
     }
     true
+}
+
+/// Let go of a task at shutdown without ending it: it stays in its state, its container keeps
+/// the workspace, and its lease ends now, so the next replica to look resumes it there.
+async fn hand_back(job: &mut Job<'_>) {
+    job.log("This replica is shutting down; the task is handed to another replica and resumes in its container")
+        .await;
+    match tasks::release_lease(&job.ctx.db, job.task.id, &job.ctx.instance_id).await {
+        Ok(true) => info!(task_id = job.task.id, state = %job.state, "task handed back"),
+        Ok(false) => warn!(
+            task_id = job.task.id,
+            "handing back: the lease was no longer this replica's"
+        ),
+        Err(e) => {
+            warn!(task_id = job.task.id, error = %e, "handing back failed; the lease expires on its own")
+        }
+    }
 }
 
 /// Remove every container and volume labelled with the task.

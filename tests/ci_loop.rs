@@ -8,7 +8,7 @@ use amp_orchestrator::entities::{task, task_event, task_round};
 use common::github_sim_git::git;
 use common::story::{Story, story_with};
 use common::{TestDb, eventually};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 /// `ci.sh` fails while `count.txt` is not 3, while `stock.txt` exists (its error line changes
 /// with the file), while `stuck.txt` exists (always the same error), and while `lint-broken`
@@ -345,7 +345,8 @@ both_backends!(
         assert_eq!(before.len(), 1);
         let pr = task.pr_number.unwrap();
 
-        s.sim
+        let (_, delivery) = s
+            .sim
             .pr_comment(&s.repo, pr, "writer", "/amp also add a json flag")
             .await;
         eventually(90, "the follow-up is pushed", || async {
@@ -355,6 +356,37 @@ both_backends!(
                 .then_some(())
         })
         .await;
+
+        // The same delivery handled once more (as after a worker died before recording that it
+        // was done) starts nothing.
+        s.conn
+            .execute_raw(sea_orm::Statement::from_string(
+                s.conn.get_database_backend(),
+                format!(
+                    "UPDATE deliveries SET status = 'pending', lease_owner = NULL, \
+                     lease_until = NULL, processed_at = NULL WHERE delivery_id = '{delivery}'"
+                ),
+            ))
+            .await
+            .unwrap();
+        s.service.ctx().inbox_wakeup.notify_one();
+        eventually(30, "the delivery is handled again", || async {
+            let d = amp_orchestrator::entities::delivery::Entity::find()
+                .filter(
+                    amp_orchestrator::entities::delivery::Column::DeliveryId.eq(delivery.as_str()),
+                )
+                .one(&s.conn)
+                .await
+                .unwrap()?;
+            (d.status == "done" && d.attempts == 2).then_some(())
+        })
+        .await;
+        assert_eq!(
+            rounds(&s, task.id).await.len(),
+            1,
+            "no second follow-up round"
+        );
+        assert_eq!(task_by_id(&s, task.id).await.state, "awaiting_ci");
         let task = task_by_id(&s, task.id).await;
         let bare = s.sim.bare_repo(&s.repo);
         let branch = task.branch.clone().unwrap();

@@ -9,6 +9,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial;
 mod m20261127_000001_rounds;
 mod m20261127_000002_github_app;
+mod m20261127_000003_notify;
+mod m20261127_000004_command_delivery;
 
 pub struct Migrator;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261127_000001_rounds::Migration),
             Box::new(m20261127_000002_github_app::Migration),
+            Box::new(m20261127_000003_notify::Migration),
+            Box::new(m20261127_000004_command_delivery::Migration),
         ]
     }
 }

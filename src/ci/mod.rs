@@ -353,6 +353,7 @@ async fn failed(
             &ctx.db,
             task.id,
             Change {
+                delivery_id: None,
                 from: TaskState::AwaitingCi,
                 to: TaskState::NeedsHuman,
                 reason: &note,
@@ -379,6 +380,7 @@ async fn failed(
         &ctx.db,
         task.id,
         Change {
+            delivery_id: None,
             from: TaskState::AwaitingCi,
             to: TaskState::Fixing,
             reason: &reason,

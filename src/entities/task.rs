@@ -40,6 +40,8 @@ pub struct Model {
     pub stop_requested_at: Option<i64>,
     /// When the task last started waiting for CI.
     pub awaiting_since: Option<i64>,
+    /// The delivery whose `/amp retry` or follow-up last queued the task again.
+    pub command_delivery_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,

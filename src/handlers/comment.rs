@@ -254,11 +254,27 @@ impl Turn<'_> {
         }
     }
 
+    /// Whether this delivery already queued `task` again (it is being handled a second time,
+    /// after its first handling was cut short): then it has nothing more to do.
+    fn handled_before(&self, task: &task::Model) -> bool {
+        let again = task.command_delivery_id.as_deref() == Some(self.delivery_id);
+        if again {
+            info!(
+                task_id = task.id,
+                "this delivery's command was carried out already"
+            );
+        }
+        again
+    }
+
     /// A prompt on a task's pull request: a new round on the same branch, in the same container
     /// and Amp thread while the task waits for CI, or in a new container (same thread) after it
     /// ended.
     async fn follow_up(&self, task: task::Model, prompt: String) -> anyhow::Result<()> {
         let ctx = self.ctx;
+        if self.handled_before(&task) {
+            return Ok(());
+        }
         let login = &self.event.sender.login;
         let state: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         let to = match state {
@@ -279,6 +295,7 @@ impl Turn<'_> {
                 to,
                 reason: &reason,
                 head_sha: None,
+                delivery_id: Some(self.delivery_id),
                 // A finished task reopened by a follow-up gets a fresh set of CI rounds.
                 ci_round: (to == TaskState::Queued).then_some(0),
             },
@@ -329,6 +346,9 @@ impl Turn<'_> {
         let Some(task) = latest else {
             return self.reply(&texts::control_accepted("retry", None)).await;
         };
+        if self.handled_before(&task) {
+            return Ok(());
+        }
         let state: TaskState = task.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         if !state.is_terminal() {
             return self
@@ -365,6 +385,7 @@ impl Turn<'_> {
                         reason: &reason,
                         head_sha: None,
                         ci_round: Some(0),
+                        delivery_id: Some(self.delivery_id),
                     },
                     NewRound {
                         kind: round_kind::RETRY,
@@ -382,8 +403,15 @@ impl Turn<'_> {
                     return Ok(());
                 }
             }
-            _ => match tasks::transition(&ctx.db, task.id, state, TaskState::Queued, Some(&reason))
-                .await
+            _ => match tasks::transition_by_command(
+                &ctx.db,
+                task.id,
+                state,
+                TaskState::Queued,
+                Some(&reason),
+                self.delivery_id,
+            )
+            .await
             {
                 Ok(_) => {}
                 // Retried twice at once: the other one won.

@@ -182,9 +182,14 @@ fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible
                 Phase::Live => {
                     // A comment line now and then keeps proxies from closing an idle stream.
                     let idle = s.ctx.tunables.sse_keep_alive;
-                    let first = match tokio::time::timeout(idle, s.rx.recv()).await {
-                        Err(_) => return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), s)),
-                        Ok(received) => received,
+                    let first = tokio::select! {
+                        received = tokio::time::timeout(idle, s.rx.recv()) => match received {
+                            Err(_) => return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), s)),
+                            Ok(received) => received,
+                        },
+                        // This replica is going away: the browser reconnects (to another one)
+                        // from its last event id.
+                        _ = s.ctx.shutdown.cancelled() => return None,
                     };
                     let mut next = Some(first);
                     let mut taken = 0;

@@ -190,6 +190,7 @@ mod tests {
             lease_until: None,
             stop_requested_at: None,
             awaiting_since: None,
+            command_delivery_id: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_000,
             started_at: None,

@@ -44,6 +44,9 @@ pub struct Change<'a> {
     pub head_sha: Option<&'a str>,
     /// The task's CI round counter afterwards (`None` leaves it).
     pub ci_round: Option<i32>,
+    /// The delivery of the command that asked for the round (stored with the change, so the
+    /// same delivery handled again is recognized).
+    pub delivery_id: Option<&'a str>,
 }
 
 /// Change the task's state and record the round, together; `None` when the task is no longer
@@ -69,7 +72,8 @@ pub async fn start(
                ci_round = COALESCE($3, ci_round), \
                finished_at = CASE WHEN $4 THEN $2 ELSE NULL END, \
                error_message = CASE WHEN $4 THEN $5 ELSE NULL END, \
-               stop_requested_at = CASE WHEN $1 = 'queued' THEN NULL ELSE stop_requested_at END \
+               stop_requested_at = CASE WHEN $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
+               command_delivery_id = COALESCE($9, command_delivery_id) \
              WHERE id = $6 AND state = $7 AND ($8 IS NULL OR head_sha = $8)",
             [
                 change.to.as_str().into(),
@@ -80,6 +84,7 @@ pub async fn start(
                 task_id.into(),
                 change.from.as_str().into(),
                 change.head_sha.map(str::to_string).into(),
+                change.delivery_id.map(str::to_string).into(),
             ],
         ))
         .await?;

@@ -202,6 +202,31 @@ pub async fn transition_at(
     reason: Option<&str>,
     head: Option<&str>,
 ) -> Result<task_event::Model, TaskError> {
+    change_state(db, task_id, from, to, reason, head, None).await
+}
+
+/// [`transition`] asked for by a command (`/amp retry`): the command's delivery is stored with
+/// the change, so the same delivery handled again is recognized.
+pub async fn transition_by_command(
+    db: &DatabaseConnection,
+    task_id: i64,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+    delivery_id: &str,
+) -> Result<task_event::Model, TaskError> {
+    change_state(db, task_id, from, to, reason, None, Some(delivery_id)).await
+}
+
+async fn change_state(
+    db: &DatabaseConnection,
+    task_id: i64,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+    head: Option<&str>,
+    command_delivery: Option<&str>,
+) -> Result<task_event::Model, TaskError> {
     if !from.can_become(to) {
         return Err(TaskError::IllegalTransition { from, to });
     }
@@ -217,7 +242,8 @@ pub async fn transition_at(
                error_message = CASE WHEN $1 = 'queued' THEN NULL \
                  WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
                lease_owner = CASE WHEN $1 IN ('queued', 'awaiting_ci') THEN NULL ELSE lease_owner END, \
-               awaiting_since = CASE WHEN $1 = 'awaiting_ci' THEN $2 ELSE awaiting_since END \
+               awaiting_since = CASE WHEN $1 = 'awaiting_ci' THEN $2 ELSE awaiting_since END, \
+               command_delivery_id = COALESCE($10, command_delivery_id) \
              WHERE id = $5 AND state = $6 AND ($9 IS NULL OR head_sha = $9)",
             [
                 to.as_str().into(),
@@ -236,6 +262,7 @@ pub async fn transition_at(
                 .into(),
                 reason.map(str::to_string).into(),
                 head.map(str::to_string).into(),
+                command_delivery.map(str::to_string).into(),
             ],
         ))
         .await?;
@@ -312,6 +339,9 @@ pub async fn cancel_queued_for_installation(
 /// Claim the oldest task waiting for a worker: a `queued` task whose issue has no other task in
 /// progress (it becomes `preparing`), or a `fixing` task with a round no worker holds yet (it
 /// stays `fixing`). Leased to `owner` until `now + lease_ms`. Atomic across replicas.
+/// The PostgreSQL advisory lock that serializes task claims across replicas.
+const CLAIM_LOCK: i64 = 0x616d_7063_6c61_696d; // "ampclaim"
+
 pub async fn claim_next(
     db: &DatabaseConnection,
     owner: &str,
@@ -329,6 +359,13 @@ pub async fn claim_next(
     };
     let now = now_ms();
     let txn = db.begin().await?;
+    if crate::db::is_postgres(db) {
+        // Claims from every replica take turns: otherwise two replicas could each claim one of
+        // two tasks queued on the same issue, neither seeing the other's claim yet. The lock
+        // ends with the transaction, and the statement below reads what committed before it.
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))
+            .await?;
+    }
     let sql = format!(
         "UPDATE tasks SET state = CASE WHEN state = 'queued' THEN 'preparing' ELSE state END, \
            lease_owner = $1, lease_until = $2, \
@@ -393,6 +430,31 @@ pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbEr
         )
         .all(db)
         .await
+}
+
+/// Hand a task back: its lease ends now, so another replica (or this one's next start) takes it
+/// over at once, in its container. `false` when this owner no longer held it.
+pub async fn release_lease(
+    db: &DatabaseConnection,
+    task_id: i64,
+    owner: &str,
+) -> Result<bool, DbErr> {
+    let result = db
+        .execute_raw(stmt(
+            db,
+            "UPDATE tasks SET lease_until = 0 WHERE id = $1 AND lease_owner = $2",
+            [task_id.into(), owner.into()],
+        ))
+        .await?;
+    if crate::db::is_postgres(db) {
+        db.execute_unprepared(&format!(
+            "SELECT pg_notify('{}', '{}')",
+            crate::notify::WORK_CHANNEL,
+            crate::notify::HANDED_BACK
+        ))
+        .await?;
+    }
+    Ok(result.rows_affected() == 1)
 }
 
 /// Extend the lease of a task this process runs; `false` when another owner holds it now.

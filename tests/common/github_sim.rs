@@ -157,6 +157,10 @@ pub struct SimState {
     pub root: std::path::PathBuf,
     pub base_url: String,
     pub webhook_url: Option<String>,
+    /// Several services behind one App (replicas behind a load balancer): deliveries go to
+    /// each in turn.
+    pub round_robin: Vec<String>,
+    round_robin_next: usize,
     pub webhook_secret: String,
     deliveries: u64,
     pub pulls: Vec<Pull>,
@@ -236,11 +240,15 @@ async fn deliver(
     redelivery: bool,
 ) -> u16 {
     let (url, secret) = {
-        let s = state.lock().unwrap();
-        (
-            s.webhook_url.clone().expect("deliver_to was not called"),
-            s.webhook_secret.clone(),
-        )
+        let mut s = state.lock().unwrap();
+        let url = if s.round_robin.is_empty() {
+            s.webhook_url.clone().expect("deliver_to was not called")
+        } else {
+            let i = s.round_robin_next % s.round_robin.len();
+            s.round_robin_next += 1;
+            s.round_robin[i].clone()
+        };
+        (url, s.webhook_secret.clone())
     };
     let status = post_webhook(&url, &secret, event, guid, payload).await;
     let mut s = state.lock().unwrap();
@@ -582,9 +590,20 @@ impl GitHubSim {
         ]
     }
 
+    /// Deliver to each of `service_bases` in turn, as a load balancer in front of replicas does.
+    pub fn deliver_round_robin(&self, service_bases: &[&str]) {
+        let mut s = self.state.lock().unwrap();
+        s.round_robin = service_bases
+            .iter()
+            .map(|b| format!("{b}/api/github/webhooks"))
+            .collect();
+        s.webhook_url = s.round_robin.first().cloned();
+    }
+
     pub fn deliver_to(&self, service_base: &str) {
-        self.state.lock().unwrap().webhook_url =
-            Some(format!("{service_base}/api/github/webhooks"));
+        let mut s = self.state.lock().unwrap();
+        s.round_robin.clear();
+        s.webhook_url = Some(format!("{service_base}/api/github/webhooks"));
     }
 
     /// A repository with the App installed; `collaborators` are (login, role). Its git

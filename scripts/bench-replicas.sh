@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Replica benchmark (tests/bench_replicas.rs): BENCH_TASKS (default 200) tasks in a burst on one
+# `serve` process, then on two sharing one PostgreSQL; tasks/minute, comment → agent start
+# p50/p95, and the scaling from one replica to two. Needs what the tests need (PostgreSQL,
+# Docker, the test agent image).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+ensure_postgres
+ensure_docker
+TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
+export TEST_AGENT_IMAGE
+cargo test --release --locked --test bench_replicas -- --ignored --nocapture 2>&1 |
+  grep -v -E '^\s*$|^running|^test result|WARN|^test '
