@@ -1,4 +1,5 @@
-# The service image (first version). The agent image is separate (AGENT_IMAGE).
+# The service image: built in one stage, run in a small Debian one as a non-root user. The agent
+# image is separate (docker/agent.Dockerfile, named by AGENT_IMAGE).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

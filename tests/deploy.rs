@@ -1,7 +1,7 @@
 //! The deploy files: no registry can be reached here to build the images, so their Dockerfiles
 //! are checked instead: known instructions, stages that exist, JSON forms that parse, every file
 //! they copy present in the build context, and the agent image's Amp CLI pinned to the version
-//! the tests run.
+//! the tests run. `fly.toml` is checked against the service it deploys.
 
 use std::path::Path;
 
@@ -142,4 +142,78 @@ fn the_dockerfiles_are_valid_and_copy_only_what_exists() {
         serde_json::from_str(&std::fs::read_to_string(root.join("app-manifest.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["default_permissions"]["contents"], "write");
+}
+
+/// `fly.toml` agrees with the service: the port it routes to is the one the service listens on,
+/// the health check is a route that answers 200, the release command is a subcommand of the
+/// binary, and the machine gets time to drain before it is stopped.
+#[tokio::test]
+async fn fly_toml_matches_the_service() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("fly.toml")).unwrap();
+    let fly: serde_json::Value = basic_toml::from_str(&text).unwrap();
+    let env = &fly["env"];
+    let port = env["PORT"].as_str().unwrap();
+    assert_eq!(fly["http_service"]["internal_port"].to_string(), port);
+    assert_eq!(fly["deploy"]["release_command"], "migrate");
+    let config = amp_orchestrator::config::Config::from_lookup(|name| {
+        env[name].as_str().map(str::to_string)
+    })
+    .expect("the [env] section is a valid configuration");
+    let kill =
+        amp_orchestrator::config::parse_duration(fly["kill_timeout"].as_str().unwrap()).unwrap();
+    assert!(
+        kill > config.drain_timeout,
+        "kill_timeout {kill:?} leaves no room for DRAIN_TIMEOUT {:?}",
+        config.drain_timeout
+    );
+    assert!(
+        fly["mounts"][0]["destination"]
+            .as_str()
+            .is_some_and(|d| { config.database_url.contains(d) })
+    );
+
+    // `migrate` is a subcommand of the binary (it exits 0 on a fresh database).
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_amp-orchestrator"))
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // The health check's path answers 200 on the real router.
+    let db = dir.path().join("serve.sqlite");
+    let service_config = amp_orchestrator::config::Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(format!("sqlite://{}", db.display())),
+        _ => None,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = amp_orchestrator::app::start_with(
+        service_config,
+        listener,
+        amp_orchestrator::app::Tunables {
+            run_tasks: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for check in fly["http_service"]["checks"].as_array().unwrap() {
+        let path = check["path"].as_str().unwrap();
+        let url = format!("http://{}{path}", running.addr);
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    running.shutdown().await.unwrap();
 }
