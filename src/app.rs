@@ -168,7 +168,17 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/readyz", get(http::readyz))
         .fallback(pages::fallback)
         .layer(axum::middleware::map_response(security_headers))
-        .layer(TraceLayer::new_for_http())
+        // Request spans name the path only: a query can carry a one-time code (the setup
+        // callback's), which must not reach the logs.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path()
+                )
+            }),
+        )
         .with_state(ctx)
 }
 

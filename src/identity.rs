@@ -73,7 +73,7 @@ impl Identity {
         let key = SecretString::from(app.private_key.clone());
         let github = GitHub::for_app(
             &config.github_api_url,
-            Some(app.id as u64),
+            Some(app.app_id as u64),
             Some(&key),
             options,
         )?;
@@ -83,7 +83,7 @@ impl Identity {
             github: Some(github),
             webhook_secrets,
             registered: Some(Registered {
-                id: app.id as u64,
+                id: app.app_id as u64,
                 slug: app.slug.clone(),
                 name: app.name.clone(),
                 html_url: app.html_url.clone(),
@@ -101,6 +101,11 @@ impl AppContext {
     /// The GitHub client, when the service has an App.
     pub fn github(&self) -> Option<Arc<GitHub>> {
         self.identity().github.clone()
+    }
+
+    /// The id of the App the service acts as (from `APP_ID` or the setup flow).
+    pub fn app_id(&self) -> Option<u64> {
+        self.github().map(|g| g.app_id()).filter(|id| *id > 0)
     }
 
     pub fn identity(&self) -> Arc<Identity> {
@@ -139,7 +144,7 @@ impl AppContext {
         match crate::store::github_app::current(&self.db).await {
             Ok(Some(app)) => match self.adopt(&app) {
                 Ok(()) => {
-                    info!(app_id = app.id, slug = %app.slug, "using the GitHub App registered through setup");
+                    info!(app_id = app.app_id, slug = %app.slug, "using the GitHub App registered through setup");
                     true
                 }
                 Err(e) => {

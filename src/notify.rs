@@ -79,9 +79,10 @@ pub async fn listen(ctx: Ctx) {
                     handle(&ctx, batch).await;
                 }
                 Ok(None) => {
+                    // Connect afresh, then read what was missed (after connecting, so nothing
+                    // falls between the two).
                     info!("the notification connection dropped; reconnecting");
-                    catch_up_all(&ctx).await;
-                    ctx.task_wakeup.notify_one();
+                    break;
                 }
                 Err(e) => {
                     warn!(error = %e, "receiving notifications failed; reconnecting");

@@ -32,6 +32,9 @@ const SWEEP: Duration = Duration::from_secs(5);
 const STOP_CHECK: Duration = Duration::from_secs(2);
 /// How often orphaned containers and abandoned tasks are looked for.
 const RECONCILE: Duration = Duration::from_secs(30);
+/// How long handing back the running tasks may take at shutdown (after `DRAIN_TIMEOUT`); a
+/// platform's stop timeout must leave room for both.
+pub const HAND_BACK_WAIT: Duration = Duration::from_secs(10);
 
 fn lease_ms(ctx: &Ctx) -> i64 {
     ctx.tunables.task_lease.as_millis() as i64
@@ -168,10 +171,11 @@ pub async fn run(ctx: Ctx) {
 /// take over at once, or this one at its next start.
 async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
     let all = ctx.config.max_concurrent_tasks as u32;
-    let running = ctx.running.len();
-    if running == 0 {
+    // A task just claimed may not be in `ctx.running` yet, but it holds its slot.
+    if slots.available_permits() == all as usize {
         return;
     }
+    let running = ctx.running.len();
     let grace = ctx.tunables.drain_timeout;
     info!(
         running,
@@ -190,11 +194,11 @@ async fn drain(ctx: &Ctx, slots: &Arc<Semaphore>) {
         "handing back the tasks still running"
     );
     ctx.handoff.cancel();
-    if tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all))
+    if tokio::time::timeout(HAND_BACK_WAIT, slots.acquire_many(all))
         .await
         .is_err()
     {
-        warn!("some tasks did not let go within 30s; their leases expire on their own");
+        warn!("some tasks did not let go in time; their leases expire on their own");
     }
 }
 
@@ -310,6 +314,8 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     job.log(&format!("Picked up by replica {}", ctx.instance_id))
         .await;
     let end = tokio::select! {
+        // A run that has finished is not handed back or stopped after the fact.
+        biased;
         end = drive(&mut job, start) => end,
         _ = stop.cancelled() => End::Stopped,
         _ = ctx.handoff.cancelled() => End::HandedBack,
@@ -651,7 +657,7 @@ async fn drive(job: &mut Job<'_>, start: Start) -> End {
         Start::Resume(container) => {
             *job.container.lock().unwrap_or_else(|e| e.into_inner()) = Some(container);
             job.spec = Some(spec);
-            job.log("The service restarted while this task ran; resuming it in its container")
+            job.log("This task's previous worker is gone (a restart, a crash, or a replica that handed it over); resuming it in its container")
                 .await;
             // Whatever the interrupted run left running in the container goes first.
             let _ = job.sh("kill -KILL -1 2>/dev/null; true", vec![]).await;
@@ -704,12 +710,34 @@ async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
     .await
     .map_err(|e| End::Failed(format!("cloning the repository failed: {e}")))?;
     if target.pull.is_none() {
+        // A task run before may have pushed its branch without getting as far as a pull request
+        // (stopped, or failed opening it): go on from that branch, so the next push is a
+        // fast-forward. A branch that is not there starts from the default branch.
+        let existing = job.task.branch.is_some()
+            && job
+                .git_with_token(
+                    "fetch --quiet origin \"refs/heads/$BRANCH\"",
+                    vec![format!("BRANCH={}", target.branch)],
+                )
+                .await
+                .is_ok();
+        let start = if existing { "FETCH_HEAD" } else { "HEAD" };
         job.sh(
-            "git checkout -q -b \"$BRANCH\"",
-            vec![format!("BRANCH={}", target.branch)],
+            "git checkout -q -b \"$BRANCH\" \"$START\"",
+            vec![
+                format!("BRANCH={}", target.branch),
+                format!("START={start}"),
+            ],
         )
         .await
         .map_err(|e| End::Failed(format!("creating the branch failed: {e}")))?;
+        if existing {
+            job.log(&format!(
+                "Continuing on the existing branch {}",
+                target.branch
+            ))
+            .await;
+        }
     }
     let _ = tasks::record_progress(
         &job.ctx.db,
@@ -776,7 +804,7 @@ async fn work(
                     format!("BOT_NAME={BOT_NAME}"),
                     format!(
                         "BOT_EMAIL={}+{BOT_NAME}@users.noreply.github.com",
-                        ctx.config.app_id.unwrap_or(0)
+                        ctx.app_id().unwrap_or(0)
                     ),
                 ],
             )
@@ -869,6 +897,26 @@ async fn work(
         .await
     {
         Ok(pr) => pr,
+        // Opened before, without the answer reaching us (a lost response retried, or a run
+        // stopped between opening it and recording it): that one is the task's.
+        Err(e) if e.status() == Some(422) && e.to_string().contains("already exists") => {
+            match github.find_open_pull(&job.repo, &branch).await {
+                Ok(Some(pr)) => {
+                    job.log(&format!(
+                        "A pull request from {branch} was open already: #{}",
+                        pr.number
+                    ))
+                    .await;
+                    pr
+                }
+                Ok(None) => return End::Failed(format!("opening the pull request failed: {e}")),
+                Err(find) => {
+                    return End::Failed(format!(
+                        "opening the pull request failed: {e}; looking for it failed: {find}"
+                    ));
+                }
+            }
+        }
         Err(e) => return End::Failed(format!("opening the pull request failed: {e}")),
     };
     let pr_url = pr
@@ -1346,7 +1394,21 @@ pub async fn reconcile(ctx: &Ctx) -> Vec<Resumable> {
 
 async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Option<Resumable> {
     let state: TaskState = task.state.parse().ok()?;
+    // Only the replica that takes the expired lease acts on the task: another one may have
+    // taken it over (and started a container) since the list was read.
+    let claim = || async {
+        match tasks::take_over(&ctx.db, task.id, state, &ctx.instance_id, lease_ms(ctx)).await {
+            Ok(won) => won,
+            Err(e) => {
+                warn!(task_id = task.id, error = %e, "taking over an abandoned task failed");
+                false
+            }
+        }
+    };
     if state == TaskState::Preparing {
+        if !claim().await {
+            return None;
+        }
         // Nothing was done that cannot be done again.
         warn!(
             task_id = task.id,
@@ -1378,12 +1440,31 @@ async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Optio
     if matches!(
         state,
         TaskState::Running | TaskState::Pushing | TaskState::Fixing
-    ) && let Some(engine) = engine
-        && let Ok(Some(container)) = engine
+    ) {
+        // Whether the container survived decides between resuming and failing, so an engine
+        // that cannot be asked now means: look again later.
+        let Some(engine) = engine else {
+            warn!(
+                task_id = task.id,
+                "the Docker engine cannot be reached; an abandoned task waits"
+            );
+            return None;
+        };
+        match engine
             .running_agent_container(&ctx.store_label, &task.public_id)
             .await
-    {
-        return Some(Resumable { task, container });
+        {
+            // Resumed by whichever replica takes the lease first (see `take_over`).
+            Ok(Some(container)) => return Some(Resumable { task, container }),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(task_id = task.id, error = %e, "looking for an abandoned task's container failed; it waits");
+                return None;
+            }
+        }
+    }
+    if !claim().await {
+        return None;
     }
     warn!(task_id = task.id, state = %task.state, "the task's worker and container are gone; ending it");
     let note = "The service stopped while this task was running and its container is gone, so it \

@@ -163,8 +163,8 @@ async fn fly_toml_matches_the_service() {
     let kill =
         amp_orchestrator::config::parse_duration(fly["kill_timeout"].as_str().unwrap()).unwrap();
     assert!(
-        kill > config.drain_timeout,
-        "kill_timeout {kill:?} leaves no room for DRAIN_TIMEOUT {:?}",
+        kill > config.drain_timeout + amp_orchestrator::worker::HAND_BACK_WAIT,
+        "kill_timeout {kill:?} leaves no room for DRAIN_TIMEOUT {:?} and the hand-back",
         config.drain_timeout
     );
     assert!(

@@ -476,9 +476,9 @@ both_backends!(health_and_readiness, |db: TestDb| async move {
             .unwrap()
             .starts_with("text/html")
     );
-    // No App yet: the home page offers to register one.
+    // No App yet and no admin token: the home page says how to set one up.
     let page = response.text().await.unwrap();
-    assert!(page.contains("Register GitHub App"), "{page}");
+    assert!(page.contains("ADMIN_TOKEN"), "{page}");
 
     if db.backend == common::Backend::Postgres {
         // The database goes away: still alive, no longer ready.

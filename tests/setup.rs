@@ -3,6 +3,8 @@
 
 mod common;
 
+const ADMIN: &str = "admin-token-for-setup-0123";
+
 use common::github_sim::{APP_SLUG, GitHubSim, app_private_key};
 use common::process::{ServiceProcess, free_port};
 use common::{TestDb, eventually};
@@ -45,6 +47,7 @@ both_backends!(
             ("GITHUB_API_URL".to_string(), sim.api_url()),
             ("PUBLIC_URL".to_string(), public.clone()),
             ("LOG_LEVEL".to_string(), "debug".to_string()),
+            ("ADMIN_TOKEN".to_string(), ADMIN.to_string()),
         ];
         let mut service = ServiceProcess::start_on(port, &env).await;
         let http = reqwest::Client::builder()
@@ -74,8 +77,18 @@ both_backends!(
         assert_eq!(refused.status(), 503);
         assert!(refused.text().await.unwrap().contains("no GitHub App yet"));
 
+        // The setup page is the operator's: without the admin token, nothing to see.
+        let anonymous = http.get(service.url("/")).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        assert!(!anonymous.text().await.unwrap().contains("manifest"));
+
         // The home page is the setup page: a form that posts the manifest to GitHub.
-        let response = http.get(service.url("/")).send().await.unwrap();
+        let response = http
+            .get(service.url("/"))
+            .basic_auth("admin", Some(ADMIN))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let csp = response.headers()["content-security-policy"]
             .to_str()
@@ -103,6 +116,7 @@ both_backends!(
         // For an organization, the form posts to the organization's page instead.
         let org_page = http
             .get(service.url("/setup?organization=octo-org"))
+            .basic_auth("admin", Some(ADMIN))
             .send()
             .await
             .unwrap()
@@ -136,6 +150,14 @@ both_backends!(
             .unwrap();
         assert_eq!(created.status(), 302);
         let location = created.headers()["location"].to_str().unwrap().to_string();
+        let code = location
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string();
         assert!(
             location.starts_with(&format!("{public}/setup/callback?code=")),
             "{location}"
@@ -165,7 +187,7 @@ both_backends!(
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stored.id, common::github_sim::APP_ID as i64);
+        assert_eq!(stored.app_id, common::github_sim::APP_ID as i64);
         assert_eq!(
             stored.webhook_secret,
             sim.state.lock().unwrap().webhook_secret
@@ -181,6 +203,7 @@ both_backends!(
         assert!(home.contains("<code>/amp help</code>"), "{home}");
         assert_eq!(
             http.get(service.url("/setup"))
+                .basic_auth("admin", Some(ADMIN))
                 .send()
                 .await
                 .unwrap()
@@ -235,6 +258,64 @@ both_backends!(
                 !output.contains(&stored.client_secret),
                 "the client secret was printed"
             );
+            assert!(!output.contains(&code), "the one-time code was printed");
         }
     }
 );
+
+/// Without `ADMIN_TOKEN`, setup mode only says how to go on: no form, nothing anyone could use
+/// to register an App for this deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_needs_the_admin_token() {
+    let db = TestDb::new(common::Backend::Sqlite).await;
+    let mut env = common::service::test_env(&db);
+    env.remove("WEBHOOK_SECRET");
+    let service = common::TestService::start_with(env).await;
+    let page = service
+        .http
+        .get(service.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Set <code>ADMIN_TOKEN</code>"), "{page}");
+    assert!(!page.contains("name=\"manifest\""), "{page}");
+    let store = db.connect().await;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    assert_eq!(
+        amp_orchestrator::entities::setup_state::Entity::find()
+            .count(&store)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+both_backends!(one_app_per_deployment, |db: TestDb| async move {
+    let store = db.connect().await;
+    let app = |app_id: i64, slug: &str| amp_orchestrator::entities::github_app::Model {
+        slot: 1,
+        app_id,
+        slug: slug.into(),
+        name: slug.into(),
+        owner_login: "octo-org".into(),
+        html_url: format!("https://github.com/apps/{slug}"),
+        client_id: "Iv1.x".into(),
+        client_secret: "s".into(),
+        webhook_secret: "w".into(),
+        private_key: "k".into(),
+        created_at: 1,
+    };
+    let first = amp_orchestrator::store::github_app::save(&store, app(1, "first"))
+        .await
+        .unwrap();
+    assert_eq!(first.app_id, 1);
+    // A registration that finishes second gets the first one back.
+    let second = amp_orchestrator::store::github_app::save(&store, app(2, "second"))
+        .await
+        .unwrap();
+    assert_eq!(second.app_id, 1);
+    assert_eq!(second.slug, "first");
+});

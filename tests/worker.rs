@@ -768,3 +768,82 @@ both_backends!(
         assert!(!events.iter().any(|e| e.data.contains("hunter2-deploy-key")));
     }
 );
+
+both_backends!(
+    a_pull_request_opened_without_the_answer_arriving_is_found_and_used,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        // GitHub opens the pull request, but its answer is lost; the retried call finds it
+        // exists already.
+        s.sim.inject(
+            axum::http::Method::POST,
+            "/pulls",
+            common::github_sim::Fault::LostAnswer(502),
+        );
+        s.sim
+            .comment(&s.repo, 71, "writer", "/amp add a json flag")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        let pulls = s.sim.pulls();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(task.pr_number, Some(pulls[0].number));
+        let events = s.events(task.id).await;
+        assert!(events.iter().any(|e| e.data.contains("was open already")));
+        s.sim.comment(&s.repo, 71, "writer", "/amp stop").await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    a_retry_after_the_branch_was_pushed_without_a_pull_request_goes_on_from_that_branch,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        // Opening the pull request keeps failing: the branch is pushed, the task fails.
+        for _ in 0..4 {
+            s.sim.inject(
+                axum::http::Method::POST,
+                "/pulls",
+                common::github_sim::Fault::Status(500),
+            );
+        }
+        s.sim
+            .comment(&s.repo, 72, "writer", "/amp add a json flag")
+            .await;
+        let failed = s.wait_for_state("failed", 90).await;
+        assert!(
+            failed
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("opening the pull request failed"),
+            "{:?}",
+            failed.error_message
+        );
+        assert!(s.sim.pulls().is_empty());
+        let branch = failed.branch.clone().unwrap();
+        let bare = s.sim.bare_repo(&s.repo);
+        let first = git(&bare, &["rev-parse", &branch]);
+
+        // The retry builds on the pushed branch, so its push is a fast-forward.
+        s.sim.comment(&s.repo, 72, "writer", "/amp retry").await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        assert_eq!(task.id, failed.id);
+        assert_eq!(s.sim.pulls().len(), 1);
+        let history = git(&bare, &["rev-list", &format!("main..{branch}")]);
+        assert_eq!(history.lines().count(), 2, "{history}");
+        assert!(
+            history.lines().any(|c| c == first),
+            "the first commit is kept"
+        );
+        let events = s.events(task.id).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.contains("Continuing on the existing branch"))
+        );
+        s.sim.comment(&s.repo, 72, "writer", "/amp stop").await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);

@@ -14,7 +14,8 @@ pub struct Migration;
 #[derive(DeriveIden)]
 enum GithubApp {
     Table,
-    Id,
+    Slot,
+    AppId,
     Slug,
     Name,
     OwnerLogin,
@@ -41,7 +42,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(GithubApp::Table)
                     .if_not_exists()
-                    .col(big_integer(GithubApp::Id).primary_key())
+                    // Always 1: one App per deployment, so two registrations finishing at once
+                    // cannot both be stored.
+                    .col(integer(GithubApp::Slot).primary_key())
+                    .col(big_integer(GithubApp::AppId))
                     .col(string(GithubApp::Slug))
                     .col(string(GithubApp::Name))
                     .col(string(GithubApp::OwnerLogin))

@@ -38,7 +38,7 @@ pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Resul
         return Ok(Outcome::Ignored(format!("check_suite {}", event.action)));
     }
     let sha = &event.check_suite.head_sha;
-    if let (Some(app), Some(own)) = (&event.check_suite.app, ctx.config.app_id)
+    if let (Some(app), Some(own)) = (&event.check_suite.app, ctx.app_id())
         && app.id as u64 == own
     {
         return Ok(Outcome::Ignored("a check suite of this app".into()));
@@ -129,7 +129,7 @@ pub async fn verdict_for(
         &suites.check_suites,
         &runs.check_runs,
         &statuses.statuses,
-        ctx.config.app_id,
+        ctx.app_id(),
     ))
 }
 

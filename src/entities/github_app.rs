@@ -5,9 +5,11 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "github_app")]
 pub struct Model {
-    /// GitHub's App id.
+    /// Always 1: a deployment has one App.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: i64,
+    pub slot: i32,
+    /// GitHub's App id.
+    pub app_id: i64,
     pub slug: String,
     pub name: String,
     pub owner_login: String,
@@ -23,7 +25,7 @@ pub struct Model {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GithubApp")
-            .field("id", &self.id)
+            .field("app_id", &self.app_id)
             .field("slug", &self.slug)
             .field("owner_login", &self.owner_login)
             .finish_non_exhaustive()

@@ -297,7 +297,8 @@ impl GitHub {
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             GitHubError::Other(format!(
-                "GitHub's answer to {method} {path} does not parse: {e}"
+                "GitHub's answer to {method} {} does not parse: {e}",
+                shown(path)
             ))
         })
     }
@@ -309,6 +310,8 @@ impl GitHub {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<Bytes, GitHubError> {
+        // What logs and errors show of the path (a manifest code is a credential).
+        let shown_path = shown(path);
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
@@ -333,7 +336,7 @@ impl GitHub {
             let request = self
                 .http
                 .build_request(builder, body)
-                .map_err(|e| GitHubError::Other(format!("building {method} {path}: {e}")))?;
+                .map_err(|e| GitHubError::Other(format!("building {method} {shown_path}: {e}")))?;
             let outcome =
                 tokio::time::timeout(self.options.call_timeout, self.exchange(request)).await;
             let failure = match outcome {
@@ -345,14 +348,14 @@ impl GitHub {
                 Ok(response) => response,
                 Err(message) if attempt < self.options.max_attempts => {
                     let wait = self.backoff(attempt);
-                    warn!(%method, path, attempt, ?wait, error = %message, "GitHub call failed in transport; retrying");
+                    warn!(%method, path = %shown_path, attempt, ?wait, error = %message, "GitHub call failed in transport; retrying");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
                 Err(message) => {
                     return Err(GitHubError::Transport {
                         method,
-                        path: path.into(),
+                        path: shown_path.clone(),
                         message,
                     });
                 }
@@ -362,7 +365,7 @@ impl GitHub {
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
                 let wait = wait.min(self.options.max_rate_limit_wait);
-                warn!(%method, path, status = status.as_u16(), ?wait, "GitHub rate limit; waiting");
+                warn!(%method, path = %shown_path, status = status.as_u16(), ?wait, "GitHub rate limit; waiting");
                 tokio::time::sleep(wait).await;
                 attempt -= 1; // A rate limit delays the call; it does not use up an attempt.
                 continue;
@@ -372,21 +375,21 @@ impl GitHub {
                 && !refreshed
             {
                 // Revoked or expired early: mint a fresh token once.
-                warn!(%method, path, "installation token refused; minting a new one");
+                warn!(%method, path = %shown_path, "installation token refused; minting a new one");
                 self.forget_token(repo).await;
                 refreshed = true;
                 continue;
             }
             if status.is_server_error() && attempt < self.options.max_attempts {
                 let wait = self.backoff(attempt);
-                warn!(%method, path, status = status.as_u16(), attempt, ?wait, "GitHub server error; retrying");
+                warn!(%method, path = %shown_path, status = status.as_u16(), attempt, ?wait, "GitHub server error; retrying");
                 tokio::time::sleep(wait).await;
                 continue;
             }
             return Err(GitHubError::Status {
                 status: status.as_u16(),
                 method,
-                path: path.into(),
+                path: shown_path.clone(),
                 message: error_message(&bytes),
             });
         }
@@ -522,6 +525,18 @@ pub struct HookDelivery {
     pub status_code: u16,
     #[serde(default)]
     pub event: String,
+}
+
+/// `path` as logs and errors may show it: the one-time code of the manifest flow, which can be
+/// exchanged for the App's credentials, is masked.
+fn shown(path: &str) -> String {
+    match path.strip_prefix("/app-manifests/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("/app-manifests/…/{tail}"),
+            None => "/app-manifests/…".to_string(),
+        },
+        None => path.to_string(),
+    }
 }
 
 /// A new App, as GitHub describes it after the manifest flow: its id and the credentials it
@@ -692,6 +707,27 @@ impl GitHub {
             })),
         )
         .await
+    }
+
+    /// The open pull request from `branch` of the repository itself, if there is one.
+    pub async fn find_open_pull(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Option<octocrab::models::pulls::PullRequest>, GitHubError> {
+        let owner = repo.full_name.split('/').next().unwrap_or_default();
+        let found: Vec<octocrab::models::pulls::PullRequest> = self
+            .call(
+                Auth::Repo(repo),
+                Method::GET,
+                &format!(
+                    "/repos/{}/pulls?state=open&head={owner}:{branch}",
+                    repo.full_name
+                ),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     /// Find a repository the App is installed on by its name: its installation (as the App),

@@ -556,19 +556,21 @@ pub async fn post_status_comment(
             "remembering the status comment failed: {e}"
         )));
     }
-    // Until what the comment shows is what the store says (each edit may race a worker's).
-    let mut shown = task.state.clone();
+    // Until what the comment shows is what the store says, state and reason (each edit may race
+    // a worker's, and the task may have ended before the comment existed).
+    let mut shown = (task.state.clone(), None::<String>);
     for _ in 0..5 {
         let Ok(Some(fresh)) = tasks::get(&ctx.db, task.id).await else {
             break;
         };
-        if fresh.state == shown {
+        let state: TaskState = fresh.state.parse().unwrap_or(TaskState::Failed);
+        let note = fresh.error_message.filter(|_| state.is_terminal());
+        let want = (fresh.state, note);
+        if want == shown {
             break;
         }
-        let state = fresh.state.parse().unwrap_or(TaskState::Failed);
-        crate::worker::edit_status_comment(ctx, task.id, state, fresh.error_message.as_deref())
-            .await;
-        shown = fresh.state;
+        crate::worker::edit_status_comment(ctx, task.id, state, want.1.as_deref()).await;
+        shown = want;
     }
     Ok(())
 }

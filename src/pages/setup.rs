@@ -7,9 +7,12 @@
 //! (`POST /app-manifests/{code}/conversions`). They are stored in the database and the service
 //! acts as the new App at once; the page then links to the App's installation page.
 //!
-//! A `state` value handed out with the page and checked on the way back ties the callback to a
-//! setup page this deployment served. When `ADMIN_TOKEN` is set the setup page needs it. Once
-//! the service has an App, these pages are gone (404).
+//! Whoever registers the App owns it on GitHub, so the setup page needs `ADMIN_TOKEN` (as the
+//! Basic password a browser asks for); without one configured it only says how to go on. A
+//! `state` value handed out with the page and checked on the way back ties the callback to a
+//! setup page this deployment served. A deployment has one App: a registration that finishes
+//! second is told its App is not used. Once the service has an App the setup page is gone
+//! (404), and the callback only shows the registered App.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -60,6 +63,13 @@ pub struct SetupPage {
     pub permissions: Vec<(String, String)>,
 }
 
+/// Setup mode without `ADMIN_TOKEN`: how to go on.
+#[derive(Template, WebTemplate)]
+#[template(path = "setup_token.html")]
+pub struct NeedsToken {
+    pub version: &'static str,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "setup_done.html")]
 pub struct SetupDone {
@@ -67,6 +77,8 @@ pub struct SetupDone {
     pub name: String,
     pub app_url: String,
     pub install_url: String,
+    /// An App created by a registration that finished second, which is not used.
+    pub unused: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -77,12 +89,15 @@ pub struct SetupQuery {
 
 /// `GET /` in setup mode and `GET /setup`.
 pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response {
-    if let Some(refused) = ctx
-        .config
-        .admin_token
-        .as_ref()
-        .and_then(|_| super::admin::refusal(ctx, headers))
-    {
+    // Whoever registers the App owns it on GitHub and could sign webhooks for this service: the
+    // page is for the operator only.
+    if ctx.config.admin_token.is_none() {
+        return NeedsToken {
+            version: env!("CARGO_PKG_VERSION"),
+        }
+        .into_response();
+    }
+    if let Some(refused) = super::admin::refusal(ctx, headers) {
         return refused;
     }
     let web = super::task::web_base(&ctx.config.github_api_url);
@@ -172,22 +187,24 @@ fn message(status: StatusCode, text: &str) -> Response {
         .into_response()
 }
 
-fn done(registered: &crate::identity::Registered) -> Response {
+fn done(registered: &crate::identity::Registered, unused: Option<String>) -> Response {
     SetupDone {
         version: env!("CARGO_PKG_VERSION"),
         name: registered.name.clone(),
         app_url: registered.html_url.clone(),
         install_url: registered.install_url(),
+        unused,
     }
     .into_response()
 }
 
 /// `GET /setup/callback?code=…&state=…`: GitHub sends the browser here after creating the App.
 pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) -> Response {
-    if !ctx.in_setup() {
-        // A reload of the finished page shows it again; nothing is exchanged twice.
+    // Registered meanwhile (here, or through another replica): a reload of the finished page
+    // shows it again, and nothing is exchanged twice.
+    if ctx.look_for_registered_app().await {
         return match &ctx.identity().registered {
-            Some(registered) => done(registered),
+            Some(registered) => done(registered, None),
             None => super::not_found(),
         };
     }
@@ -209,12 +226,12 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         }
         Err(e) => return super::internal_error(e),
     }
-    let client = match GitHub::for_app(
-        &ctx.config.github_api_url,
-        None,
-        None,
-        ctx.tunables.github.clone(),
-    ) {
+    // The code works once: a retried call could only fail, and lose the credentials' only copy.
+    let options = crate::github::Options {
+        max_attempts: 1,
+        ..ctx.tunables.github.clone()
+    };
+    let client = match GitHub::for_app(&ctx.config.github_api_url, None, None, options) {
         Ok(client) => client,
         Err(e) => return super::internal_error(format!("{e:#}")),
     };
@@ -238,7 +255,8 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         );
     };
     let model = github_app::Model {
-        id: app.id as i64,
+        slot: 1,
+        app_id: app.id as i64,
         slug: app.slug.clone(),
         name: app.name.clone(),
         owner_login: app
@@ -253,15 +271,29 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         private_key: app.pem.clone(),
         created_at: crate::db::now_ms(),
     };
-    if let Err(e) = crate::store::github_app::save(&ctx.db, model.clone()).await {
-        return super::internal_error(e);
-    }
-    if let Err(e) = ctx.adopt(&model) {
+    // One App per deployment: when another registration was stored first, that one is used.
+    let stored = match crate::store::github_app::save(&ctx.db, model).await {
+        Ok(stored) => stored,
+        Err(e) => return super::internal_error(e),
+    };
+    if let Err(e) = ctx.adopt(&stored) {
         return super::internal_error(format!("{e:#}"));
     }
-    info!(app_id = model.id, slug = %model.slug, owner = %model.owner_login, "GitHub App registered; webhooks are now verified with its secret");
+    let unused = (stored.app_id != app.id as i64).then(|| app.name.clone());
+    match &unused {
+        None => {
+            info!(app_id = stored.app_id, slug = %stored.slug, owner = %stored.owner_login, "GitHub App registered; webhooks are now verified with its secret")
+        }
+        Some(_) => {
+            warn!(
+                app_id = app.id,
+                kept = stored.app_id,
+                "another registration finished first; the App just created is not used"
+            )
+        }
+    }
     match &ctx.identity().registered {
-        Some(registered) => done(registered),
+        Some(registered) => done(registered, unused),
         None => super::internal_error("the registered App was not adopted"),
     }
 }

@@ -1,9 +1,7 @@
 //! The App registered through the manifest flow, and the setup page's one-time states.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 use crate::db::now_ms;
 use crate::entities::{github_app, setup_state};
@@ -11,18 +9,20 @@ use crate::entities::{github_app, setup_state};
 /// How long a setup page's `state` stays valid (GitHub's manifest codes last an hour).
 pub const STATE_LIFETIME_MS: i64 = 60 * 60 * 1000;
 
-/// The most recently registered App, if any.
+/// The registered App, if any.
 pub async fn current(db: &impl ConnectionTrait) -> Result<Option<github_app::Model>, DbErr> {
-    github_app::Entity::find()
-        .order_by_desc(github_app::Column::CreatedAt)
-        .one(db)
-        .await
+    github_app::Entity::find_by_id(1).one(db).await
 }
 
-/// Store a registered App (replacing a row with the same id).
-pub async fn save(db: &impl ConnectionTrait, app: github_app::Model) -> Result<(), DbErr> {
+/// Store a registered App unless one is stored already; the App stored afterwards (this one,
+/// or the one another registration stored first).
+pub async fn save(
+    db: &impl ConnectionTrait,
+    app: github_app::Model,
+) -> Result<github_app::Model, DbErr> {
     let model = github_app::ActiveModel {
-        id: Set(app.id),
+        slot: Set(1),
+        app_id: Set(app.app_id),
         slug: Set(app.slug),
         name: Set(app.name),
         owner_login: Set(app.owner_login),
@@ -35,23 +35,15 @@ pub async fn save(db: &impl ConnectionTrait, app: github_app::Model) -> Result<(
     };
     github_app::Entity::insert(model)
         .on_conflict(
-            OnConflict::column(github_app::Column::Id)
-                .update_columns([
-                    github_app::Column::Slug,
-                    github_app::Column::Name,
-                    github_app::Column::OwnerLogin,
-                    github_app::Column::HtmlUrl,
-                    github_app::Column::ClientId,
-                    github_app::Column::ClientSecret,
-                    github_app::Column::WebhookSecret,
-                    github_app::Column::PrivateKey,
-                    github_app::Column::CreatedAt,
-                ])
+            OnConflict::column(github_app::Column::Slot)
+                .do_nothing()
                 .to_owned(),
         )
         .exec_without_returning(db)
         .await?;
-    Ok(())
+    current(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the registered GitHub App".into()))
 }
 
 /// Remember a state handed out by the setup page.

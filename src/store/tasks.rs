@@ -363,8 +363,12 @@ pub async fn claim_next(
         // Claims from every replica take turns: otherwise two replicas could each claim one of
         // two tasks queued on the same issue, neither seeing the other's claim yet. The lock
         // ends with the transaction, and the statement below reads what committed before it.
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))
-            .await?;
+        // A claim stuck behind it fails after a while (and is tried again) rather than
+        // stalling every replica.
+        txn.execute_unprepared(&format!(
+            "SET LOCAL lock_timeout = '10s'; SELECT pg_advisory_xact_lock({CLAIM_LOCK})"
+        ))
+        .await?;
     }
     let sql = format!(
         "UPDATE tasks SET state = CASE WHEN state = 'queued' THEN 'preparing' ELSE state END, \
@@ -446,7 +450,7 @@ pub async fn release_lease(
             [task_id.into(), owner.into()],
         ))
         .await?;
-    if crate::db::is_postgres(db) {
+    if result.rows_affected() == 1 && crate::db::is_postgres(db) {
         db.execute_unprepared(&format!(
             "SELECT pg_notify('{}', '{}')",
             crate::notify::WORK_CHANNEL,

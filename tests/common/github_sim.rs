@@ -59,6 +59,9 @@ pub enum Fault {
     PrimaryRateLimit { reset_in_secs: u64 },
     /// Answer normally after a delay.
     Slow(Duration),
+    /// Do the work, then answer with this status as if the answer were lost on the way (a
+    /// proxy's 502 after the pull request was created, say).
+    LostAnswer(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -529,7 +532,10 @@ impl GitHubSim {
                 post(create_reaction),
             )
             .route("/repos/{owner}/{repo}/git/refs", post(create_ref))
-            .route("/repos/{owner}/{repo}/pulls", post(create_pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls",
+                post(create_pull).get(list_pulls),
+            )
             .route("/repos/{owner}/{repo}/pulls/{number}", get(get_pull))
             .route(
                 "/repos/{owner}/{repo}/pulls/{number}/requested_reviewers",
@@ -1199,6 +1205,10 @@ async fn faults_and_log(
             tokio::time::sleep(delay).await;
             next.run(request).await
         }
+        Some(Fault::LostAnswer(code)) => {
+            let _done = next.run(request).await;
+            github_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
         None => next.run(request).await,
     };
     state.lock().unwrap().log.push(Logged {
@@ -1612,6 +1622,50 @@ fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
         head["repo"]["clone_url"] = format!("https://github.com/{fork}.git").into();
     }
     json
+}
+
+#[derive(serde::Deserialize)]
+struct PullsQuery {
+    head: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /repos/{owner}/{repo}/pulls?head=owner:branch&state=open` (every simulated pull request
+/// is open).
+async fn list_pulls(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    Query(query): Query<PullsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap();
+    let repo = match authorized_repo(&s, &owner, &name, &headers) {
+        Ok(repo) => repo,
+        Err(response) => return response,
+    };
+    if query.state.as_deref().is_some_and(|st| st == "closed") {
+        return axum::Json(json!([])).into_response();
+    }
+    let full = repo.full_name();
+    let found: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|p| p.repo == full)
+        .filter(|p| {
+            query.head.as_deref().is_none_or(|h| {
+                let owner = p
+                    .head_repo
+                    .as_deref()
+                    .unwrap_or(&full)
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
+                h == format!("{owner}:{}", p.head)
+            })
+        })
+        .map(|p| pull_json(&s, &repo, p))
+        .collect();
+    axum::Json(found).into_response()
 }
 
 async fn get_pull(

@@ -28,10 +28,23 @@ impl ServiceProcess {
     /// Start the binary with exactly `env` (plus `PATH`, `HOST` and `PORT`) and wait until it
     /// answers `/healthz`.
     pub async fn start(env: &[(String, String)]) -> ServiceProcess {
-        Self::start_on(free_port(), env).await
+        // A free port can be taken by someone else before the child binds it: try another.
+        for _ in 0..3 {
+            if let Some(process) = Self::try_start_on(free_port(), env).await {
+                return process;
+            }
+        }
+        panic!("no free port could be bound in three tries");
     }
 
     pub async fn start_on(port: u16, env: &[(String, String)]) -> ServiceProcess {
+        Self::try_start_on(port, env)
+            .await
+            .unwrap_or_else(|| panic!("port {port} is taken"))
+    }
+
+    /// `None` when the port was taken.
+    async fn try_start_on(port: u16, env: &[(String, String)]) -> Option<ServiceProcess> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("service.log");
         let file = std::fs::File::create(&log).unwrap();
@@ -55,21 +68,24 @@ impl ServiceProcess {
             log,
             _dir: dir,
         };
-        process.wait_healthy().await;
-        process
+        process.wait_healthy().await.then_some(process)
     }
 
-    async fn wait_healthy(&mut self) {
+    /// `false` when the process exited because its port was taken.
+    async fn wait_healthy(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if self.output().contains("Address already in use") {
+                    return false;
+                }
+                panic!("the service exited ({status}):\n{}", self.output());
+            }
             if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await
                 && r.status() == 200
             {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the service exited ({status}):\n{}", self.output());
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
