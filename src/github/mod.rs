@@ -527,6 +527,30 @@ pub struct HookDelivery {
     pub event: String,
 }
 
+#[cfg(test)]
+mod error_message_tests {
+    use super::error_message;
+
+    #[test]
+    fn validation_errors_carry_their_reasons() {
+        let body = br#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for octo-org:amp/7-x."}],"documentation_url":"https://docs.github.com/rest/pulls/pulls#create-a-pull-request","status":"422"}"#;
+        assert_eq!(
+            error_message(body),
+            "Validation Failed: A pull request already exists for octo-org:amp/7-x."
+        );
+        let body = br#"{"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"}]}"#;
+        assert_eq!(
+            error_message(body),
+            "Validation Failed: title missing_field"
+        );
+        assert_eq!(error_message(br#"{"message":"Not Found"}"#), "Not Found");
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
+}
+
 /// `path` as logs and errors may show it: the one-time code of the manifest flow, which can be
 /// exchanged for the App's credentials, is masked.
 fn shown(path: &str) -> String {
@@ -1058,8 +1082,32 @@ fn rate_limit_wait(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Opti
 
 /// GitHub's `message` from an error body, or the body itself.
 fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect())
+    let Some(v) = serde_json::from_slice::<Value>(body).ok() else {
+        return String::from_utf8_lossy(body).chars().take(300).collect();
+    };
+    let Some(message) = v["message"].as_str() else {
+        return String::from_utf8_lossy(body).chars().take(300).collect();
+    };
+    // A 422 says "Validation Failed" and gives the reasons in `errors` (a message each, or the
+    // field and a code).
+    let details: Vec<String> = v["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| match e["message"].as_str() {
+                    Some(m) => Some(m.to_string()),
+                    None => e["code"].as_str().map(|code| match e["field"].as_str() {
+                        Some(field) => format!("{field} {code}"),
+                        None => code.to_string(),
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if details.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message}: {}", details.join("; "))
+    }
 }

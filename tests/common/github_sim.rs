@@ -1779,10 +1779,21 @@ async fn create_pull(
     }
     let full = repo.full_name();
     if s.pulls.iter().any(|p| p.repo == full && p.head == head) {
-        return github_error(
+        // GitHub's shape: the reason is in `errors`, the message is generic.
+        return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("A pull request already exists for {}:{head}.", repo.owner),
-        );
+            axum::Json(json!({
+                "message": "Validation Failed",
+                "errors": [{
+                    "resource": "PullRequest",
+                    "code": "custom",
+                    "message": format!("A pull request already exists for {}:{head}.", repo.owner),
+                }],
+                "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+                "status": "422",
+            })),
+        )
+            .into_response();
     }
     let number = s.id();
     let pull = Pull {
