@@ -257,6 +257,8 @@ struct Job<'a> {
     spec: Option<ContainerSpec>,
     /// The commit this run pushed.
     pushed: Option<String>,
+    /// The workspace was cloned onto a branch an earlier run pushed (without a pull request).
+    continued: std::sync::atomic::AtomicBool,
 }
 
 async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
@@ -276,6 +278,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         engine: None,
         spec: None,
         pushed: None,
+        continued: std::sync::atomic::AtomicBool::new(false),
         task,
     };
     // Keep the claim alive, and stop when a stop is asked for through the database (a `/amp
@@ -713,14 +716,32 @@ async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
         // A task run before may have pushed its branch without getting as far as a pull request
         // (stopped, or failed opening it): go on from that branch, so the next push is a
         // fast-forward. A branch that is not there starts from the default branch.
-        let existing = job.task.branch.is_some()
-            && job
-                .git_with_token(
-                    "fetch --quiet origin \"refs/heads/$BRANCH\"",
-                    vec![format!("BRANCH={}", target.branch)],
-                )
-                .await
-                .is_ok();
+        let existing = match &job.task.branch {
+            None => false,
+            Some(_) => {
+                // `ls-remote --exit-code` exits 2 when the branch is not there; anything else
+                // that fails (the token, the network) must not be mistaken for that.
+                let (script, env) = job
+                    .token_script(
+                        &format!(
+                            "if git {CREDENTIAL_HELPER} ls-remote --exit-code origin \
+                               \"refs/heads/$BRANCH\" >/dev/null; then \
+                               git {CREDENTIAL_HELPER} fetch --quiet origin \"refs/heads/$BRANCH\" \
+                               && echo present; \
+                             else rc=$?; if [ $rc = 2 ]; then echo absent; else exit $rc; fi; fi"
+                        ),
+                        vec![format!("BRANCH={}", target.branch)],
+                    )
+                    .await
+                    .map_err(|e| {
+                        End::Failed(format!("looking for the task's branch failed: {e}"))
+                    })?;
+                let (_, out) = job.sh(&script, env).await.map_err(|e| {
+                    End::Failed(format!("looking for the task's branch failed: {e}"))
+                })?;
+                out.trim() == "present"
+            }
+        };
         let start = if existing { "FETCH_HEAD" } else { "HEAD" };
         job.sh(
             "git checkout -q -b \"$BRANCH\" \"$START\"",
@@ -738,6 +759,8 @@ async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
             ))
             .await;
         }
+        job.continued
+            .store(existing, std::sync::atomic::Ordering::Relaxed);
     }
     let _ = tasks::record_progress(
         &job.ctx.db,
@@ -834,8 +857,11 @@ async fn work(
         }
         Err(e) => return End::Failed(format!("reading the workspace failed: {e}")),
     };
-    // In a container reused for a round, HEAD may be the commit pushed last time.
-    let ahead = ahead && job.task.head_sha.as_deref() != Some(head_sha.as_str());
+    // In a container reused for a round, HEAD may be the commit pushed last time. On a branch an
+    // earlier run pushed without getting to its pull request, that commit still needs one.
+    let reopened =
+        job.continued.load(std::sync::atomic::Ordering::Relaxed) && target.pull.is_none();
+    let ahead = ahead && (reopened || job.task.head_sha.as_deref() != Some(head_sha.as_str()));
     if !ahead {
         return match (round.map(|r| r.kind.as_str()), target.pull) {
             (Some(rounds::round_kind::CI | rounds::round_kind::RETRY), _) => End::NeedsHuman(

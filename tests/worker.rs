@@ -32,6 +32,8 @@ const STUB_FILES: &[(&str, &str)] = &[
            sleep 0.05; done) </dev/null >/dev/null 2>&1 &\n\
          echo watching > WATCHING\n",
     ),
+    // Makes its change once: run again on the same branch, it has nothing to do.
+    (".amp-stub/once.sh", "[ -f ONCE ] || echo done > ONCE\n"),
     (
         ".amp-stub/reveal.sh",
         "echo 'the deploy password is hunter2-deploy-key'\n",
@@ -843,6 +845,40 @@ both_backends!(
                 .any(|e| e.data.contains("Continuing on the existing branch"))
         );
         s.sim.comment(&s.repo, 72, "writer", "/amp stop").await;
+        let task = s.wait_for_state("cancelled", 30).await;
+        s.assert_no_containers_for(&task).await;
+    }
+);
+
+both_backends!(
+    a_retry_with_nothing_new_still_opens_the_missing_pull_request,
+    |db: TestDb| async move {
+        let s = story(db, &[]).await;
+        for _ in 0..4 {
+            s.sim.inject(
+                axum::http::Method::POST,
+                "/pulls",
+                common::github_sim::Fault::Status(500),
+            );
+        }
+        s.sim
+            .comment(&s.repo, 73, "writer", "/amp write the once file")
+            .await;
+        let failed = s.wait_for_state("failed", 90).await;
+        assert!(s.sim.pulls().is_empty());
+        // The branch already holds the change; the retry adds nothing, and opens the pull
+        // request the first run could not.
+        s.sim.comment(&s.repo, 73, "writer", "/amp retry").await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        assert_eq!(task.id, failed.id);
+        let pulls = s.sim.pulls();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(task.pr_number, Some(pulls[0].number));
+        let bare = s.sim.bare_repo(&s.repo);
+        let branch = task.branch.clone().unwrap();
+        let history = git(&bare, &["rev-list", &format!("main..{branch}")]);
+        assert_eq!(history.lines().count(), 1, "{history}");
+        s.sim.comment(&s.repo, 73, "writer", "/amp stop").await;
         let task = s.wait_for_state("cancelled", 30).await;
         s.assert_no_containers_for(&task).await;
     }
