@@ -5,9 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-ensure_postgres
-ensure_docker
-TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
-export TEST_AGENT_IMAGE
-cargo test --release --locked --test bench_ci_round -- --ignored --nocapture 2>&1 |
-  grep -v -E '^\s*$|^running|^test result|WARN|^test '
+run_bench_test bench_ci_round

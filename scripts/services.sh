@@ -106,3 +106,14 @@ ensure_amp_cli() {
   export AMP_CLI_BIN="$bin"
   log "Amp CLI ready"
 }
+
+# Run one of the ignored benchmark tests (tests/bench_*.rs) in release mode with what the tests
+# need (PostgreSQL, Docker, the test agent image), printing only its report.
+run_bench_test() {
+  ensure_postgres
+  ensure_docker
+  TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
+  export TEST_AGENT_IMAGE
+  cargo test --release --locked --test "$1" -- --ignored --nocapture 2>&1 |
+    grep -v -E '^\s*$|^running|^test result|WARN|^test '
+}

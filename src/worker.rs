@@ -258,7 +258,7 @@ struct Job<'a> {
     /// The commit this run pushed.
     pushed: Option<String>,
     /// The workspace was cloned onto a branch an earlier run pushed (without a pull request).
-    continued: std::sync::atomic::AtomicBool,
+    continued: bool,
 }
 
 async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
@@ -278,7 +278,7 @@ async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         engine: None,
         spec: None,
         pushed: None,
-        continued: std::sync::atomic::AtomicBool::new(false),
+        continued: false,
         task,
     };
     // Keep the claim alive, and stop when a stop is asked for through the database (a `/amp
@@ -700,7 +700,7 @@ async fn drive(job: &mut Job<'_>, start: Start) -> End {
 }
 
 /// Clone into the workspace: the default branch and a new branch, or a pull request's head.
-async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
+async fn prepare_workspace(job: &mut Job<'_>, target: &Target) -> Result<(), End> {
     job.log(&format!("Cloning {}", job.task.repo_full_name))
         .await;
     job.git_with_token(
@@ -759,8 +759,7 @@ async fn prepare_workspace(job: &Job<'_>, target: &Target) -> Result<(), End> {
             ))
             .await;
         }
-        job.continued
-            .store(existing, std::sync::atomic::Ordering::Relaxed);
+        job.continued = existing;
     }
     let _ = tasks::record_progress(
         &job.ctx.db,
@@ -859,8 +858,7 @@ async fn work(
     };
     // In a container reused for a round, HEAD may be the commit pushed last time. On a branch an
     // earlier run pushed without getting to its pull request, that commit still needs one.
-    let reopened =
-        job.continued.load(std::sync::atomic::Ordering::Relaxed) && target.pull.is_none();
+    let reopened = job.continued && target.pull.is_none();
     let ahead = ahead && (reopened || job.task.head_sha.as_deref() != Some(head_sha.as_str()));
     if !ahead {
         return match (round.map(|r| r.kind.as_str()), target.pull) {

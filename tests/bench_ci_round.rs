@@ -7,11 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use amp_orchestrator::entities::{delivery, task, task_event, task_round};
+use amp_orchestrator::entities::{delivery, task, task_round};
 use common::github_sim::GitHubSim;
 use common::service::{SECRET, test_env};
 use common::{Backend, TestDb, TestService, eventually};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 /// CI takes a second (as real CI takes longer still: the webhook finds the task waiting for it)
 /// and fails on the agent's first change; on the report, the agent holds (so it is still running
@@ -26,20 +26,6 @@ const FILES: &[(&str, &str)] = &[
     (".amp-stub/counter.sh", "echo 2 > count.txt\n"),
     (".amp-stub/count-is-wrong.sh", "sleep 600\n"),
 ];
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-async fn events(conn: &sea_orm::DatabaseConnection, task_id: i64) -> Vec<task_event::Model> {
-    task_event::Entity::find()
-        .filter(task_event::Column::TaskId.eq(task_id))
-        .order_by_asc(task_event::Column::Seq)
-        .all(conn)
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: ./scripts/bench-ci-round.sh"]
@@ -84,7 +70,7 @@ async fn ci_failure_to_agent_latency() {
                 .one(&conn)
                 .await
                 .unwrap()?;
-            let inits = events(&conn, t.id)
+            let inits = common::task_events(&conn, t.id)
                 .await
                 .into_iter()
                 .filter(|e| e.data.contains("\"type\":\"init\""))
@@ -109,7 +95,7 @@ async fn ci_failure_to_agent_latency() {
             .filter(|at| *at >= t.created_at)
             .min()
             .unwrap();
-        let events = events(&conn, t.id).await;
+        let events = common::task_events(&conn, t.id).await;
         let agent = events
             .iter()
             .filter(|e| e.data.contains("\"type\":\"init\""))
@@ -160,8 +146,8 @@ async fn ci_failure_to_agent_latency() {
     ] {
         println!(
             "| {name} | {:.1} | {:.1} |",
-            percentile(s, 50.0),
-            percentile(s, 95.0)
+            common::percentile(s, 50.0),
+            common::percentile(s, 95.0)
         );
     }
     for i in 0..tasks {

@@ -17,11 +17,6 @@ use common::story::service_env;
 use common::{Backend, TestDb, eventually};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn now_ms() -> i64 {
     amp_orchestrator::db::now_ms()
 }
@@ -85,8 +80,8 @@ async fn burst(replicas: usize, tasks: usize, concurrency: &str) -> Run {
         replicas,
         tasks,
         per_minute: tasks as f64 / wall.as_secs_f64() * 60.0,
-        start_p50: percentile(&to_agent, 50.0),
-        start_p95: percentile(&to_agent, 95.0),
+        start_p50: common::percentile(&to_agent, 50.0),
+        start_p95: common::percentile(&to_agent, 95.0),
         wall,
     }
 }

@@ -27,11 +27,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn event_at(conn: &sea_orm::DatabaseConnection, task_id: i64, needle: &str) -> Option<i64> {
     task_event::Entity::find()
         .filter(task_event::Column::TaskId.eq(task_id))
@@ -118,8 +113,8 @@ async fn task_start_latency_and_memory() {
     ] {
         println!(
             "| {name} | {:.0} | {:.0} |",
-            percentile(s, 50.0),
-            percentile(s, 95.0)
+            common::percentile(s, 50.0),
+            common::percentile(s, 95.0)
         );
     }
     println!(

@@ -14,15 +14,7 @@ use common::fixtures::issue_comment;
 use common::{TestDb, TestService, eventually};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-const BIN: &str = env!("CARGO_BIN_EXE_amp-orchestrator");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::process::{BIN, free_port};
 
 fn command(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);

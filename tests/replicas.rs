@@ -16,7 +16,7 @@ use common::sse::SseClient;
 use common::story::{assert_no_containers_for, service_env};
 use common::{Backend, TestDb, eventually};
 use nix::sys::signal::Signal;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 const FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
@@ -90,12 +90,7 @@ impl Cluster {
     }
 
     async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
-        task_event::Entity::find()
-            .filter(task_event::Column::TaskId.eq(task_id))
-            .order_by_asc(task_event::Column::Seq)
-            .all(&self.conn)
-            .await
-            .unwrap()
+        common::task_events(&self.conn, task_id).await
     }
 
     /// The replicas that picked the task up, in order.

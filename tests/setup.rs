@@ -139,7 +139,52 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(forged.status(), 400);
+        let incomplete = http
+            .get(service.url("/setup/callback?state=not-ours"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(incomplete.status(), 400);
+        assert!(
+            incomplete
+                .text()
+                .await
+                .unwrap()
+                .contains("missing its code")
+        );
+        // A code GitHub does not know (expired, or used): a clear answer, still in setup.
+        let state = org_action.split("state=").nth(1).unwrap();
+        let unknown = http
+            .get(service.url(&format!(
+                "/setup/callback?code=0123456789abcdef&state={state}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 502);
+        assert!(
+            unknown
+                .text()
+                .await
+                .unwrap()
+                .contains("GitHub did not hand over the new App's credentials")
+        );
         assert_eq!(sim.state.lock().unwrap().manifest_conversions, 0);
+        // An organization name that cannot be one is said so; the form stays the account's.
+        let bad_org = http
+            .get(service.url("/setup?organization=octo%2Forg"))
+            .basic_auth("admin", Some(ADMIN))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(bad_org.contains("is not an organization name"), "{bad_org}");
+        assert!(
+            attribute_after(&bad_org, "method=\"post\"", "action")
+                .starts_with(&format!("{}/settings/apps/new?state=", sim.api_url()))
+        );
 
         // GitHub creates the App and sends the browser back with a code.
         let created = http

@@ -797,32 +797,36 @@ both_backends!(
     }
 );
 
+/// Run `prompt` on `issue` while opening the pull request keeps failing: the branch is pushed,
+/// the task fails without a pull request.
+async fn pushed_without_a_pull_request(s: &Story, issue: i64, prompt: &str) -> task::Model {
+    for _ in 0..4 {
+        s.sim.inject(
+            axum::http::Method::POST,
+            "/pulls",
+            common::github_sim::Fault::Status(500),
+        );
+    }
+    s.sim.comment(&s.repo, issue, "writer", prompt).await;
+    let failed = s.wait_for_state("failed", 90).await;
+    assert!(
+        failed
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("opening the pull request failed"),
+        "{:?}",
+        failed.error_message
+    );
+    assert!(s.sim.pulls().is_empty());
+    failed
+}
+
 both_backends!(
     a_retry_after_the_branch_was_pushed_without_a_pull_request_goes_on_from_that_branch,
     |db: TestDb| async move {
         let s = story(db, &[]).await;
-        // Opening the pull request keeps failing: the branch is pushed, the task fails.
-        for _ in 0..4 {
-            s.sim.inject(
-                axum::http::Method::POST,
-                "/pulls",
-                common::github_sim::Fault::Status(500),
-            );
-        }
-        s.sim
-            .comment(&s.repo, 72, "writer", "/amp add a json flag")
-            .await;
-        let failed = s.wait_for_state("failed", 90).await;
-        assert!(
-            failed
-                .error_message
-                .as_deref()
-                .unwrap()
-                .contains("opening the pull request failed"),
-            "{:?}",
-            failed.error_message
-        );
-        assert!(s.sim.pulls().is_empty());
+        let failed = pushed_without_a_pull_request(&s, 72, "/amp add a json flag").await;
         let branch = failed.branch.clone().unwrap();
         let bare = s.sim.bare_repo(&s.repo);
         let first = git(&bare, &["rev-parse", &branch]);
@@ -854,18 +858,7 @@ both_backends!(
     a_retry_with_nothing_new_still_opens_the_missing_pull_request,
     |db: TestDb| async move {
         let s = story(db, &[]).await;
-        for _ in 0..4 {
-            s.sim.inject(
-                axum::http::Method::POST,
-                "/pulls",
-                common::github_sim::Fault::Status(500),
-            );
-        }
-        s.sim
-            .comment(&s.repo, 73, "writer", "/amp write the once file")
-            .await;
-        let failed = s.wait_for_state("failed", 90).await;
-        assert!(s.sim.pulls().is_empty());
+        let failed = pushed_without_a_pull_request(&s, 73, "/amp write the once file").await;
         // The branch already holds the change; the retry adds nothing, and opens the pull
         // request the first run could not.
         s.sim.comment(&s.repo, 73, "writer", "/amp retry").await;

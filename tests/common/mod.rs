@@ -55,3 +55,24 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A task's stored events, in order.
+pub async fn task_events(
+    conn: &sea_orm::DatabaseConnection,
+    task_id: i64,
+) -> Vec<amp_orchestrator::entities::task_event::Model> {
+    use amp_orchestrator::entities::task_event;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    task_event::Entity::find()
+        .filter(task_event::Column::TaskId.eq(task_id))
+        .order_by_asc(task_event::Column::Seq)
+        .all(conn)
+        .await
+        .unwrap()
+}
+
+/// The `p`th percentile of sorted samples (nearest rank), for the benchmarks.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -103,12 +103,7 @@ impl Story {
     }
 
     pub async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
-        task_event::Entity::find()
-            .filter(task_event::Column::TaskId.eq(task_id))
-            .order_by_asc(task_event::Column::Seq)
-            .all(&self.conn)
-            .await
-            .unwrap()
+        super::task_events(&self.conn, task_id).await
     }
 
     pub async fn assert_no_containers_for(&self, task: &task::Model) {
