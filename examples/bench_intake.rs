@@ -176,11 +176,44 @@ struct Load {
     first_failure: Option<String>,
 }
 
+/// What each delivery carries: the same body, or (for prompts) the same body on its own issue,
+/// so that each prompt becomes a task rather than meeting the task already active on one issue.
+#[derive(Clone)]
+enum Payload {
+    Same {
+        body: Bytes,
+        signature: String,
+    },
+    /// `body` holds a nine-digit issue number at `at`, overwritten per delivery (and signed).
+    PerIssue {
+        body: Bytes,
+        at: usize,
+        first: usize,
+    },
+}
+
+/// The placeholder issue number a per-issue body is serialized with.
+const ISSUE_PLACEHOLDER: u64 = 987_654_321;
+
+impl Payload {
+    fn nth(&self, i: usize) -> (Bytes, String) {
+        match self {
+            Payload::Same { body, signature } => (body.clone(), signature.clone()),
+            Payload::PerIssue { body, at, first } => {
+                let mut bytes = body.to_vec();
+                let number = format!("{:09}", 100_000_000 + first + i);
+                bytes[*at..*at + 9].copy_from_slice(number.as_bytes());
+                let signature = amp_orchestrator::webhook::signature::sign(SECRET, &bytes);
+                (Bytes::from(bytes), signature)
+            }
+        }
+    }
+}
+
 /// Send deliveries `prefix-0 .. prefix-(count-1)` over `concurrency` keep-alive connections.
 async fn fire(
     addr: SocketAddr,
-    body: Bytes,
-    signature: &str,
+    payload: Payload,
     prefix: &str,
     count: usize,
     concurrency: usize,
@@ -190,8 +223,7 @@ async fn fire(
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let next = next.clone();
-        let body = body.clone();
-        let signature = signature.to_string();
+        let payload = payload.clone();
         let prefix = prefix.to_string();
         workers.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -207,6 +239,7 @@ async fn fire(
                 if i >= count {
                     break;
                 }
+                let (body, signature) = payload.nth(i);
                 let request = http::Request::post("/api/github/webhooks")
                     .header("host", addr.to_string())
                     .header("content-type", "application/json")
@@ -214,7 +247,7 @@ async fn fire(
                     .header("x-github-event", "issue_comment")
                     .header("x-github-delivery", format!("{prefix}-{i}"))
                     .header("x-hub-signature-256", &signature)
-                    .body(Full::new(body.clone()))?;
+                    .body(Full::new(body))?;
                 let t = Instant::now();
                 sender.ready().await?;
                 let response = sender.send_request(request).await?;
@@ -336,16 +369,29 @@ async fn run_target(args: &Args, target: &str, fixture: &Bytes) -> anyhow::Resul
         Some(backend) => (backend, true),
         None => (target, false),
     };
-    let body = if prompt {
+    let payload_for = |first: usize| -> anyhow::Result<Payload> {
+        if !prompt {
+            let signature = amp_orchestrator::webhook::signature::sign(SECRET, fixture);
+            return Ok(Payload::Same {
+                body: fixture.clone(),
+                signature,
+            });
+        }
         let mut payload: serde_json::Value = serde_json::from_slice(fixture)?;
         payload["comment"]["body"] = "/amp add a --json flag to the export command".into();
-        Bytes::from(serde_json::to_vec(&payload)?)
-    } else {
-        fixture.clone()
+        payload["issue"]["number"] = ISSUE_PLACEHOLDER.into();
+        let body = serde_json::to_vec(&payload)?;
+        let placeholder = ISSUE_PLACEHOLDER.to_string();
+        let at = body
+            .windows(placeholder.len())
+            .position(|w| w == placeholder.as_bytes())
+            .context("the placeholder issue number is not in the body")?;
+        Ok(Payload::PerIssue {
+            body: Bytes::from(body),
+            at,
+            first,
+        })
     };
-    let signature = amp_orchestrator::webhook::signature::sign(SECRET, &body);
-    let signature = signature.as_str();
-    let body = &body;
     let dir = tempfile::tempdir()?;
     let mut pg_cleanup = None;
     let (server, database_url) = match backend {
@@ -375,8 +421,7 @@ async fn run_target(args: &Args, target: &str, fixture: &Bytes) -> anyhow::Resul
     let prefix = format!("bench-{run}");
     let warm = fire(
         server.addr,
-        body.clone(),
-        signature,
+        payload_for(0)?,
         &warm_prefix,
         args.warmup,
         args.concurrency,
@@ -391,8 +436,7 @@ async fn run_target(args: &Args, target: &str, fixture: &Bytes) -> anyhow::Resul
     }
     let mut load = fire(
         server.addr,
-        body.clone(),
-        signature,
+        payload_for(args.warmup)?,
         &prefix,
         args.deliveries,
         args.concurrency,
