@@ -463,6 +463,23 @@ mod tests {
     }
 
     #[test]
+    fn lease_and_drain_times_are_checked() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.task_lease, Duration::from_secs(120));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        let c = config(&[("TASK_LEASE", "45s"), ("DRAIN_TIMEOUT", "2m")]).unwrap();
+        assert_eq!(c.task_lease, Duration::from_secs(45));
+        assert_eq!(c.drain_timeout, Duration::from_secs(120));
+        let err = config(&[("TASK_LEASE", "500ms"), ("DRAIN_TIMEOUT", "soon")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("TASK_LEASE must be at least 1s"), "{text}");
+        assert!(
+            text.contains("DRAIN_TIMEOUT \"soon\" is not a duration"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn no_app_and_no_secret_is_setup_mode() {
         let c = config(&[]).unwrap();
         assert_eq!(c.app_id, None);
