@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use amp_orchestrator::entities::{delivery, task, task_event};
+use amp_orchestrator::entities::{delivery, task};
 use common::github_sim::GitHubSim;
 use common::service::{SECRET, test_env};
 use common::{Backend, TestDb, TestService, eventually};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 const FILES: &[(&str, &str)] = &[
     ("README.md", "# widgets\n"),
@@ -28,12 +28,8 @@ fn rss_kib() -> u64 {
 }
 
 async fn event_at(conn: &sea_orm::DatabaseConnection, task_id: i64, needle: &str) -> Option<i64> {
-    task_event::Entity::find()
-        .filter(task_event::Column::TaskId.eq(task_id))
-        .order_by_asc(task_event::Column::Seq)
-        .all(conn)
+    common::task_events(conn, task_id)
         .await
-        .unwrap()
         .into_iter()
         .find(|e| e.data.contains(needle))
         .map(|e| e.created_at)

@@ -9,6 +9,16 @@ use common::github_sim::{APP_SLUG, GitHubSim, app_private_key};
 use common::process::{ServiceProcess, free_port};
 use common::{TestDb, eventually};
 
+/// `GET url` (as the admin when `admin`): its status and body.
+async fn get(http: &reqwest::Client, url: String, admin: bool) -> (u16, String) {
+    let mut request = http.get(url);
+    if admin {
+        request = request.basic_auth("admin", Some(ADMIN));
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
 /// Undo askama's HTML escaping of an attribute value.
 fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"")
@@ -78,9 +88,9 @@ both_backends!(
         assert!(refused.text().await.unwrap().contains("no GitHub App yet"));
 
         // The setup page is the operator's: without the admin token, nothing to see.
-        let anonymous = http.get(service.url("/")).send().await.unwrap();
-        assert_eq!(anonymous.status(), 401);
-        assert!(!anonymous.text().await.unwrap().contains("manifest"));
+        let (status, anonymous) = get(&http, service.url("/"), false).await;
+        assert_eq!(status, 401);
+        assert!(!anonymous.contains("manifest"));
 
         // The home page is the setup page: a form that posts the manifest to GitHub.
         let response = http
@@ -114,15 +124,7 @@ both_backends!(
         assert_eq!(parsed["redirect_url"], format!("{public}/setup/callback"));
 
         // For an organization, the form posts to the organization's page instead.
-        let org_page = http
-            .get(service.url("/setup?organization=octo-org"))
-            .basic_auth("admin", Some(ADMIN))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, org_page) = get(&http, service.url("/setup?organization=octo-org"), true).await;
         let org_action = attribute_after(&org_page, "method=\"post\"", "action");
         assert!(
             org_action.starts_with(&format!(
@@ -171,15 +173,7 @@ both_backends!(
         );
         assert_eq!(sim.state.lock().unwrap().manifest_conversions, 0);
         // An organization name that cannot be one is said so; the form stays the account's.
-        let bad_org = http
-            .get(service.url("/setup?organization=octo%2Forg"))
-            .basic_auth("admin", Some(ADMIN))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, bad_org) = get(&http, service.url("/setup?organization=octo%2Forg"), true).await;
         assert!(bad_org.contains("is not an organization name"), "{bad_org}");
         assert!(
             attribute_after(&bad_org, "method=\"post\"", "action")
@@ -237,24 +231,9 @@ both_backends!(
             stored.webhook_secret,
             sim.state.lock().unwrap().webhook_secret
         );
-        let home = http
-            .get(service.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, home) = get(&http, service.url("/"), false).await;
         assert!(home.contains("<code>/amp help</code>"), "{home}");
-        assert_eq!(
-            http.get(service.url("/setup"))
-                .basic_auth("admin", Some(ADMIN))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
+        assert_eq!(get(&http, service.url("/setup"), true).await.0, 404);
 
         // A webhook signed with the new secret is accepted and answered as the new App.
         sim.comment(&repo, 5, "octocat", "/amp help").await;
@@ -272,14 +251,7 @@ both_backends!(
         assert_eq!(service.wait_exit(30).await, Some(0));
         let first_output = service.output();
         let service = ServiceProcess::start_on(port, &env).await;
-        let home = http
-            .get(service.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, home) = get(&http, service.url("/"), false).await;
         assert!(home.contains("<code>/amp help</code>"), "{home}");
         sim.comment(&repo, 6, "octocat", "/amp help").await;
         eventually(20, "a reply after the restart", || async {
