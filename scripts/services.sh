@@ -2,11 +2,28 @@
 # Install (on Debian) and start what the test suite needs: PostgreSQL 15, the Docker engine, Chromium
 # with chromedriver, and the pinned Amp CLI. Idempotent: anything already present or running is left
 # as it is. Source it, then call the ensure_* functions.
+#
+# Each failure says what failed and shows that command's own output. No pipeline here ends before
+# its writer has finished (no `grep -q`, `head` or `awk … exit` reading another command's output):
+# under `pipefail` the writer's SIGPIPE would turn success into a failure that depends on timing.
 
 AMP_CLI_VERSION="${AMP_CLI_VERSION:-0.0.1790142911-g7618fb}"
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/test-tools}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
+
+# Run a command with its output kept aside; on failure, show the command and what it printed.
+quietly() {
+  local out status=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    log "failed (exit $status): $*"
+    cat "$out" >&2
+  fi
+  rm -f "$out"
+  return "$status"
+}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -19,10 +36,10 @@ apt_install() {
     return 1
   fi
   if [ "$apt_updated" -eq 0 ]; then
-    as_root apt-get update -qq || return 1
+    quietly as_root apt-get update -qq || return 1
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+  quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
 # PostgreSQL: a running cluster on 127.0.0.1:5432 with password login for `postgres`.
@@ -36,11 +53,13 @@ ensure_postgres() {
   if [ -z "$version" ]; then
     version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
     log "creating PostgreSQL $version cluster"
-    as_root pg_createcluster "$version" main >/dev/null || return 1
+    quietly as_root pg_createcluster "$version" main || return 1
   fi
-  if ! pg_lsclusters --no-header | awk -v v="$version" '$1==v && $2=="main"' | grep -q online; then
+  local clusters
+  clusters=$(pg_lsclusters --no-header) || { log "pg_lsclusters failed"; return 1; }
+  if [ -z "$(awk -v v="$version" '$1==v && $2=="main" && $4=="online"' <<<"$clusters")" ]; then
     log "starting PostgreSQL $version"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
+    quietly as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
   fi
   local i
   for i in $(seq 1 60); do
@@ -48,13 +67,16 @@ ensure_postgres() {
     sleep 0.5
   done
   pg_isready -q -h 127.0.0.1 -p 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; return 1; }
-  as_root su postgres -c "psql -qc \"alter user postgres password 'postgres'\"" >/dev/null || return 1
+  quietly as_root su postgres -c "psql -qc \"alter user postgres password 'postgres'\"" || return 1
   export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
   # Databases left by interrupted test runs.
-  as_root su postgres -c "psql -qAt -c \"select datname from pg_database where datname like 'amp_test_%'\"" 2>/dev/null |
-    while read -r name; do
-      as_root su postgres -c "psql -qc 'drop database if exists \"$name\" with (force)'" >/dev/null 2>&1 || true
-    done
+  local leftovers name
+  leftovers=$(as_root su postgres -c "psql -qAt -c \"select datname from pg_database where datname like 'amp_test_%'\"") ||
+    { log "could not list the databases left by earlier runs"; return 1; }
+  for name in $leftovers; do
+    quietly as_root su postgres -c "psql -qc 'drop database if exists \"$name\" with (force)'" ||
+      log "could not drop $name (left for the next run)"
+  done
   log "PostgreSQL ready"
 }
 
@@ -77,7 +99,11 @@ ensure_docker() {
       sleep 0.5
     done
   fi
-  docker info >/dev/null 2>&1 || { log "dockerd did not start (see /tmp/dockerd.log)"; return 1; }
+  if ! docker info >/dev/null 2>&1; then
+    log "dockerd did not start; the end of /tmp/dockerd.log:"
+    tail -n 40 /tmp/dockerd.log >&2 || true
+    return 1
+  fi
   log "Docker ready"
 }
 
@@ -100,9 +126,9 @@ ensure_amp_cli() {
     command -v npm >/dev/null 2>&1 || { log "npm is needed to install the Amp CLI"; return 1; }
     log "installing @ampcode/cli-linux-x64@$AMP_CLI_VERSION"
     mkdir -p "$dir"
-    (cd "$dir" && npm install --silent --no-audit --no-fund --prefix "$dir" \
-      "@ampcode/cli-linux-x64@$AMP_CLI_VERSION" >/dev/null) || return 1
+    quietly npm install --no-audit --no-fund --prefix "$dir" "@ampcode/cli-linux-x64@$AMP_CLI_VERSION" || return 1
   fi
+  [ -x "$bin" ] || { log "npm finished but $bin is missing"; return 1; }
   export AMP_CLI_BIN="$bin"
   log "Amp CLI ready"
 }

@@ -14,8 +14,10 @@ fail() { printf '[test] %s\n' "$*" >&2; exit 1; }
 ensure_postgres || fail "PostgreSQL is needed by the tests and could not be started"
 ensure_docker || fail "the Docker engine is needed by the tests and could not be started"
 # Containers and volumes left by an interrupted earlier run.
-docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm -f >/dev/null
-docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null
+docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm -f >/dev/null ||
+  fail "could not remove the containers an earlier run left"
+docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null ||
+  fail "could not remove the volumes an earlier run left"
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
 ensure_chromium || fail "Chromium and chromedriver are needed by the browser test and could not be installed"
