@@ -5,7 +5,6 @@
 pub mod db;
 pub mod fixtures;
 pub mod github_sim;
-pub mod github_sim_git;
 pub mod process;
 pub mod service;
 pub mod sse;
@@ -14,6 +13,8 @@ pub mod webdriver;
 
 pub use db::{Backend, TestDb};
 pub use fixtures::{fixture, fixture_bytes};
+/// The simulator's git module (`git`, bare repositories), by the path the tests use.
+pub use github_sim::git as github_sim_git;
 pub use service::TestService;
 
 /// Define a test once and run it on SQLite and on PostgreSQL:

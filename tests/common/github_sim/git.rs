@@ -1,21 +1,20 @@
 //! The simulator's repositories: bare git repositories served over smart HTTP by
-//! `git http-backend` (clone and push need an installation token, as on GitHub), and CI that runs
-//! a repository's `ci.sh` on every push and reports a check suite.
+//! `git http-backend` (clone and push need an installation token, as on GitHub; a push runs the
+//! repository's CI), and the `git` runner the simulator and the tests set repositories up with.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::github_sim::{
-    CheckRun, CheckSuite, Repo, Shared, github_error, now, repo_json, token_allows,
-};
+use super::auth::{basic_token, token_allows};
+use super::ci::run_ci;
+use super::json::github_error;
+use super::state::{Repo, Shared, find_repo};
 
 /// Run git, panicking with its stderr on failure (simulator set-up must not fail silently).
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -76,18 +75,6 @@ pub fn branches(bare: &Path) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The installation token from HTTP Basic auth (`x-access-token:<token>`, as GitHub takes it).
-fn basic_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (_, password) = text.split_once(':')?;
-    Some(password.to_string())
-}
-
 /// One smart-HTTP request, as the router received it.
 pub struct GitRequest {
     pub owner: String,
@@ -113,12 +100,7 @@ pub async fn serve(state: Shared, request: GitRequest) -> Response {
     let name = repo_git.trim_end_matches(".git").to_string();
     let (repo, root) = {
         let s = state.lock().unwrap();
-        let Some(repo) = s
-            .repos
-            .iter()
-            .find(|r| r.owner == owner && r.name == name)
-            .cloned()
-        else {
+        let Some(repo) = find_repo(&s, &owner, &name) else {
             return github_error(StatusCode::NOT_FOUND, "Repository not found.");
         };
         (repo, s.root.clone())
@@ -226,131 +208,26 @@ pub async fn serve(state: Shared, request: GitRequest) -> Response {
     response
 }
 
-/// GitHub Actions-style annotations in a log: `::error file=src/x.rs,line=3::message`.
-pub fn annotations(log: &str) -> Vec<Value> {
-    log.lines()
-        .filter_map(|line| {
-            let rest = line.trim().strip_prefix("::")?;
-            let (level, rest) = rest.split_once(' ')?;
-            let (props, message) = rest.split_once("::")?;
-            let mut path = String::new();
-            let mut line_no = 1u64;
-            for prop in props.split(',') {
-                match prop.split_once('=') {
-                    Some(("file", v)) => path = v.to_string(),
-                    Some(("line", v)) => line_no = v.parse().unwrap_or(1),
-                    _ => {}
-                }
-            }
-            let level = match level {
-                "error" => "failure",
-                "warning" => "warning",
-                _ => "notice",
-            };
-            Some(json!({
-                "path": path, "start_line": line_no, "end_line": line_no,
-                "start_column": null, "end_column": null,
-                "annotation_level": level, "title": "ci.sh", "message": message,
-                "raw_details": null,
-                "blob_href": format!("https://github.com/blob/{path}"),
-            }))
-        })
-        .collect()
-}
-
-/// Check out `sha`, run `ci.sh` (when the repository has one), record a check suite with one
-/// check run, and send `check_suite` `completed` to the service.
-pub async fn run_ci(state: Shared, repo: Repo, bare: PathBuf, branch: String, sha: String) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("checkout");
-    git(
-        work.path(),
-        &["clone", "-q", bare.to_str().unwrap(), "checkout"],
-    );
-    git(
-        &dir,
-        &["-c", "advice.detachedHead=false", "checkout", "-q", &sha],
-    );
-    if !dir.join("ci.sh").exists() {
-        return;
-    }
-    let run = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("sh")
-            .args(["-c", "sh ci.sh 2>&1"])
-            .current_dir(&dir)
-            .output(),
+/// The route for git's smart HTTP: `GET/POST /git/{owner}/{name}.git/...`.
+pub(super) async fn git_http(
+    State(state): State<Shared>,
+    axum::extract::Path((owner, repo_git, rest)): axum::extract::Path<(String, String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(
+        state,
+        GitRequest {
+            owner,
+            repo_git,
+            rest,
+            method,
+            query: uri.query().map(str::to_string),
+            headers,
+            body,
+        },
     )
-    .await;
-    let (code, log) = match run {
-        Ok(Ok(out)) => (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        ),
-        Ok(Err(e)) => (-1, format!("ci.sh could not run: {e}")),
-        Err(_) => (-1, "ci.sh timed out after 120 s".to_string()),
-    };
-    let conclusion = if code == 0 { "success" } else { "failure" };
-    let tail: Vec<&str> = log
-        .lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let (suite, webhook) = {
-        let mut s = state.lock().unwrap();
-        let suite_id = s.next();
-        let run_id = s.next();
-        let suite = CheckSuite {
-            id: suite_id,
-            repo: repo.full_name(),
-            head_branch: branch.clone(),
-            head_sha: sha.clone(),
-            conclusion: conclusion.into(),
-            runs: vec![CheckRun {
-                id: run_id,
-                name: "ci".into(),
-                conclusion: conclusion.into(),
-                title: if code == 0 {
-                    "ci.sh passed".into()
-                } else {
-                    format!("ci.sh failed (exit {code})")
-                },
-                summary: tail.join("\n"),
-                annotations: annotations(&log),
-                log: log.clone(),
-            }],
-            created_at: now(),
-        };
-        s.check_suites.push(suite.clone());
-        (suite, s.webhook_url.clone())
-    };
-    if webhook.is_some() {
-        let payload = check_suite_payload(&state, &repo, &suite, "completed");
-        super::github_sim::send_webhook_with(&state, "check_suite", &payload).await;
-    }
-}
-
-/// GitHub's `check_suite` webhook for `suite`, built from the real example.
-pub fn check_suite_payload(state: &Shared, repo: &Repo, suite: &CheckSuite, action: &str) -> Value {
-    let mut payload = super::fixtures::fixture("webhooks/check_suite/completed.payload.json");
-    payload["action"] = action.into();
-    payload["check_suite"]["id"] = suite.id.into();
-    payload["check_suite"]["head_branch"] = suite.head_branch.clone().into();
-    payload["check_suite"]["head_sha"] = suite.head_sha.clone().into();
-    payload["check_suite"]["after"] = suite.head_sha.clone().into();
-    if action == "completed" {
-        payload["check_suite"]["status"] = "completed".into();
-        payload["check_suite"]["conclusion"] = suite.conclusion.clone().into();
-    } else {
-        payload["check_suite"]["status"] = "queued".into();
-        payload["check_suite"]["conclusion"] = Value::Null;
-    }
-    payload["check_suite"]["pull_requests"] = json!([]);
-    payload["repository"] = repo_json(&state.lock().unwrap(), repo);
-    payload["installation"] =
-        json!({"id": repo.installation_id, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="});
-    payload
+    .await
 }

@@ -1,0 +1,133 @@
+//! Faults served on request (error statuses, rate limits, slow or lost answers), the middleware
+//! that serves them and logs every request, and the fallback that records a request the
+//! simulator does not know.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+
+use super::GitHubSim;
+use super::json::github_error;
+use super::state::{Logged, Shared, now};
+
+/// A fault served instead of the next matching request (each is used once).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and GitHub's error body.
+    Status(u16),
+    /// A secondary rate limit: 403 with `Retry-After`.
+    SecondaryRateLimit { retry_after_secs: u64 },
+    /// The primary rate limit: 403 with `x-ratelimit-remaining: 0` and a reset time.
+    PrimaryRateLimit { reset_in_secs: u64 },
+    /// Answer normally after a delay.
+    Slow(Duration),
+    /// Do the work, then answer with this status as if the answer were lost on the way (a
+    /// proxy's 502 after the pull request was created, say).
+    LostAnswer(u16),
+}
+
+/// Serve the first injected fault that matches the request (or the request itself), and log it.
+pub(super) async fn faults_and_log(
+    State(state): State<Shared>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let fault = {
+        let mut s = state.lock().unwrap();
+        let position = s
+            .faults
+            .iter()
+            .position(|(m, p, _)| *m == method && path.contains(p.as_str()));
+        position.and_then(|i| s.faults.remove(i)).map(|(_, _, f)| f)
+    };
+    let response = match fault {
+        Some(Fault::Status(code)) => github_error(
+            StatusCode::from_u16(code).unwrap(),
+            if code >= 500 {
+                "Server Error"
+            } else {
+                "Fault injected"
+            },
+        ),
+        Some(Fault::SecondaryRateLimit { retry_after_secs }) => {
+            let mut r = github_error(
+                StatusCode::FORBIDDEN,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+            r.headers_mut()
+                .insert("retry-after", retry_after_secs.to_string().parse().unwrap());
+            r
+        }
+        Some(Fault::PrimaryRateLimit { reset_in_secs }) => {
+            let mut r = github_error(
+                StatusCode::FORBIDDEN,
+                "API rate limit exceeded for installation.",
+            );
+            let h = r.headers_mut();
+            h.insert("x-ratelimit-limit", "5000".parse().unwrap());
+            h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+            h.insert(
+                "x-ratelimit-reset",
+                (now() + reset_in_secs).to_string().parse().unwrap(),
+            );
+            r
+        }
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(Fault::LostAnswer(code)) => {
+            let _done = next.run(request).await;
+            github_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        None => next.run(request).await,
+    };
+    state.lock().unwrap().log.push(Logged {
+        method: method.to_string(),
+        path,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+/// A request the simulator does not know: recorded (the test fails when the simulator is
+/// dropped) and answered 404.
+pub(super) async fn unknown(
+    State(state): State<Shared>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> Response {
+    state
+        .lock()
+        .unwrap()
+        .unknown
+        .push(format!("{method} {uri}"));
+    github_error(StatusCode::NOT_FOUND, "Not Found")
+}
+
+impl GitHubSim {
+    /// Serve `fault` instead of the next `method` request whose path contains `path_part`.
+    pub fn inject(&self, method: Method, path_part: &str, fault: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push_back((method, path_part.to_string(), fault));
+    }
+
+    /// The requests answered so far with `method` whose path contains `path_part`.
+    pub fn requests(&self, method: &str, path_part: &str) -> Vec<Logged> {
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.method == method && l.path.contains(path_part))
+            .cloned()
+            .collect()
+    }
+}
