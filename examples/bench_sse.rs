@@ -1,7 +1,7 @@
 //! Live log benchmark: one task, many SSE subscribers, many log lines.
 //!
 //! Run it with `./scripts/bench-sse.sh`. The program runs twice: as the parent it starts itself
-//! again as the server (the real service on a SQLite file, run_tasks off, in a process of its
+//! again as the server (the real service on a SQLite file, running no tasks, in a process of its
 //! own so its memory can be read apart), connects `--subscribers` clients to the task's
 //! `/tasks/{id}/events`, and then has the server store and publish `--lines` log lines at
 //! `--rate` lines per second. Each line carries the time it was published; each client records
@@ -110,6 +110,7 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("LOG_LEVEL", "error"),
+        ("MAX_CONCURRENT_TASKS", "0"),
     ];
     let config = amp_orchestrator::config::Config::from_lookup(|name| {
         env.iter()
@@ -122,10 +123,7 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
     let running = amp_orchestrator::app::start_with(
         config,
         listener,
-        amp_orchestrator::app::Tunables {
-            run_tasks: false,
-            ..Default::default()
-        },
+        amp_orchestrator::context::Tunables::default(),
     )
     .await?;
     let ctx = running.ctx.clone();
@@ -149,7 +147,8 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
         },
     )
     .await?
-    .context("no task")?;
+    .context("no task")?
+    .0;
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("ready {port} {} {}", task.public_id, rss_kib());
     let mut stdin = std::io::stdin().lock().lines();
@@ -165,32 +164,23 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
         tokio::time::sleep_until(due.into()).await;
         let text = format!("line {i} sent {}", now_us());
         last = ctx
-            .record_event(
-                task.id,
-                "log",
-                serde_json::json!({"level": "info", "text": text}),
-            )
+            .lifecycle
+            .log(task.id, amp_orchestrator::domain::LogLine::info(text))
             .await
             .context("storing a line")?;
     }
     let peak = rss_kib();
     // The task ends: every stream gets the last state change and `end`.
-    let event = amp_orchestrator::store::tasks::transition(
-        &ctx.db,
-        task.id,
-        amp_orchestrator::state::TaskState::Queued,
-        amp_orchestrator::state::TaskState::Cancelled,
-        Some("benchmark over"),
-    )
-    .await?;
-    ctx.bus.publish(amp_orchestrator::bus::Published {
-        task_id: task.id,
-        seq: event.seq,
-        kind: "state".into(),
-        data: serde_json::from_str(&event.data)?,
-    });
+    let over =
+        amp_orchestrator::lifecycle::Move::to(amp_orchestrator::domain::TaskState::Cancelled)
+            .saying("benchmark over");
+    let applied = ctx
+        .lifecycle
+        .transition(&task, over)
+        .await?
+        .context("the task had moved on")?;
     let _ = last;
-    let last = event.seq;
+    let last = applied.event.seq;
     println!(
         "done {last} {connected} {peak} {:.1}",
         cpu_seconds() - cpu_before

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use rand::RngCore;
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -17,52 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
+use crate::bus::EventBus;
 use crate::config::{Config, redact_url};
-use crate::github;
+use crate::context::{AppContext, Ctx, Tunables};
+use crate::identity::IdentityCell;
+use crate::lifecycle::Lifecycle;
+use crate::redact::Redactor;
 use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, pages, webhook};
-
-/// Timings with production defaults; tests shorten them.
-#[derive(Debug, Clone)]
-pub struct Tunables {
-    pub github: github::Options,
-    /// The first wait before a failed delivery is tried again; doubled per attempt.
-    pub inbox_retry_base: std::time::Duration,
-    /// How long a task claim lasts without renewal (a worker renews at a third of it); after a
-    /// crash, the task is recovered once it has expired.
-    pub task_lease: std::time::Duration,
-    /// Whether this instance runs tasks; without it, it only takes webhooks and answers
-    /// commands (tasks wait in the queue for an instance that runs them).
-    pub run_tasks: bool,
-    /// How often an idle live-log stream gets a keep-alive comment (proxies close silent ones).
-    pub sse_keep_alive: std::time::Duration,
-    /// On shutdown, how long running tasks get to finish before they are handed back.
-    pub drain_timeout: std::time::Duration,
-}
-
-impl Tunables {
-    /// The production timings, with the lease and drain time the configuration sets.
-    pub fn from_config(config: &Config) -> Tunables {
-        Tunables {
-            task_lease: config.task_lease,
-            drain_timeout: config.drain_timeout,
-            ..Tunables::default()
-        }
-    }
-}
-
-impl Default for Tunables {
-    fn default() -> Self {
-        Tunables {
-            github: github::Options::default(),
-            inbox_retry_base: std::time::Duration::from_secs(1),
-            task_lease: std::time::Duration::from_secs(120),
-            run_tasks: true,
-            sse_keep_alive: std::time::Duration::from_secs(15),
-            drain_timeout: std::time::Duration::from_secs(30),
-        }
-    }
-}
 
 /// A short, stable name for the task store behind `url` (credentials excluded).
 fn store_label(url: &str) -> String {
@@ -70,68 +31,6 @@ fn store_label(url: &str) -> String {
     let redacted = redact_url(url);
     let digest = sha2::Sha256::digest(redacted.as_bytes());
     hex::encode(&digest[..8])
-}
-
-/// What every handler and worker shares.
-pub struct AppContext {
-    pub config: Arc<Config>,
-    pub db: DatabaseConnection,
-    /// The App the service acts as (see [`crate::identity`]); read it through
-    /// [`AppContext::github`] and [`AppContext::identity`], since setup replaces it.
-    pub identity: std::sync::RwLock<Arc<crate::identity::Identity>>,
-    pub tunables: Tunables,
-    /// Secrets to mask in every stored or shown line.
-    pub redactor: crate::redact::Redactor,
-    /// New task events, for live viewers.
-    pub bus: crate::bus::EventBus,
-    /// Labels this deployment's containers (a hash of the database's identity).
-    pub store_label: String,
-    /// Tasks running in this process (for `/amp stop`).
-    pub running: crate::worker::Running,
-    /// Group-commits intake's deliveries.
-    pub deliveries: DeliveryWriter,
-    /// Names this process in leases, so one replica never overwrites another's claim.
-    pub instance_id: String,
-    /// Rung by intake when a delivery is stored.
-    pub inbox_wakeup: Notify,
-    /// Rung when a task is queued.
-    pub task_wakeup: Notify,
-    /// Set when another replica handed a running task back: look for it before the next claim.
-    pub reconcile_soon: std::sync::atomic::AtomicBool,
-    /// Cancelled when a draining replica's grace time is up: the tasks still running here are
-    /// handed back.
-    pub handoff: CancellationToken,
-    /// Cancelled on SIGTERM/SIGINT: stop accepting work, finish what is in hand.
-    pub shutdown: CancellationToken,
-}
-
-pub type Ctx = Arc<AppContext>;
-
-impl AppContext {
-    /// Store an event in the task's log and publish it to live viewers; its sequence number, or
-    /// `None` (logged) when it could not be stored.
-    pub async fn record_event(
-        &self,
-        task_id: i64,
-        kind: &str,
-        data: serde_json::Value,
-    ) -> Option<i64> {
-        match crate::store::tasks::log_event(&self.db, task_id, kind, &data).await {
-            Ok(stored) => {
-                self.bus.publish(crate::bus::Published {
-                    task_id,
-                    seq: stored.seq,
-                    kind: kind.to_string(),
-                    data,
-                });
-                Some(stored.seq)
-            }
-            Err(e) => {
-                tracing::warn!(task_id, error = %e, "storing a task event failed");
-                None
-            }
-        }
-    }
 }
 
 fn instance_id() -> String {
@@ -163,7 +62,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/tasks/{public_id}/events", get(pages::sse::events))
         .route("/static/style.css", get(pages::style))
         .route("/static/task.js", get(pages::script))
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(pages::metrics::metrics))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(pages::fallback)
@@ -232,8 +131,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Like [`start`], on a listener the caller bound (tests bind port 0).
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
-    let tunables = Tunables::from_config(&config);
-    start_with(config, listener, tunables).await
+    start_with(config, listener, Tunables::default()).await
 }
 
 /// Like [`start_on`], with timings chosen by the caller.
@@ -242,12 +140,8 @@ pub async fn start_with(
     listener: TcpListener,
     tunables: Tunables,
 ) -> anyhow::Result<Running> {
-    let identity = crate::identity::Identity::from_config(&config, tunables.github.clone())?;
-    let db = db::connect(&config.database_url).await?;
-    db::migrate(&db).await?;
-    let (deliveries, writer) = DeliveryWriter::start(db.clone());
-    let store_label = store_label(&config.database_url);
-    let redactor = crate::redact::Redactor::new();
+    let config = Arc::new(config);
+    let redactor = Arc::new(Redactor::new());
     {
         use secrecy::ExposeSecret;
         for secret in config.webhook_secrets.iter().chain(&config.redact_values) {
@@ -264,19 +158,36 @@ pub async fn start_with(
             redactor.add(secret.expose_secret());
         }
     }
+    let identity = Arc::new(IdentityCell::from_config(
+        config.clone(),
+        tunables.github.clone(),
+        redactor.clone(),
+    )?);
+    let db = db::connect(&config.database_url).await?;
+    db::migrate(&db).await?;
+    let (deliveries, writer) = DeliveryWriter::start(db.clone());
+    let store_label = store_label(&config.database_url);
+    let bus = Arc::new(EventBus::new());
+    let (lifecycle, started_waiting) = Lifecycle::new(
+        db.clone(),
+        bus.clone(),
+        identity.clone(),
+        redactor.clone(),
+        config.clone(),
+        store_label.clone(),
+    );
     let ctx = Arc::new(AppContext {
-        config: Arc::new(config),
+        config,
         db,
-        identity: std::sync::RwLock::new(Arc::new(identity)),
+        identity,
         tunables,
         redactor,
-        bus: crate::bus::EventBus::new(),
-        running: crate::worker::Running::default(),
+        bus,
+        lifecycle: Arc::new(lifecycle),
         store_label,
         deliveries,
         instance_id: instance_id(),
         inbox_wakeup: Notify::new(),
-        task_wakeup: Notify::new(),
         reconcile_soon: std::sync::atomic::AtomicBool::new(false),
         handoff: CancellationToken::new(),
         shutdown: CancellationToken::new(),
@@ -317,15 +228,18 @@ pub async fn start_with(
     });
     let mut workers = vec![
         tokio::spawn(inbox::run(ctx.clone())),
-        tokio::spawn(crate::recovery::watch(ctx.clone())),
+        tokio::spawn(crate::redelivery::watch(ctx.clone())),
         tokio::spawn(crate::notify::listen(ctx.clone())),
+        tokio::spawn(crate::ci::watch(ctx.clone(), started_waiting)),
     ];
     if ctx.in_setup() {
-        workers.push(tokio::spawn(crate::identity::watch(ctx.clone())));
+        let ctx = ctx.clone();
+        workers.push(tokio::spawn(async move {
+            ctx.identity.watch(&ctx.db, &ctx.shutdown).await
+        }));
     }
-    if ctx.tunables.run_tasks {
+    if ctx.runs_tasks() {
         workers.push(tokio::spawn(crate::worker::run(ctx.clone())));
-        workers.push(tokio::spawn(crate::ci::watch(ctx.clone())));
     }
     Ok(Running {
         addr,

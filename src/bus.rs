@@ -9,31 +9,40 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::broadcast;
 
+use crate::domain::{EventPayload, TaskId};
+use crate::entities::task_event;
+
 /// A stored task event, as published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
-    pub task_id: i64,
+    pub task_id: TaskId,
     pub seq: i64,
-    pub kind: String,
-    pub data: serde_json::Value,
+    pub payload: EventPayload,
 }
 
-/// A published event as listeners get it: shared, with its live-stream form made once for all of
-/// them.
+impl Published {
+    /// A stored event, read back.
+    pub fn of(event: &task_event::Model) -> Published {
+        Published {
+            task_id: event.task_id,
+            seq: event.seq,
+            payload: event.payload(),
+        }
+    }
+}
+
+/// A published event as listeners get it: shared, with its wire form made once for all of them.
 #[derive(Debug)]
 pub struct BusEvent {
     pub event: Published,
-    sse: OnceLock<bytes::Bytes>,
+    wire: OnceLock<bytes::Bytes>,
 }
 
 impl BusEvent {
-    /// The event as one frame of the status page's stream (`id`, `event`, `data`).
-    pub fn sse_frame(&self) -> bytes::Bytes {
-        self.sse
-            .get_or_init(|| {
-                crate::pages::sse::frame(self.event.seq, &self.event.kind, &self.event.data)
-            })
-            .clone()
+    /// The event as its listeners send it on (for the status page: one frame of its stream),
+    /// rendered by the first listener to ask and shared by the others.
+    pub fn wire(&self, render: impl FnOnce(&Published) -> bytes::Bytes) -> bytes::Bytes {
+        self.wire.get_or_init(|| render(&self.event)).clone()
     }
 }
 
@@ -42,7 +51,7 @@ const CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 pub struct EventBus {
-    channels: Mutex<HashMap<i64, Channel>>,
+    channels: Mutex<HashMap<TaskId, Channel>>,
 }
 
 #[derive(Debug)]
@@ -57,7 +66,7 @@ impl EventBus {
         Self::default()
     }
 
-    pub fn subscribe(&self, task_id: i64) -> broadcast::Receiver<Arc<BusEvent>> {
+    pub fn subscribe(&self, task_id: TaskId) -> broadcast::Receiver<Arc<BusEvent>> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .entry(task_id)
@@ -71,7 +80,7 @@ impl EventBus {
 
     /// The highest sequence number published for a task someone listens to; `None` when
     /// nobody listens here (so another replica's events need not be read for it).
-    pub fn watched(&self, task_id: i64) -> Option<i64> {
+    pub fn watched(&self, task_id: TaskId) -> Option<i64> {
         let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .get(&task_id)
@@ -80,22 +89,13 @@ impl EventBus {
     }
 
     /// Every task someone listens to here, with the highest sequence number published for it.
-    pub fn watched_tasks(&self) -> Vec<(i64, i64)> {
+    pub fn watched_tasks(&self) -> Vec<(TaskId, i64)> {
         let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .iter()
             .filter(|(_, c)| c.sender.receiver_count() > 0)
             .map(|(id, c)| (*id, c.last))
             .collect()
-    }
-
-    /// How many listeners the task has now.
-    pub fn receivers(&self, task_id: i64) -> usize {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels
-            .get(&task_id)
-            .map(|c| c.sender.receiver_count())
-            .unwrap_or(0)
     }
 
     /// Publish to the task's listeners, if any; a channel nobody listens to is dropped.
@@ -106,7 +106,7 @@ impl EventBus {
             channel.last = channel.last.max(event.seq);
             let shared = Arc::new(BusEvent {
                 event,
-                sse: OnceLock::new(),
+                wire: OnceLock::new(),
             });
             if channel.sender.send(shared).is_err() {
                 channels.remove(&task_id);
@@ -121,10 +121,9 @@ mod tests {
 
     fn event(task_id: i64, seq: i64) -> Published {
         Published {
-            task_id,
+            task_id: TaskId(task_id),
             seq,
-            kind: "log".into(),
-            data: serde_json::json!({"line": seq}),
+            payload: EventPayload::Log(crate::domain::LogLine::info(format!("line {seq}"))),
         }
     }
 
@@ -132,8 +131,8 @@ mod tests {
     async fn listeners_get_their_tasks_events_in_order() {
         let bus = EventBus::new();
         bus.publish(event(1, 1)); // nobody listens yet: dropped
-        let mut one = bus.subscribe(1);
-        let mut two = bus.subscribe(2);
+        let mut one = bus.subscribe(TaskId(1));
+        let mut two = bus.subscribe(TaskId(2));
         bus.publish(event(1, 2));
         bus.publish(event(2, 1));
         bus.publish(event(1, 3));
@@ -143,7 +142,7 @@ mod tests {
         drop(one);
         bus.publish(event(1, 4));
         assert!(
-            bus.channels.lock().unwrap().get(&1).is_none(),
+            bus.channels.lock().unwrap().get(&TaskId(1)).is_none(),
             "unused channels are dropped"
         );
     }

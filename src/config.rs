@@ -7,10 +7,11 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::Role;
 
 /// Where the service's SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_PATH: &str = "./data/amp-orchestrator.sqlite";
@@ -68,6 +69,8 @@ pub struct Config {
     pub amp_url: Option<String>,
     pub agent_image: String,
     pub agent_network: AgentNetwork,
+    /// Tasks this replica runs at once; 0 makes a replica that takes webhooks, answers commands
+    /// and serves pages but runs no tasks (others sharing its database run them).
     pub max_concurrent_tasks: usize,
     pub task_timeout: Duration,
     pub agent_idle_timeout: Duration,
@@ -83,8 +86,8 @@ pub struct Config {
     pub redact_values: Vec<SecretString>,
     /// The Docker engine (`unix:///…` or `tcp://host:port`); the local socket when unset.
     pub docker_host: Option<String>,
-    /// The least repository role that may run `/amp` commands: `write`, `maintain` or `admin`.
-    pub required_permission: String,
+    /// The least repository role that may run `/amp` commands: write, maintain or admin.
+    pub required_permission: Role,
     pub admin_token: Option<SecretString>,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -227,9 +230,6 @@ impl Config {
         let agent_network =
             AgentNetwork::parse(get("AGENT_NETWORK").as_deref().unwrap_or("bridge").trim());
         let max_concurrent_tasks = parse_num(&get, "MAX_CONCURRENT_TASKS", 4usize, &mut problems);
-        if max_concurrent_tasks == 0 {
-            problems.push("MAX_CONCURRENT_TASKS must be at least 1".into());
-        }
         let task_timeout = parse_dur(&get, "TASK_TIMEOUT", "2h", &mut problems);
         let agent_idle_timeout = parse_dur(&get, "AGENT_IDLE_TIMEOUT", "10m", &mut problems);
         let max_ci_rounds = parse_num(&get, "MAX_CI_ROUNDS", 3u32, &mut problems);
@@ -264,14 +264,21 @@ impl Config {
                 "DOCKER_HOST must start with unix://, tcp:// or http://, got {host:?}"
             ));
         }
-        let required_permission = get("REQUIRED_PERMISSION")
+        let required_permission = match get("REQUIRED_PERMISSION")
             .map(|v| v.trim().to_ascii_lowercase())
-            .unwrap_or_else(|| "write".into());
-        if !matches!(required_permission.as_str(), "write" | "maintain" | "admin") {
-            problems.push(format!(
-                "REQUIRED_PERMISSION must be write, maintain or admin, got {required_permission:?}"
-            ));
-        }
+            .as_deref()
+        {
+            None => Role::Write,
+            Some(name) => match Role::base(name) {
+                Some(role) if role >= Role::Write => role,
+                _ => {
+                    problems.push(format!(
+                        "REQUIRED_PERMISSION must be write, maintain or admin, got {name:?}"
+                    ));
+                    Role::Write
+                }
+            },
+        };
         let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             problems.push(format!(
@@ -319,9 +326,15 @@ impl Config {
         })
     }
 
-    /// The directory holding the default SQLite database, if that is what is used.
-    pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        sqlite_path(&self.database_url).and_then(|p| p.parent().map(PathBuf::from))
+    /// The web address that goes with `GITHUB_API_URL` (github.com, Enterprise Server's
+    /// `/api/v3`, or a local stand-in that serves both).
+    pub fn web_url(&self) -> String {
+        let api = self.github_api_url.trim_end_matches('/');
+        if api == "https://api.github.com" {
+            "https://github.com".to_string()
+        } else {
+            api.trim_end_matches("/api/v3").to_string()
+        }
     }
 }
 
@@ -330,14 +343,14 @@ fn default_sqlite_url() -> String {
 }
 
 /// The file path in a `sqlite:` URL, or `None` for an in-memory or non-SQLite URL.
-pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    Some(PathBuf::from(path))
+    Some(std::path::PathBuf::from(path))
 }
 
 /// A database URL with any password replaced, fit for logs and error messages.
@@ -449,7 +462,9 @@ mod tests {
         assert_eq!(c.ci_wait_timeout, Duration::from_secs(600));
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.webhook_secrets.len(), 1);
-        assert_eq!(c.sqlite_dir(), Some(PathBuf::from("./data")));
+        assert_eq!(c.max_concurrent_tasks, 4);
+        assert_eq!(c.required_permission, Role::Write);
+        assert_eq!(c.web_url(), "https://github.com");
     }
 
     #[test]
@@ -495,7 +510,8 @@ mod tests {
             ("TASK_TIMEOUT", "forever"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://root:hunter2@db/x"),
-            ("MAX_CONCURRENT_TASKS", "0"),
+            ("MAX_CONCURRENT_TASKS", "-1"),
+            ("REQUIRED_PERMISSION", "triage"),
         ])
         .unwrap_err();
         let text = err.to_string();
@@ -505,7 +521,8 @@ mod tests {
             "TASK_TIMEOUT \"forever\" is not a duration",
             "LOG_FORMAT must be json or pretty",
             "DATABASE_URL must start with sqlite: or postgres://",
-            "MAX_CONCURRENT_TASKS must be at least 1",
+            "MAX_CONCURRENT_TASKS must be a non-negative integer",
+            "REQUIRED_PERMISSION must be write, maintain or admin, got \"triage\"",
             "PRIVATE_KEY is not a PEM private key",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
@@ -573,6 +590,27 @@ mod tests {
             redact_url("sqlite://./data/x.sqlite"),
             "sqlite://./data/x.sqlite"
         );
+    }
+
+    #[test]
+    fn web_addresses_follow_the_api() {
+        let web = |api: &str| config(&[("GITHUB_API_URL", api)]).unwrap().web_url();
+        assert_eq!(
+            web("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com"
+        );
+        assert_eq!(web("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
+    }
+
+    #[test]
+    fn a_replica_may_run_no_tasks() {
+        let c = config(&[
+            ("MAX_CONCURRENT_TASKS", "0"),
+            ("REQUIRED_PERMISSION", "Admin"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_concurrent_tasks, 0);
+        assert_eq!(c.required_permission, Role::Admin);
     }
 
     #[test]

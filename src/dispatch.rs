@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::app::Ctx;
+use crate::context::Ctx;
 use crate::handlers;
 use crate::store::deliveries::{Claimed, Outcome};
 use crate::webhook::events::{self, WebhookEvent};

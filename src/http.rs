@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::app::Ctx;
+use crate::context::Ctx;
 
 /// The process is up and serving HTTP.
 pub async fn healthz() -> &'static str {
@@ -19,7 +19,7 @@ pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<serde_json::Val
         Ok(()) => Ok(()),
         Err(e) => Err(e.to_string()),
     };
-    let docker = if ctx.tunables.run_tasks {
+    let docker = if ctx.runs_tasks() {
         Some(
             match crate::docker::Engine::connect(ctx.config.docker_host.as_deref()).await {
                 Ok(engine) => engine.ping().await.map_err(|e| e.to_string()),

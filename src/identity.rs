@@ -6,16 +6,17 @@
 //! credentials every replica switches to them without a restart (the one that took the
 //! callback at once, the others at their next look at the database).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 use tracing::{info, warn};
 
-use crate::app::{AppContext, Ctx};
 use crate::config::Config;
 use crate::entities::github_app;
 use crate::github::{self, GitHub};
+use crate::redact::Redactor;
 
 /// How often a replica in setup mode looks for an App registered through another replica.
 pub const SETUP_POLL: Duration = Duration::from_secs(5);
@@ -49,37 +50,78 @@ impl Registered {
     }
 }
 
-impl Identity {
+/// The service's identity, replaced in place when the setup flow registers an App. Cheap to
+/// read: every reader gets the current [`Identity`] as an `Arc`.
+pub struct IdentityCell {
+    current: RwLock<Arc<Identity>>,
+    config: Arc<Config>,
+    options: github::Options,
+    redactor: Arc<Redactor>,
+}
+
+impl IdentityCell {
     /// The identity the environment gives.
-    pub fn from_config(config: &Config, options: github::Options) -> anyhow::Result<Identity> {
+    pub fn from_config(
+        config: Arc<Config>,
+        options: github::Options,
+        redactor: Arc<Redactor>,
+    ) -> anyhow::Result<IdentityCell> {
         let github = match config.app_id {
-            Some(_) => Some(GitHub::new(config, options)?),
+            Some(_) => Some(GitHub::new(&config, options.clone())?),
             None => None,
         };
-        Ok(Identity {
+        let identity = Identity {
             github,
             webhook_secrets: config.webhook_secrets.clone(),
             registered: None,
+        };
+        Ok(IdentityCell {
+            current: RwLock::new(Arc::new(identity)),
+            config,
+            options,
+            redactor,
         })
     }
 
-    /// The identity of an App stored by the manifest flow (plus any `WEBHOOK_SECRET` from the
-    /// environment, still accepted).
-    pub fn from_stored(
-        config: &Config,
-        app: &github_app::Model,
-        options: github::Options,
-    ) -> anyhow::Result<Identity> {
+    pub fn current(&self) -> Arc<Identity> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The GitHub client, when the service has an App.
+    pub fn github(&self) -> Option<Arc<GitHub>> {
+        self.current().github.clone()
+    }
+
+    /// The id of the App the service acts as (from `APP_ID` or the setup flow).
+    pub fn app_id(&self) -> Option<u64> {
+        self.github().map(|g| g.app_id()).filter(|id| *id > 0)
+    }
+
+    /// Whether `GET /` shows the setup page: no `APP_ID` in the environment and no App
+    /// registered yet.
+    pub fn in_setup(&self) -> bool {
+        self.config.app_id.is_none() && self.current().github.is_none()
+    }
+
+    /// Act as the App stored in the database from now on (plus any `WEBHOOK_SECRET` from the
+    /// environment, still accepted); its secrets are masked like the configured ones.
+    pub fn adopt(&self, app: &github_app::Model) -> anyhow::Result<()> {
         let key = SecretString::from(app.private_key.clone());
         let github = GitHub::for_app(
-            &config.github_api_url,
+            &self.config.github_api_url,
             Some(app.app_id as u64),
             Some(&key),
-            options,
+            self.options.clone(),
         )?;
         let mut webhook_secrets = vec![SecretString::from(app.webhook_secret.clone())];
-        webhook_secrets.extend(config.webhook_secrets.iter().cloned());
-        Ok(Identity {
+        webhook_secrets.extend(self.config.webhook_secrets.iter().cloned());
+        self.redactor.add(&app.private_key);
+        self.redactor.add(&app.webhook_secret);
+        self.redactor.add(&app.client_secret);
+        let identity = Identity {
             github: Some(github),
             webhook_secrets,
             registered: Some(Registered {
@@ -88,48 +130,9 @@ impl Identity {
                 name: app.name.clone(),
                 html_url: app.html_url.clone(),
             }),
-        })
-    }
-
-    /// Whether the service still has to be given an App (no `APP_ID`, none registered).
-    pub fn in_setup(&self) -> bool {
-        self.github.is_none()
-    }
-}
-
-impl AppContext {
-    /// The GitHub client, when the service has an App.
-    pub fn github(&self) -> Option<Arc<GitHub>> {
-        self.identity().github.clone()
-    }
-
-    /// The id of the App the service acts as (from `APP_ID` or the setup flow).
-    pub fn app_id(&self) -> Option<u64> {
-        self.github().map(|g| g.app_id()).filter(|id| *id > 0)
-    }
-
-    pub fn identity(&self) -> Arc<Identity> {
-        self.identity
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Whether `GET /` shows the setup page: no `APP_ID` in the environment and no App
-    /// registered yet.
-    pub fn in_setup(&self) -> bool {
-        self.config.app_id.is_none() && self.identity().in_setup()
-    }
-
-    /// Act as the App stored in the database from now on; its secrets are masked like the
-    /// configured ones.
-    pub fn adopt(&self, app: &github_app::Model) -> anyhow::Result<()> {
-        let identity = Identity::from_stored(&self.config, app, self.tunables.github.clone())?;
-        self.redactor.add(&app.private_key);
-        self.redactor.add(&app.webhook_secret);
-        self.redactor.add(&app.client_secret);
+        };
         *self
-            .identity
+            .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(identity);
         Ok(())
@@ -137,11 +140,11 @@ impl AppContext {
 
     /// In setup mode, switch to an App another replica registered meanwhile; true when the
     /// service has an App afterwards.
-    pub async fn look_for_registered_app(&self) -> bool {
+    pub async fn look_for_registered_app(&self, db: &DatabaseConnection) -> bool {
         if !self.in_setup() {
             return true;
         }
-        match crate::store::github_app::current(&self.db).await {
+        match crate::store::github_app::current(db).await {
             Ok(Some(app)) => match self.adopt(&app) {
                 Ok(()) => {
                     info!(app_id = app.app_id, slug = %app.slug, "using the GitHub App registered through setup");
@@ -159,16 +162,16 @@ impl AppContext {
             }
         }
     }
-}
 
-/// While in setup mode, look for an App registered through another replica; ends once there is
-/// one (or at shutdown).
-pub async fn watch(ctx: Ctx) {
-    while ctx.in_setup() {
-        tokio::select! {
-            _ = tokio::time::sleep(SETUP_POLL) => {}
-            _ = ctx.shutdown.cancelled() => return,
+    /// While in setup mode, look for an App registered through another replica; ends once there
+    /// is one (or when `stop` is cancelled).
+    pub async fn watch(&self, db: &DatabaseConnection, stop: &tokio_util::sync::CancellationToken) {
+        while self.in_setup() {
+            tokio::select! {
+                _ = tokio::time::sleep(SETUP_POLL) => {}
+                _ = stop.cancelled() => return,
+            }
+            self.look_for_registered_app(db).await;
         }
-        ctx.look_for_registered_app().await;
     }
 }

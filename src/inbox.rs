@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{Instrument, error, info_span, warn};
 
-use crate::app::Ctx;
+use crate::context::Ctx;
 use crate::dispatch;
 use crate::store::deliveries::{self, Outcome};
 

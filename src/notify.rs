@@ -19,14 +19,10 @@ use std::time::Duration;
 use sea_orm::sqlx::postgres::{PgListener, PgNotification};
 use tracing::{debug, info, warn};
 
-use crate::app::Ctx;
 use crate::bus::Published;
-use crate::store::tasks;
-
-pub const EVENTS_CHANNEL: &str = "amp_task_events";
-pub const WORK_CHANNEL: &str = "amp_work";
-/// The `amp_work` payload of a task handed back by a draining replica.
-pub const HANDED_BACK: &str = "handed-back";
+use crate::context::Ctx;
+use crate::domain::TaskId;
+use crate::store::tasks::{self, EVENTS_CHANNEL, HANDED_BACK, WORK_CHANNEL};
 
 /// Notifications handled together (events of one task are read in one query).
 const BATCH: usize = 256;
@@ -61,7 +57,7 @@ pub async fn listen(ctx: Ctx) {
         debug!("listening for other replicas' notifications");
         // Whatever happened while not listening: read it from the store.
         catch_up_all(&ctx).await;
-        ctx.task_wakeup.notify_one();
+        ctx.lifecycle.wakeups.worker.notify_one();
         loop {
             let received = tokio::select! {
                 received = listener.try_recv() => received,
@@ -101,14 +97,14 @@ async fn connect(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
 
 async fn handle(ctx: &Ctx, batch: Vec<PgNotification>) {
     // The lowest new sequence number per watched task.
-    let mut first_new: HashMap<i64, i64> = HashMap::new();
+    let mut first_new: HashMap<TaskId, i64> = HashMap::new();
     for n in &batch {
         match n.channel() {
             EVENTS_CHANNEL => {
                 let Some((task_id, seq)) = n
                     .payload()
                     .split_once(' ')
-                    .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s.parse::<i64>().ok()?)))
+                    .and_then(|(t, s)| Some((TaskId(t.parse().ok()?), s.parse::<i64>().ok()?)))
                 else {
                     continue;
                 };
@@ -123,7 +119,7 @@ async fn handle(ctx: &Ctx, batch: Vec<PgNotification>) {
                 if n.payload() == HANDED_BACK {
                     ctx.reconcile_soon.store(true, Ordering::Relaxed);
                 }
-                ctx.task_wakeup.notify_one();
+                ctx.lifecycle.wakeups.worker.notify_one();
             }
             _ => {}
         }
@@ -137,19 +133,14 @@ async fn handle(ctx: &Ctx, batch: Vec<PgNotification>) {
 }
 
 /// Read a watched task's events after `after` from the store and publish them here.
-async fn forward(ctx: &Ctx, task_id: i64, after: i64) {
+async fn forward(ctx: &Ctx, task_id: TaskId, after: i64) {
     match tasks::events_after(&ctx.db, task_id, after, PAGE).await {
         Ok(events) => {
             for e in events {
-                ctx.bus.publish(Published {
-                    task_id,
-                    seq: e.seq,
-                    kind: e.kind,
-                    data: serde_json::from_str(&e.data).unwrap_or_default(),
-                });
+                ctx.bus.publish(Published::of(&e));
             }
         }
-        Err(e) => warn!(task_id, error = %e, "reading another replica's task events failed"),
+        Err(e) => warn!(%task_id, error = %e, "reading another replica's task events failed"),
     }
 }
 

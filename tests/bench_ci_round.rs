@@ -5,6 +5,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use std::time::Duration;
 
 use amp_orchestrator::entities::{delivery, task, task_round};
@@ -46,7 +47,8 @@ async fn ci_failure_to_agent_latency() {
     env.insert("AGENT_NETWORK".into(), "host".into());
     env.insert("AMP_API_KEY".into(), "sgamp_bench_key_0123456789".into());
     env.insert("MAX_CONCURRENT_TASKS".into(), tasks.to_string());
-    let service = TestService::start_full(env, amp_orchestrator::app::Tunables::default()).await;
+    let service =
+        TestService::start_full(env, amp_orchestrator::context::Tunables::default()).await;
     sim.deliver_to(&service.base);
     let conn = db.connect().await;
 
@@ -82,7 +84,7 @@ async fn ci_failure_to_agent_latency() {
         let suite = sim
             .check_suites()
             .into_iter()
-            .find(|s| Some(&s.head_sha) == round.head_sha.as_ref())
+            .find(|s| Some(s.head_sha.as_str()) == round.head_sha.as_ref().map(|h| h.as_str()))
             .unwrap();
         let received = delivery::Entity::find()
             .filter(delivery::Column::Event.eq("check_suite"))
@@ -156,7 +158,9 @@ async fn ci_failure_to_agent_latency() {
     }
     eventually(120, "all tasks stopped", || async {
         let all = task::Entity::find().all(&conn).await.unwrap();
-        all.iter().all(|t| t.state == "cancelled").then_some(())
+        all.iter()
+            .all(|t| t.state == TaskState::Cancelled)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -6,6 +6,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ async fn burst(replicas: usize, tasks: usize, concurrency: &str) -> Run {
     }
     let finished = eventually(1800, "every task is over", || async {
         let all = task::Entity::find().all(&conn).await.unwrap();
-        (all.len() == tasks && all.iter().all(|t| t.state == "succeeded")).then_some(all)
+        (all.len() == tasks && all.iter().all(|t| t.state == TaskState::Succeeded)).then_some(all)
     })
     .await;
     let wall = started.elapsed();

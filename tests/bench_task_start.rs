@@ -4,6 +4,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use std::time::Duration;
 
 use amp_orchestrator::entities::{delivery, task};
@@ -27,7 +28,11 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn event_at(conn: &sea_orm::DatabaseConnection, task_id: i64, needle: &str) -> Option<i64> {
+async fn event_at(
+    conn: &sea_orm::DatabaseConnection,
+    task_id: amp_orchestrator::domain::TaskId,
+    needle: &str,
+) -> Option<i64> {
     common::task_events(conn, task_id)
         .await
         .into_iter()
@@ -54,7 +59,8 @@ async fn task_start_latency_and_memory() {
     env.insert("AGENT_NETWORK".into(), "host".into());
     env.insert("AMP_API_KEY".into(), "sgamp_bench_key_0123456789".into());
     env.insert("MAX_CONCURRENT_TASKS".into(), tasks.to_string());
-    let service = TestService::start_full(env, amp_orchestrator::app::Tunables::default()).await;
+    let service =
+        TestService::start_full(env, amp_orchestrator::context::Tunables::default()).await;
     sim.deliver_to(&service.base);
     let conn = db.connect().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -125,7 +131,9 @@ async fn task_start_latency_and_memory() {
     }
     eventually(120, "all tasks stopped", || async {
         let all = task::Entity::find().all(&conn).await.unwrap();
-        all.iter().all(|t| t.state == "cancelled").then_some(())
+        all.iter()
+            .all(|t| t.state == TaskState::Cancelled)
+            .then_some(())
     })
     .await;
     drop(service);

@@ -6,11 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use amp_orchestrator::state::TaskState;
-use amp_orchestrator::store::tasks;
+use amp_orchestrator::domain::TaskState;
+use common::service::{log_line, move_task};
 use common::webdriver::Driver;
 use common::{Backend, TestDb, TestService};
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript() {
@@ -21,11 +20,7 @@ async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript(
     let log = |text: &str| {
         let ctx = ctx.clone();
         let text = text.to_string();
-        async move {
-            ctx.record_event(task.id, "log", json!({"level": "info", "text": text}))
-                .await
-                .unwrap()
-        }
+        async move { log_line(&ctx, task.id, &text).await }
     };
     log("Cloning octo-org/widgets").await;
     log("Starting Amp").await;
@@ -40,34 +35,20 @@ async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript(
     // Wait for the stream to be open before appending (the page connects after loading).
     let open = Instant::now();
     while open.elapsed() < Duration::from_secs(10) {
-        if ctx.bus.receivers(task.id) > 0 {
+        if ctx.bus.watched(task.id).is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        ctx.bus.receivers(task.id) > 0,
+        ctx.bus.watched(task.id).is_some(),
         "the page subscribed to the task's events"
     );
 
     let appended = Instant::now();
     log("Amp is editing src/export.rs").await;
     log("Amp finished").await;
-    let event = tasks::transition(
-        &ctx.db,
-        task.id,
-        TaskState::Queued,
-        TaskState::Preparing,
-        None,
-    )
-    .await
-    .unwrap();
-    ctx.bus.publish(amp_orchestrator::bus::Published {
-        task_id: task.id,
-        seq: event.seq,
-        kind: "state".into(),
-        data: serde_json::from_str(&event.data).unwrap(),
-    });
+    move_task(&ctx, task.id, TaskState::Queued, TaskState::Preparing).await;
     let shown = loop {
         let lines = browser.eval(count).await;
         let state = browser.text("#state").await;

@@ -4,8 +4,9 @@
 
 mod common;
 
+use amp_orchestrator::domain::{TaskId, TaskState};
 use amp_orchestrator::entities::{task, task_event, task_round};
-use common::github_sim_git::git;
+use common::github_sim::git::git;
 use common::story::{Story, story_with};
 use common::{TestDb, eventually};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -65,7 +66,7 @@ async fn ci_story(db: TestDb, extra: &[(&str, &str)]) -> Story {
     story_with(db, extra, &files(true)).await
 }
 
-async fn rounds(s: &Story, task_id: i64) -> Vec<task_round::Model> {
+async fn rounds(s: &Story, task_id: amp_orchestrator::domain::TaskId) -> Vec<task_round::Model> {
     task_round::Entity::find()
         .filter(task_round::Column::TaskId.eq(task_id))
         .order_by_asc(task_round::Column::Id)
@@ -74,7 +75,7 @@ async fn rounds(s: &Story, task_id: i64) -> Vec<task_round::Model> {
         .unwrap()
 }
 
-async fn task_by_id(s: &Story, id: i64) -> task::Model {
+async fn task_by_id(s: &Story, id: TaskId) -> task::Model {
     task::Entity::find_by_id(id)
         .one(&s.conn)
         .await
@@ -105,9 +106,12 @@ both_backends!(
         // One round: the report reached the agent, which fixed the count.
         let rounds = rounds(&s, task.id).await;
         assert_eq!(rounds.len(), 1, "{rounds:?}");
-        assert_eq!(rounds[0].kind, "ci");
-        assert_eq!(rounds[0].outcome.as_deref(), Some("pushed"));
-        assert_eq!(rounds[0].head_sha.as_deref(), Some(first.head_sha.as_str()));
+        assert_eq!(rounds[0].kind.as_str(), "ci");
+        assert_eq!(rounds[0].outcome.map(|o| o.as_str()), Some("pushed"));
+        assert_eq!(
+            rounds[0].head_sha.as_ref().map(|h| h.as_str()),
+            Some(first.head_sha.as_str())
+        );
         assert!(
             rounds[0]
                 .prompt
@@ -134,7 +138,7 @@ both_backends!(
         let thread = task.thread_id.clone().unwrap();
         let inits = events
             .iter()
-            .filter(|e| e.data.contains("\"type\":\"init\"") && e.data.contains(&thread))
+            .filter(|e| e.data.contains("\"type\":\"init\"") && e.data.contains(thread.as_str()))
             .count();
         assert_eq!(inits, 2);
 
@@ -165,7 +169,7 @@ both_backends!(
         s.sim.resend_check_suite(first.id, "completed").await;
         s.sim.resend_check_suite(suites[1].id, "completed").await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        assert_eq!(task_by_id(&s, task.id).await.state, "succeeded");
+        assert_eq!(task_by_id(&s, task.id).await.state, TaskState::Succeeded);
         assert_eq!(self::rounds(&s, task.id).await.len(), 1);
         assert_eq!(s.sim.app_comments(&s.repo, 51).len(), 1);
     }
@@ -182,7 +186,7 @@ both_backends!(
         let rounds = rounds(&s, task.id).await;
         let kinds: Vec<(&str, Option<&str>)> = rounds
             .iter()
-            .map(|r| (r.kind.as_str(), r.outcome.as_deref()))
+            .map(|r| (r.kind.as_str(), r.outcome.map(|o| o.as_str())))
             .collect();
         assert_eq!(
             kinds,
@@ -214,7 +218,12 @@ both_backends!(
         let kinds: Vec<(String, Option<String>)> = rounds(&s, task.id)
             .await
             .into_iter()
-            .map(|r| (r.kind, r.outcome))
+            .map(|r| {
+                (
+                    r.kind.as_str().to_string(),
+                    r.outcome.map(|o| o.as_str().to_string()),
+                )
+            })
             .collect();
         assert_eq!(
             kinds,
@@ -234,13 +243,13 @@ both_backends!(
             || async {
                 let rounds = rounds(&s, task.id).await;
                 let t = task_by_id(&s, task.id).await;
-                (t.state == "needs_human" && rounds.len() >= 5).then_some(())
+                (t.state == TaskState::NeedsHuman && rounds.len() >= 5).then_some(())
             },
         )
         .await;
         let rounds = rounds(&s, task.id).await;
-        assert_eq!(rounds[2].kind, "retry");
-        assert_eq!(rounds[2].outcome.as_deref(), Some("pushed"));
+        assert_eq!(rounds[2].kind.as_str(), "retry");
+        assert_eq!(rounds[2].outcome.map(|o| o.as_str()), Some("pushed"));
         assert!(rounds[2].prompt.contains("stuck-failure"));
         assert_eq!(s.sim.check_suites().len(), 4);
         s.assert_no_containers_for(&task).await;
@@ -305,11 +314,11 @@ both_backends!(
             .comment(&s.repo, 56, "writer", "/amp add a json flag")
             .await;
         let task = s.wait_for_state("awaiting_ci", 90).await;
-        let sha = task.head_sha.clone().unwrap();
+        let sha = task.head_sha.clone().unwrap().0;
         // An external CI is still running: past the wait, the task keeps waiting.
         s.sim.add_status(&s.repo, &sha, "ci/external", "pending");
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-        assert_eq!(task_by_id(&s, task.id).await.state, "awaiting_ci");
+        assert_eq!(task_by_id(&s, task.id).await.state, TaskState::AwaitingCi);
         // Then it passes.
         s.sim.add_status(&s.repo, &sha, "ci/external", "success");
         s.wait_for_state("succeeded", 30).await;
@@ -352,8 +361,9 @@ both_backends!(
         eventually(90, "the follow-up is pushed", || async {
             let rounds = rounds(&s, task.id).await;
             let t = task_by_id(&s, task.id).await;
-            (t.state == "awaiting_ci" && rounds.first()?.outcome.as_deref() == Some("pushed"))
-                .then_some(())
+            (t.state == TaskState::AwaitingCi
+                && rounds.first()?.outcome.map(|o| o.as_str()) == Some("pushed"))
+            .then_some(())
         })
         .await;
 
@@ -386,7 +396,7 @@ both_backends!(
             1,
             "no second follow-up round"
         );
-        assert_eq!(task_by_id(&s, task.id).await.state, "awaiting_ci");
+        assert_eq!(task_by_id(&s, task.id).await.state, TaskState::AwaitingCi);
         let task = task_by_id(&s, task.id).await;
         let bare = s.sim.bare_repo(&s.repo);
         let branch = task.branch.clone().unwrap();
@@ -399,7 +409,7 @@ both_backends!(
             "the same container"
         );
         let rounds = rounds(&s, task.id).await;
-        assert_eq!(rounds[0].kind, "follow_up");
+        assert_eq!(rounds[0].kind.as_str(), "follow_up");
         assert!(rounds[0].prompt.contains("also add a json flag"));
         assert!(
             s.sim
@@ -424,7 +434,7 @@ both_backends!(
         // A check that is queued and never runs (no runner, an approval nobody gives).
         s.sim.add_status(
             &s.repo,
-            task.head_sha.as_deref().unwrap(),
+            task.head_sha.as_ref().unwrap().as_str(),
             "ci/external",
             "pending",
         );

@@ -195,6 +195,7 @@ async fn fly_toml_matches_the_service() {
     let db = dir.path().join("serve.sqlite");
     let service_config = amp_orchestrator::config::Config::from_lookup(|name| match name {
         "DATABASE_URL" => Some(format!("sqlite://{}", db.display())),
+        "MAX_CONCURRENT_TASKS" => Some("0".into()),
         _ => None,
     })
     .unwrap();
@@ -202,10 +203,7 @@ async fn fly_toml_matches_the_service() {
     let running = amp_orchestrator::app::start_with(
         service_config,
         listener,
-        amp_orchestrator::app::Tunables {
-            run_tasks: false,
-            ..Default::default()
-        },
+        amp_orchestrator::context::Tunables::default(),
     )
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use std::time::Duration;
 
 use amp_orchestrator::entities::task;
@@ -51,10 +52,9 @@ async fn story_with(db: TestDb, options: Options) -> Story {
     env.extend(sim.service_env());
     let service = TestService::start_full(
         env,
-        amp_orchestrator::app::Tunables {
+        amp_orchestrator::context::Tunables {
             github: options,
             inbox_retry_base: Duration::from_millis(20),
-            run_tasks: false,
             ..Default::default()
         },
     )
@@ -115,7 +115,7 @@ both_backends!(
         let tasks = s.tasks().await;
         assert_eq!(tasks.len(), 1);
         let task = &tasks[0];
-        assert_eq!(task.state, "queued");
+        assert_eq!(task.state, TaskState::Queued);
         assert_eq!(task.prompt, "add a --json flag");
         assert_eq!(task.requester_login, "writer");
         assert_eq!(task.status_comment_id, Some(comments[0].id));
@@ -372,7 +372,7 @@ async fn installation_event_cancels_queued_task(
     );
     eventually(10, "the queued task is cancelled", || async {
         let tasks = s.tasks().await;
-        (tasks[0].state == "cancelled").then_some(())
+        (tasks[0].state == TaskState::Cancelled).then_some(())
     })
     .await;
     amp_orchestrator::store::installations::get(&s.conn, s.repo.installation_id)
@@ -509,11 +509,11 @@ both_backends!(
             1,
         );
         let dir = work.path().join("w");
-        common::github_sim_git::git(work.path(), &["clone", "-q", &url, "w"]);
+        common::github_sim::git::git(work.path(), &["clone", "-q", &url, "w"]);
         std::fs::write(dir.join("ci.sh"), "echo all good\n").unwrap();
-        common::github_sim_git::git(&dir, &["add", "-A"]);
-        common::github_sim_git::git(&dir, &["commit", "-q", "-m", "Add CI"]);
-        common::github_sim_git::git(&dir, &["push", "-q", "origin", "HEAD:refs/heads/amp/ci"]);
+        common::github_sim::git::git(&dir, &["add", "-A"]);
+        common::github_sim::git::git(&dir, &["commit", "-q", "-m", "Add CI"]);
+        common::github_sim::git::git(&dir, &["push", "-q", "origin", "HEAD:refs/heads/amp/ci"]);
         let delivery = eventually(
             60,
             "the check_suite webhook is stored and processed",

@@ -2,6 +2,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use amp_orchestrator::entities::{delivery, task, task_event};
 use amp_orchestrator::store::deliveries as inbox_store;
 use common::fixtures::issue_comment;
@@ -307,7 +308,7 @@ both_backends!(
             task::Entity::find().one(&conn).await.unwrap()
         })
         .await;
-        assert_eq!(task.state, "queued");
+        assert_eq!(task.state, TaskState::Queued);
         assert_eq!(task.prompt, "add a --json flag\nto the export command");
         assert_eq!(task.installation_id, 7);
         assert_eq!(
@@ -335,7 +336,7 @@ both_backends!(
             .unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].seq, 1);
-        assert_eq!(events[0].kind, "state");
+        assert_eq!(events[0].kind, amp_orchestrator::domain::EventKind::State);
         let data: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
         assert_eq!(data["to"], "queued");
     }

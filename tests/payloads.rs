@@ -56,7 +56,7 @@ fn every_fixture_of_a_handled_event_parses() {
                         e.issue.is_pull_request(),
                         !json["issue"]["pull_request"].is_null()
                     );
-                    if e.action == "edited" {
+                    if e.action.as_str() == "edited" {
                         assert_eq!(e.previous_body(), json["changes"]["body"]["from"].as_str());
                     }
                 }

@@ -11,11 +11,8 @@ use common::service::{SECRET, test_env};
 use common::{TestDb, TestService, eventually};
 use sea_orm::EntityTrait;
 
-fn tunables() -> amp_orchestrator::app::Tunables {
-    amp_orchestrator::app::Tunables {
-        run_tasks: false,
-        ..Default::default()
-    }
+fn tunables() -> amp_orchestrator::context::Tunables {
+    amp_orchestrator::context::Tunables::default()
 }
 
 both_backends!(

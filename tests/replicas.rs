@@ -5,6 +5,7 @@
 
 mod common;
 
+use amp_orchestrator::domain::TaskState;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -89,12 +90,12 @@ impl Cluster {
         .await
     }
 
-    async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
+    async fn events(&self, task_id: amp_orchestrator::domain::TaskId) -> Vec<task_event::Model> {
         common::task_events(&self.conn, task_id).await
     }
 
     /// The replicas that picked the task up, in order.
-    async fn picked_up_by(&self, task_id: i64) -> Vec<String> {
+    async fn picked_up_by(&self, task_id: amp_orchestrator::domain::TaskId) -> Vec<String> {
         self.events(task_id)
             .await
             .iter()
@@ -108,7 +109,7 @@ impl Cluster {
             .collect()
     }
 
-    async fn logged(&self, task_id: i64, text: &str) -> bool {
+    async fn logged(&self, task_id: amp_orchestrator::domain::TaskId, text: &str) -> bool {
         self.events(task_id)
             .await
             .iter()
@@ -139,7 +140,7 @@ async fn two_replicas_share_the_work_and_stream_each_others_tasks() {
     let mut ran_on = HashSet::new();
     for issue in &issues {
         let t = c
-            .wait_for(*issue, "succeeds", 120, |t| t.state == "succeeded")
+            .wait_for(*issue, "succeeds", 120, |t| t.state == TaskState::Succeeded)
             .await;
         let picked = c.picked_up_by(t.id).await;
         assert_eq!(picked.len(), 1, "#{issue} ran more than once: {picked:?}");
@@ -148,7 +149,10 @@ async fn two_replicas_share_the_work_and_stream_each_others_tasks() {
             .events(t.id)
             .await
             .iter()
-            .filter(|e| e.kind == "state" && e.data.contains("\"to\":\"preparing\""))
+            .filter(|e| {
+                e.kind == amp_orchestrator::domain::EventKind::State
+                    && e.data.contains("\"to\":\"preparing\"")
+            })
             .count();
         assert_eq!(claims, 1, "#{issue} was claimed {claims} times");
         assert_eq!(
@@ -181,7 +185,9 @@ async fn two_replicas_share_the_work_and_stream_each_others_tasks() {
             "/amp step step step step then report",
         )
         .await;
-    let t = c.wait_for(45, "runs", 60, |t| t.state == "running").await;
+    let t = c
+        .wait_for(45, "runs", 60, |t| t.state == TaskState::Running)
+        .await;
     let owner = t.lease_owner.clone().unwrap();
     let viewer = if owner == a.instance { &b } else { &a };
     assert_ne!(owner, viewer.instance);
@@ -212,7 +218,7 @@ async fn two_replicas_share_the_work_and_stream_each_others_tasks() {
         "events stored by the other replica after the page connected arrived live ({stored_at_connect} at connect, {seqs:?})"
     );
     let t = c.task_on(45).await.unwrap();
-    assert_eq!(t.state, "succeeded");
+    assert_eq!(t.state, TaskState::Succeeded);
     assert_eq!(c.picked_up_by(t.id).await, vec![owner]);
 }
 
@@ -226,7 +232,9 @@ async fn a_killed_replicas_task_is_taken_over_after_its_lease() {
         .comment(&c.repo, 51, "writer", "/amp stall then report")
         .await;
     let t = c
-        .wait_for(51, "is in its stalled step", 60, |t| t.state == "running")
+        .wait_for(51, "is in its stalled step", 60, |t| {
+            t.state == TaskState::Running
+        })
         .await;
     eventually(30, "the agent is inside the stalled step", || async {
         c.logged(t.id, ".amp-stub/stall.sh").await.then_some(())
@@ -243,7 +251,7 @@ async fn a_killed_replicas_task_is_taken_over_after_its_lease() {
     assert_eq!(still.lease_owner.as_deref(), Some(a.instance.as_str()));
     let done = c
         .wait_for(51, "finishes on the survivor", 90, |t| {
-            t.state == "succeeded"
+            t.state == TaskState::Succeeded
         })
         .await;
     assert_eq!(
@@ -265,7 +273,8 @@ async fn sigterm_lets_tasks_finish_or_hands_them_to_another_replica() {
     c.sim
         .comment(&c.repo, 61, "writer", "/amp step step step then report")
         .await;
-    c.wait_for(61, "runs", 60, |t| t.state == "running").await;
+    c.wait_for(61, "runs", 60, |t| t.state == TaskState::Running)
+        .await;
     patient.process.signal(Signal::SIGTERM);
     assert_eq!(
         patient.process.wait_exit(60).await,
@@ -275,7 +284,8 @@ async fn sigterm_lets_tasks_finish_or_hands_them_to_another_replica() {
     );
     let finished = c.task_on(61).await.unwrap();
     assert_eq!(
-        finished.state, "succeeded",
+        finished.state,
+        TaskState::Succeeded,
         "finished before the replica exited"
     );
     assert!(
@@ -292,7 +302,9 @@ async fn sigterm_lets_tasks_finish_or_hands_them_to_another_replica() {
     c.sim
         .comment(&c.repo, 62, "writer", "/amp stall then report")
         .await;
-    let t = c.wait_for(62, "runs", 60, |t| t.state == "running").await;
+    let t = c
+        .wait_for(62, "runs", 60, |t| t.state == TaskState::Running)
+        .await;
     eventually(30, "the agent is inside the stalled step", || async {
         c.logged(t.id, ".amp-stub/stall.sh").await.then_some(())
     })
@@ -314,7 +326,7 @@ async fn sigterm_lets_tasks_finish_or_hands_them_to_another_replica() {
     );
     let done = c
         .wait_for(62, "finishes on the other replica", 60, |t| {
-            t.state == "succeeded"
+            t.state == TaskState::Succeeded
         })
         .await;
     assert_eq!(
@@ -353,7 +365,8 @@ async fn two_tasks_on_one_issue_never_run_at_once() {
         )
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         ids.push(t.id);
     }
     // Both replicas start (and claim) at once.
@@ -367,18 +380,24 @@ async fn two_tasks_on_one_issue_never_run_at_once() {
                 .one(&c.conn)
                 .await
                 .unwrap()
-                .filter(|t| t.state == "succeeded")
+                .filter(|t| t.state == TaskState::Succeeded)
         })
         .await;
         let events = c.events(done.id).await;
         let claimed = events
             .iter()
-            .find(|e| e.kind == "state" && e.data.contains("\"to\":\"preparing\""))
+            .find(|e| {
+                e.kind == amp_orchestrator::domain::EventKind::State
+                    && e.data.contains("\"to\":\"preparing\"")
+            })
             .unwrap()
             .created_at;
         let ended = events
             .iter()
-            .find(|e| e.kind == "state" && e.data.contains("\"to\":\"succeeded\""))
+            .find(|e| {
+                e.kind == amp_orchestrator::domain::EventKind::State
+                    && e.data.contains("\"to\":\"succeeded\"")
+            })
             .unwrap()
             .created_at;
         spans.push((claimed, ended));

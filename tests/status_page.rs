@@ -6,32 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use amp_orchestrator::app::Ctx;
-use amp_orchestrator::state::TaskState;
-use amp_orchestrator::store::tasks;
+use amp_orchestrator::context::Ctx;
+use amp_orchestrator::domain::{TaskId, TaskState};
 use common::service::new_task;
 use common::sse::{SseClient, SseEvent};
 use common::{TestDb, TestService};
-use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn log(ctx: &Ctx, task_id: i64, text: &str) -> i64 {
-    ctx.record_event(task_id, "log", json!({"level": "info", "text": text}))
-        .await
-        .unwrap()
+async fn log(ctx: &Ctx, task_id: TaskId, text: &str) -> i64 {
+    common::service::log_line(ctx, task_id, text).await
 }
 
-async fn move_to(ctx: &Ctx, task_id: i64, from: TaskState, to: TaskState) {
-    let event = tasks::transition(&ctx.db, task_id, from, to, None)
-        .await
-        .unwrap();
-    ctx.bus.publish(amp_orchestrator::bus::Published {
-        task_id,
-        seq: event.seq,
-        kind: "state".into(),
-        data: serde_json::from_str(&event.data).unwrap(),
-    });
+async fn move_to(ctx: &Ctx, task_id: TaskId, from: TaskState, to: TaskState) {
+    common::service::move_task(ctx, task_id, from, to).await
 }
 
 fn seqs(events: &[SseEvent]) -> Vec<i64> {
@@ -204,8 +192,7 @@ both_backends!(
 both_backends!(an_idle_stream_gets_keep_alives, |db: TestDb| async move {
     let service = TestService::start_full(
         common::service::test_env(&db),
-        amp_orchestrator::app::Tunables {
-            run_tasks: false,
+        amp_orchestrator::context::Tunables {
             sse_keep_alive: Duration::from_millis(200),
             ..Default::default()
         },

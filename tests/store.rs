@@ -3,9 +3,31 @@
 
 mod common;
 
-use amp_orchestrator::state::TaskState;
-use amp_orchestrator::store::tasks::{self, NewTask, TaskError};
+use amp_orchestrator::domain::{EventKind, EventPayload, LogLine, TaskId, TaskState};
+use amp_orchestrator::entities::task;
+use amp_orchestrator::store::tasks::{self, Applied, Change, NewTask, TaskError};
 use common::TestDb;
+use sea_orm::{DatabaseConnection, DbErr};
+
+/// Create a task; `None` when its delivery made one already.
+async fn create(conn: &DatabaseConnection, new: NewTask) -> Result<Option<task::Model>, DbErr> {
+    Ok(tasks::create(conn, new).await?.map(|(task, _)| task))
+}
+
+/// A plain state change, with its reason on the timeline.
+async fn transition(
+    conn: &DatabaseConnection,
+    id: TaskId,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+) -> Result<Applied, TaskError> {
+    let change = Change {
+        reason,
+        ..Change::new(from, to)
+    };
+    tasks::transition(conn, id, &change, None).await
+}
 
 fn new_task(delivery: &str) -> NewTask {
     NewTask {
@@ -30,23 +52,12 @@ both_backends!(
     tasks_are_created_once_per_delivery,
     |db: TestDb| async move {
         let conn = db.connect().await;
-        let task = tasks::create(&conn, new_task("d-1"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(task.state, "queued");
+        let task = create(&conn, new_task("d-1")).await.unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Queued);
         assert_eq!(task.last_seq, 1);
         assert_eq!(task.prompt, "add --json — and make it 🚀");
-        assert!(
-            tasks::create(&conn, new_task("d-1"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let other = tasks::create(&conn, new_task("d-2"))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(create(&conn, new_task("d-1")).await.unwrap().is_none());
+        let other = create(&conn, new_task("d-2")).await.unwrap().unwrap();
         assert_ne!(task.public_id, other.public_id);
         let found = tasks::get_by_public_id(&conn, &task.public_id)
             .await
@@ -66,25 +77,21 @@ both_backends!(
     concurrent_appends_get_gap_free_sequence_numbers,
     |db: TestDb| async move {
         let conn = db.connect().await;
-        let task = tasks::create(&conn, new_task("d-1"))
-            .await
-            .unwrap()
-            .unwrap();
+        let task = create(&conn, new_task("d-1")).await.unwrap().unwrap();
         let mut handles = Vec::new();
         for writer in 0..8 {
             let conn = conn.clone();
             handles.push(tokio::spawn(async move {
-            for line in 0..25 {
-                tasks::log_event(
-                    &conn,
-                    task.id,
-                    tasks::kind::LOG,
-                    &serde_json::json!({"level": "info", "text": format!("writer {writer} line {line}")}),
-                )
-                .await
-                .unwrap();
-            }
-        }));
+                for line in 0..25 {
+                    tasks::log_event(
+                        &conn,
+                        task.id,
+                        &EventPayload::Log(LogLine::info(format!("writer {writer} line {line}"))),
+                    )
+                    .await
+                    .unwrap();
+                }
+            }));
         }
         for handle in handles {
             handle.await.unwrap();
@@ -110,12 +117,9 @@ both_backends!(
     transitions_follow_the_state_machine,
     |db: TestDb| async move {
         let conn = db.connect().await;
-        let task = tasks::create(&conn, new_task("d-1"))
-            .await
-            .unwrap()
-            .unwrap();
+        let task = create(&conn, new_task("d-1")).await.unwrap().unwrap();
 
-        let err = tasks::transition(&conn, task.id, TaskState::Queued, TaskState::Running, None)
+        let err = transition(&conn, task.id, TaskState::Queued, TaskState::Running, None)
             .await
             .unwrap_err();
         assert!(matches!(err, TaskError::IllegalTransition { .. }), "{err}");
@@ -126,25 +130,25 @@ both_backends!(
             (TaskState::Running, TaskState::Pushing),
             (TaskState::Pushing, TaskState::AwaitingCi),
         ] {
-            tasks::transition(&conn, task.id, from, to, Some("test"))
+            transition(&conn, task.id, from, to, Some("test"))
                 .await
                 .unwrap();
         }
         let row = tasks::get(&conn, task.id).await.unwrap().unwrap();
-        assert_eq!(row.state, "awaiting_ci");
+        assert_eq!(row.state, TaskState::AwaitingCi);
         assert!(row.started_at.is_some());
         assert!(row.finished_at.is_none());
 
         // Someone else moved it first: the compare-and-set loses and says what it found.
-        let err = tasks::transition(&conn, task.id, TaskState::Running, TaskState::Failed, None)
+        let err = transition(&conn, task.id, TaskState::Running, TaskState::Failed, None)
             .await
             .unwrap_err();
         match err {
-            TaskError::Conflict { actual, .. } => assert_eq!(actual, "awaiting_ci"),
+            TaskError::Conflict { actual, .. } => assert_eq!(actual, TaskState::AwaitingCi),
             other => panic!("{other}"),
         }
 
-        tasks::transition(
+        transition(
             &conn,
             task.id,
             TaskState::AwaitingCi,
@@ -156,17 +160,13 @@ both_backends!(
         let row = tasks::get(&conn, task.id).await.unwrap().unwrap();
         assert!(row.finished_at.is_some());
 
-        let states: Vec<String> = tasks::events_after(&conn, task.id, 0, 100)
+        let states: Vec<&str> = tasks::events_after(&conn, task.id, 0, 100)
             .await
             .unwrap()
             .into_iter()
-            .filter(|e| e.kind == "state")
-            .map(|e| {
-                serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["to"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .filter(|e| e.kind == EventKind::State)
+            .filter_map(|e| e.payload().new_state())
+            .map(|s| s.as_str())
             .collect();
         assert_eq!(
             states,
@@ -181,19 +181,16 @@ both_backends!(
         );
 
         // Only one of two racing transitions from the same state wins.
-        let again = tasks::create(&conn, new_task("d-2"))
-            .await
-            .unwrap()
-            .unwrap();
+        let again = create(&conn, new_task("d-2")).await.unwrap().unwrap();
         let (a, b) = tokio::join!(
-            tasks::transition(
+            transition(
                 &conn,
                 again.id,
                 TaskState::Queued,
                 TaskState::Preparing,
                 None
             ),
-            tasks::transition(
+            transition(
                 &conn,
                 again.id,
                 TaskState::Queued,
@@ -213,10 +210,7 @@ both_backends!(active_and_latest_task_per_issue, |db: TestDb| async move {
             .unwrap()
             .is_none()
     );
-    let first = tasks::create(&conn, new_task("d-1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = create(&conn, new_task("d-1")).await.unwrap().unwrap();
     assert_eq!(
         tasks::active_for_issue(&conn, 10, 5)
             .await
@@ -225,7 +219,7 @@ both_backends!(active_and_latest_task_per_issue, |db: TestDb| async move {
             .id,
         first.id
     );
-    tasks::transition(
+    transition(
         &conn,
         first.id,
         TaskState::Queued,

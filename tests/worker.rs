@@ -5,9 +5,10 @@
 mod common;
 
 use amp_orchestrator::docker::Engine;
+use amp_orchestrator::domain::TaskState;
 use amp_orchestrator::entities::{task, task_event};
 use common::github_sim::GitHubSim;
-use common::github_sim_git::git;
+use common::github_sim::git::git;
 use common::service::SECRET;
 use common::story::{Story, assert_no_containers_for, service_env, story_with, tunables};
 use common::{TestDb, TestService, eventually};
@@ -63,7 +64,7 @@ both_backends!(
         assert!(message.starts_with("amp-orchestrator[bot]"), "{message}");
         assert!(message.contains("Co-authored-by: writer <"), "{message}");
         assert_eq!(
-            task.head_sha.as_deref(),
+            task.head_sha.as_ref().map(|h| h.as_str()),
             Some(git(&bare, &["rev-parse", &branch]).as_str())
         );
 
@@ -94,14 +95,22 @@ both_backends!(
         assert!(
             events
                 .iter()
-                .any(|e| e.kind == "agent" && e.data.contains("\"type\":\"init\""))
+                .any(|e| e.kind == amp_orchestrator::domain::EventKind::Agent
+                    && e.data.contains("\"type\":\"init\""))
         );
         assert!(
             events
                 .iter()
-                .any(|e| e.kind == "agent" && e.data.contains("\"type\":\"result\""))
+                .any(|e| e.kind == amp_orchestrator::domain::EventKind::Agent
+                    && e.data.contains("\"type\":\"result\""))
         );
-        assert!(task.thread_id.as_deref().unwrap().starts_with("T-"));
+        assert!(
+            task.thread_id
+                .as_ref()
+                .map(|t| t.as_str())
+                .unwrap()
+                .starts_with("T-")
+        );
         assert!(
             !events
                 .iter()
@@ -202,7 +211,7 @@ both_backends!(
         assert_eq!(git(&bare, &["show", "feature/dates:DATES"]), "iso");
         assert_eq!(git(&bare, &["rev-parse", "feature/dates~1"]), before);
         assert_eq!(
-            task.head_sha.as_deref(),
+            task.head_sha.as_ref().map(|h| h.as_str()),
             Some(git(&bare, &["rev-parse", "feature/dates"]).as_str())
         );
         // No new pull request; the status comment links the existing one.
@@ -393,7 +402,7 @@ async fn latest_task(conn: &DatabaseConnection, state: &str, secs: u64) -> task:
             .one(conn)
             .await
             .unwrap()?;
-        (t.state == state).then_some(t)
+        (t.state.as_str() == state).then_some(t)
     })
     .await
 }
@@ -452,7 +461,11 @@ both_backends!(
             .filter(|e| e.data.contains("\"type\":\"init\""))
             .collect();
         assert_eq!(inits.len(), 2);
-        assert!(inits[1].data.contains(task.thread_id.as_deref().unwrap()));
+        assert!(
+            inits[1]
+                .data
+                .contains(task.thread_id.as_ref().map(|t| t.as_str()).unwrap())
+        );
         let status = eventually(20, "the status comment links the PR", || async {
             let status = sim.app_comments(&repo, 31).remove(0);
             status.body.contains("`awaiting_ci`").then_some(status)
@@ -567,11 +580,13 @@ both_backends!(
         )
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0;
         let claimed = amp_orchestrator::store::tasks::claim_next(&conn, "dead-replica", 1)
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .task;
         assert_eq!(
             (claimed.id, claimed.state.as_str()),
             (created.id, "preparing")
@@ -603,14 +618,9 @@ both_backends!(
         let conn = db.connect().await;
         // One replica runs tasks; the other takes the webhooks.
         let _runner = TestService::start_full(env.clone(), tunables()).await;
-        let front = TestService::start_full(
-            env,
-            amp_orchestrator::app::Tunables {
-                run_tasks: false,
-                ..tunables()
-            },
-        )
-        .await;
+        let mut front_env = env;
+        front_env.insert("MAX_CONCURRENT_TASKS".into(), "0".into());
+        let front = TestService::start_full(front_env, tunables()).await;
         sim.deliver_to(&front.base);
         sim.comment(&repo, 35, "writer", "/amp work slowly").await;
         latest_task(&conn, "running", 60).await;
@@ -650,7 +660,7 @@ both_backends!(
             let tasks = task::Entity::find().all(&s.conn).await.unwrap();
             let running: Vec<_> = tasks
                 .iter()
-                .filter(|t| t.state == "running")
+                .filter(|t| t.state == TaskState::Running)
                 .cloned()
                 .collect();
             (tasks.len() == 3 && running.len() == 2).then_some(running)
@@ -658,7 +668,10 @@ both_backends!(
         .await;
         let tasks = task::Entity::find().all(&s.conn).await.unwrap();
         assert_eq!(
-            tasks.iter().filter(|t| t.state == "queued").count(),
+            tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Queued)
+                .count(),
             1,
             "the third waits"
         );
@@ -669,8 +682,16 @@ both_backends!(
             .await;
         eventually(60, "the third task starts", || async {
             let tasks = task::Entity::find().all(&s.conn).await.unwrap();
-            (tasks.iter().filter(|t| t.state == "running").count() == 2
-                && tasks.iter().filter(|t| t.state == "queued").count() == 0)
+            (tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Running)
+                .count()
+                == 2
+                && tasks
+                    .iter()
+                    .filter(|t| t.state == TaskState::Queued)
+                    .count()
+                    == 0)
                 .then_some(())
         })
         .await;
@@ -679,7 +700,10 @@ both_backends!(
         }
         eventually(60, "all stopped", || async {
             let tasks = task::Entity::find().all(&s.conn).await.unwrap();
-            tasks.iter().all(|t| t.state == "cancelled").then_some(())
+            tasks
+                .iter()
+                .all(|t| t.state == TaskState::Cancelled)
+                .then_some(())
         })
         .await;
     }

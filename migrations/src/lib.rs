@@ -11,6 +11,7 @@ mod m20261127_000001_rounds;
 mod m20261127_000002_github_app;
 mod m20261127_000003_notify;
 mod m20261127_000004_command_delivery;
+mod m20261202_000001_status_note;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_github_app::Migration),
             Box::new(m20261127_000003_notify::Migration),
             Box::new(m20261127_000004_command_delivery::Migration),
+            Box::new(m20261202_000001_status_note::Migration),
         ]
     }
 }

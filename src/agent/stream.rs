@@ -7,6 +7,8 @@
 
 use serde_json::Value;
 
+use crate::domain::AgentLine;
+
 /// How much of a tool's input or output a log line keeps.
 const SHORT: usize = 300;
 
@@ -35,6 +37,42 @@ pub enum AgentEvent {
     },
     /// A line that is not stream-json (kept as it came).
     Raw(String),
+}
+
+impl AgentEvent {
+    /// The event as the task's log stores it.
+    pub fn stored(&self) -> AgentLine {
+        match self {
+            AgentEvent::Init { thread_id } => AgentLine::Init {
+                thread_id: thread_id.clone(),
+            },
+            AgentEvent::Text(text) => AgentLine::Text { text: text.clone() },
+            AgentEvent::ToolUse { name, input } => AgentLine::ToolUse {
+                name: name.clone(),
+                input: Value::String(input.clone()),
+            },
+            AgentEvent::ToolResult { is_error, output } => AgentLine::ToolResult {
+                is_error: *is_error,
+                output: Value::String(output.clone()),
+            },
+            AgentEvent::Result {
+                is_error,
+                message,
+                duration_ms,
+                num_turns,
+                input_tokens,
+                output_tokens,
+            } => AgentLine::Result {
+                is_error: *is_error,
+                text: message.clone(),
+                duration_ms: *duration_ms,
+                num_turns: *num_turns,
+                input_tokens: *input_tokens,
+                output_tokens: *output_tokens,
+            },
+            AgentEvent::Raw(line) => AgentLine::Raw { text: line.clone() },
+        }
+    }
 }
 
 fn short(text: &str) -> String {

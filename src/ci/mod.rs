@@ -9,41 +9,43 @@
 //!   `succeeded` and its container goes;
 //! - still running → wait; nothing at all within `CI_WAIT_TIMEOUT` → taken as no CI.
 //!
-//! Every action is a compare-and-set on the task's state and head commit, so duplicate and
-//! out-of-order events lead to one decision, acted on once.
+//! Every decision is a compare-and-set on the task's state and head commit (through the
+//! lifecycle), so duplicate and out-of-order events lead to one decision, acted on once.
 
 pub mod verdict;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::app::Ctx;
-use crate::bus::Published;
+use crate::context::Ctx;
 use crate::db::now_ms;
+use crate::domain::round::FailedCheck;
+use crate::domain::{CommitSha, LogLine, RepoRef, RoundKind, RoundOutcome, TaskId, TaskState};
 use crate::entities::task;
-use crate::github::{GitHub, GitHubError, RepoRef};
-use crate::state::TaskState;
+use crate::github::{GitHub, GitHubError};
+use crate::lifecycle::Move;
 use crate::store::deliveries::Outcome;
-use crate::store::rounds::{self, Change, NewRound, round_kind};
-use crate::store::tasks::{self, kind};
-use crate::webhook::events::CheckSuiteEvent;
+use crate::store::rounds::{self, NewRound};
+use crate::store::tasks;
+use crate::texts::notes::{self, GiveUp};
+use crate::webhook::events::{CheckSuiteAction, CheckSuiteEvent};
 use verdict::{Detail, Failure, Verdict};
 
 /// `check_suite` webhooks.
 pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Result<Outcome> {
-    if event.action != "completed" {
+    if !event.action.is(CheckSuiteAction::Completed) {
         return Ok(Outcome::Ignored(format!("check_suite {}", event.action)));
     }
-    let sha = &event.check_suite.head_sha;
+    let sha = CommitSha(event.check_suite.head_sha.clone());
     if let (Some(app), Some(own)) = (&event.check_suite.app, ctx.app_id())
         && app.id as u64 == own
     {
         return Ok(Outcome::Ignored("a check suite of this app".into()));
     }
-    let Some(task) = tasks::by_head_sha(&ctx.db, event.repository.id, sha)
+    let Some(task) = tasks::by_head_sha(&ctx.db, event.repository.id, &sha)
         .await
         .context("looking up the commit's task")?
     else {
@@ -52,13 +54,13 @@ pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Resul
             "commit {sha} is not the head of any task"
         )));
     };
-    if task.state != TaskState::AwaitingCi.as_str() {
+    if task.state != TaskState::AwaitingCi {
         return Ok(Outcome::Ignored(format!(
             "task {} is {}, not waiting for CI",
             task.id, task.state
         )));
     }
-    info!(task_id = task.id, %sha, suite = event.check_suite.id, "check suite completed; deciding");
+    info!(task_id = %task.id, %sha, suite = event.check_suite.id, "check suite completed; deciding");
     evaluate(ctx, &task, false).await?;
     Ok(Outcome::Done)
 }
@@ -85,31 +87,40 @@ pub async fn sweep(ctx: &Ctx) {
     };
     for task in waiting {
         if let Err(e) = evaluate(ctx, &task, true).await {
-            warn!(task_id = task.id, error = %format!("{e:#}"), "deciding on CI failed");
+            warn!(task_id = %task.id, error = %format!("{e:#}"), "deciding on CI failed");
         }
     }
 }
 
 /// Decide on a task that has just started waiting for CI, in case its checks finished first.
-pub async fn recheck(ctx: &Ctx, task_id: i64) {
+async fn recheck(ctx: &Ctx, task_id: TaskId) {
     match tasks::get(&ctx.db, task_id).await {
-        Ok(Some(task)) if task.state == TaskState::AwaitingCi.as_str() => {
+        Ok(Some(task)) if task.state == TaskState::AwaitingCi => {
             if let Err(e) = evaluate(ctx, &task, false).await {
-                warn!(task_id, error = %format!("{e:#}"), "deciding on CI failed");
+                warn!(%task_id, error = %format!("{e:#}"), "deciding on CI failed");
             }
         }
         Ok(_) => {}
-        Err(e) => warn!(task_id, error = %e, "reading the task failed"),
+        Err(e) => warn!(%task_id, error = %e, "reading the task failed"),
     }
 }
 
-/// Run [`sweep`] until shutdown, often enough for `CI_WAIT_TIMEOUT`.
-pub async fn watch(ctx: Ctx) {
+/// Until shutdown: decide on each task as it starts waiting for CI, and [`sweep`] often enough
+/// for `CI_WAIT_TIMEOUT`.
+pub async fn watch(ctx: Ctx, mut started_waiting: mpsc::UnboundedReceiver<TaskId>) {
     let every =
         (ctx.config.ci_wait_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let mut next_sweep = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => sweep(&ctx).await,
+            Some(task_id) = started_waiting.recv() => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { recheck(&ctx, task_id).await });
+            }
+            _ = tokio::time::sleep_until(next_sweep) => {
+                sweep(&ctx).await;
+                next_sweep = tokio::time::Instant::now() + every;
+            }
             _ = ctx.shutdown.cancelled() => return,
         }
     }
@@ -137,37 +148,25 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
     let (Some(github), Some(sha)) = (ctx.github(), &task.head_sha) else {
         return Ok(());
     };
-    let repo = RepoRef::of_task(task);
-    match verdict_for(ctx, &github, &repo, sha).await? {
+    let repo = task.repo();
+    match verdict_for(ctx, &github, &repo, sha.as_str()).await? {
         Verdict::Waiting if waited_out && waited_too_long(ctx, task) => {
-            let note = format!(
-                "CI has not finished on this commit after {} (CI_WAIT_TIMEOUT × {CI_STUCK_FACTOR}): \
-                 a check seems stuck (no runner, or waiting for an approval). The pull request \
-                 stays a draft; comment `/amp retry` once CI has run.",
-                humantime::format_duration(ctx.config.ci_wait_timeout * CI_STUCK_FACTOR)
+            let note = notes::ci_stuck(
+                ctx.config.ci_wait_timeout * CI_STUCK_FACTOR,
+                CI_STUCK_FACTOR,
             );
-            end(ctx, task, TaskState::NeedsHuman, &note).await
+            end(ctx, task, sha, TaskState::NeedsHuman, &note).await
         }
         Verdict::Waiting => Ok(()),
         Verdict::NoChecks if !waited_out => Ok(()),
         Verdict::NoChecks => {
-            let note = format!(
-                "No CI reported on this commit within CI_WAIT_TIMEOUT ({}), so the repository \
-                 is taken to have no CI. The pull request is ready for review.",
-                humantime::format_duration(ctx.config.ci_wait_timeout)
-            );
-            succeed(ctx, &github, &repo, task, &note).await
+            let note = notes::no_ci(ctx.config.ci_wait_timeout);
+            succeed(ctx, &github, &repo, task, sha, &note).await
         }
         Verdict::Passed => {
-            let rounds = task.ci_round;
-            let took = humantime::format_duration(Duration::from_secs(
-                ((now_ms() - task.created_at).max(0) / 1000) as u64,
-            ));
-            let note = format!(
-                "✅ All checks passed. The pull request is ready for review. CI rounds used: \
-                 {rounds}; time taken: {took}."
-            );
-            succeed(ctx, &github, &repo, task, &note).await
+            let took = Duration::from_millis((now_ms() - task.created_at).max(0) as u64);
+            let note = notes::ci_passed(task.ci_round, took);
+            succeed(ctx, &github, &repo, task, sha, &note).await
         }
         Verdict::Failed(failures) => failed(ctx, &github, &repo, task, sha, failures).await,
     }
@@ -179,6 +178,7 @@ async fn succeed(
     github: &GitHub,
     repo: &RepoRef,
     task: &task::Model,
+    sha: &CommitSha,
     note: &str,
 ) -> anyhow::Result<()> {
     // Only for the commit still at the head of the task (a slow decision about an older one
@@ -186,7 +186,7 @@ async fn succeed(
     let fresh = tasks::get(&ctx.db, task.id).await?;
     if fresh
         .as_ref()
-        .is_none_or(|t| t.state != TaskState::AwaitingCi.as_str() || t.head_sha != task.head_sha)
+        .is_none_or(|t| t.state != TaskState::AwaitingCi || t.head_sha.as_ref() != Some(sha))
     {
         return Ok(());
     }
@@ -210,26 +210,28 @@ async fn succeed(
         {
             Ok(_) => {}
             // GitHub refuses a reviewer without access, or the pull request's author.
-            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
-                warn!(task_id = task.id, error = %e, "requesting a review failed")
+            Err(e) if e.is_permanent() => {
+                warn!(task_id = %task.id, error = %e, "requesting a review failed")
             }
             Err(e) => return Err(e).context("requesting a review"),
         }
     }
-    end(ctx, task, TaskState::Succeeded, note).await
+    end(ctx, task, sha, TaskState::Succeeded, note).await
 }
 
-/// End a task that waits for CI: the state change (compare-and-set on its state and head
-/// commit), its container and volume removed, the status comment edited.
-async fn end(ctx: &Ctx, task: &task::Model, to: TaskState, note: &str) -> anyhow::Result<()> {
-    if !crate::worker::end_waiting_task_at(ctx, task, to, note, task.head_sha.as_deref()).await? {
+/// End a task that waits for CI, while `sha` is still its head.
+async fn end(
+    ctx: &Ctx,
+    task: &task::Model,
+    sha: &CommitSha,
+    to: TaskState,
+    note: &str,
+) -> anyhow::Result<()> {
+    let mv = Move::to(to).saying(note).at_head(sha);
+    if ctx.lifecycle.transition(task, mv).await?.is_none() {
         return Ok(());
     }
-    info!(
-        task_id = task.id,
-        state = to.as_str(),
-        "CI loop ended the task"
-    );
+    info!(task_id = %task.id, state = %to, "CI loop ended the task");
     if to == TaskState::Succeeded {
         crate::metrics::METRICS
             .time_to_green
@@ -245,7 +247,7 @@ async fn failed(
     github: &GitHub,
     repo: &RepoRef,
     task: &task::Model,
-    sha: &str,
+    sha: &CommitSha,
     failures: Vec<Failure>,
 ) -> anyhow::Result<()> {
     // Gather what GitHub knows about each failure.
@@ -269,7 +271,7 @@ async fn failed(
                         })
                         .collect()
                 }
-                Err(e) => warn!(task_id = task.id, error = %e, "reading annotations failed"),
+                Err(e) => warn!(task_id = %task.id, error = %e, "reading annotations failed"),
             }
             if failure.actions_job {
                 let download = std::time::Instant::now();
@@ -277,7 +279,7 @@ async fn failed(
                 downloading += download.elapsed();
                 match log {
                     Ok(log) => detail.log = Some(log),
-                    Err(e) => warn!(task_id = task.id, error = %e, "downloading a job log failed"),
+                    Err(e) => warn!(task_id = %task.id, error = %e, "downloading a job log failed"),
                 }
             }
         }
@@ -286,7 +288,7 @@ async fn failed(
     let base_red = base_failures(ctx, github, repo, task).await;
     let branch = task.branch.clone().unwrap_or_default();
     let report = verdict::report(
-        sha,
+        sha.as_str(),
         &branch,
         &gathered,
         base_red.as_deref(),
@@ -294,135 +296,86 @@ async fn failed(
     );
     let fingerprint = verdict::fingerprint(&gathered);
     let decided = started.elapsed();
-    let failed_checks = json!(
-        gathered
-            .iter()
-            .map(|(f, _)| json!({"name": f.name, "conclusion": f.conclusion}))
-            .collect::<Vec<_>>()
-    );
-    let names: Vec<String> = gathered
+    let failed_checks: Vec<FailedCheck> = gathered
+        .iter()
+        .map(|(f, _)| FailedCheck {
+            name: f.name.clone(),
+            conclusion: f.conclusion.clone(),
+        })
+        .collect();
+    let names = gathered
         .iter()
         .map(|(f, _)| format!("`{}`", f.name))
-        .collect();
-    let names = names.join(", ");
+        .collect::<Vec<_>>()
+        .join(", ");
 
     let previous = rounds::list(&ctx.db, task.id)
         .await?
         .into_iter()
         .rev()
-        .find(|r| r.kind != round_kind::FOLLOW_UP && r.fingerprint.is_some());
-    let max = ctx.config.max_ci_rounds as i32;
-    let base_note = base_red
-        .as_ref()
-        .map(|b| {
-            format!(
-                " The base branch is already failing ({b}), so this may not come from this change."
-            )
-        })
-        .unwrap_or_default();
-    let give_up = if task.ci_round >= max {
-        Some(format!(
-            "CI still fails ({names}) after {} rounds of fixes (MAX_CI_ROUNDS).",
-            task.ci_round
-        ))
+        .find(|r| r.kind != RoundKind::FollowUp && r.fingerprint.is_some());
+    let max = ctx.config.max_ci_rounds;
+    let give_up = if task.ci_round >= max as i32 {
+        Some(GiveUp::OutOfRounds(task.ci_round))
     } else if previous.as_ref().and_then(|p| p.fingerprint.as_deref()) == Some(&fingerprint)
         && task.ci_round > 0
     {
-        Some(format!(
-            "CI fails ({names}) exactly as before the last fix, so another round is unlikely to help."
-        ))
+        Some(GiveUp::NoProgress)
     } else {
         None
     };
-    let new = NewRound {
-        kind: round_kind::CI,
+    let round = NewRound {
         round: task.ci_round + 1,
-        head_sha: Some(sha.to_string()),
+        head_sha: Some(sha.clone()),
         failed_checks,
         fingerprint: Some(fingerprint),
-        prompt: report,
-        requested_by: None,
-        outcome: None,
+        ..NewRound::new(RoundKind::Ci, report)
     };
     if let Some(why) = give_up {
-        let note = format!(
-            "{why}{base_note} The pull request stays a draft. Comment `/amp retry` to give Amp \
-             more rounds, or `/amp <what to do>` on the pull request to guide it."
-        );
-        let started = rounds::start(
-            &ctx.db,
-            task.id,
-            Change {
-                delivery_id: None,
-                from: TaskState::AwaitingCi,
-                to: TaskState::NeedsHuman,
-                reason: &note,
-                head_sha: Some(sha),
-                ci_round: None,
-            },
-            NewRound {
-                round: task.ci_round,
-                outcome: Some("gave_up"),
-                ..new
-            },
-        )
-        .await?;
-        let Some((_, event)) = started else {
-            return Ok(());
+        let note = notes::ci_gave_up(why, &names, base_red.as_deref());
+        let round = NewRound {
+            round: task.ci_round,
+            outcome: Some(RoundOutcome::GaveUp),
+            ..round
         };
-        publish_state(ctx, task.id, &event);
-        info!(task_id = task.id, "the CI loop gave up");
-        crate::worker::after_waiting_task_ended(ctx, task, TaskState::NeedsHuman, &note).await;
+        let mv = Move::to(TaskState::NeedsHuman)
+            .saying(&note)
+            .at_head(sha)
+            .with_round(round);
+        if ctx.lifecycle.transition(task, mv).await?.is_some() {
+            info!(task_id = %task.id, "the CI loop gave up");
+        }
         return Ok(());
     }
-    let reason = format!("CI failed: {names}");
-    let started = rounds::start(
-        &ctx.db,
-        task.id,
-        Change {
-            delivery_id: None,
-            from: TaskState::AwaitingCi,
-            to: TaskState::Fixing,
-            reason: &reason,
-            head_sha: Some(sha),
-            ci_round: Some(new.round),
-        },
-        new,
-    )
-    .await?;
-    let Some((round, event)) = started else {
+    let next = round.round;
+    let reason = notes::ci_failed_reason(&names);
+    let note = notes::ci_failed(&names, next, max, base_red.as_deref());
+    let mv = Move::to(TaskState::Fixing)
+        .reason(&reason)
+        .note(&note)
+        .at_head(sha)
+        .ci_round(next)
+        .with_round(round);
+    let Some(applied) = ctx.lifecycle.transition(task, mv).await? else {
         return Ok(());
     };
-    publish_state(ctx, task.id, &event);
-    ctx.record_event(
-        task.id,
-        kind::LOG,
-        json!({
-            "level": "info",
-            "text": format!(
-                "CI failed ({names}): round {} report built ({} bytes) in {} ms, of which {} ms \
-                 downloading job logs",
-                round.round,
-                round.prompt.len(),
-                decided.as_millis(),
-                downloading.as_millis()
-            ),
-            "decision_ms": decided.as_secs_f64() * 1000.0,
-            "log_download_ms": downloading.as_secs_f64() * 1000.0,
-        }),
-    )
-    .await;
-    info!(
-        task_id = task.id,
-        round = round.round,
-        "CI failed; the report goes back to Amp"
+    let bytes = applied.round.as_ref().map_or(0, |r| r.prompt.len());
+    let mut line = LogLine::info(format!(
+        "CI failed ({names}): round {next} report built ({bytes} bytes) in {} ms, of which {} ms \
+         downloading job logs",
+        decided.as_millis(),
+        downloading.as_millis()
+    ));
+    line.measured.insert(
+        "decision_ms".into(),
+        serde_json::json!(decided.as_secs_f64() * 1000.0),
     );
-    ctx.task_wakeup.notify_one();
-    let note = format!(
-        "CI failed ({names}). Round {} of {max}: the failure report went back to Amp.{base_note}",
-        round.round
+    line.measured.insert(
+        "log_download_ms".into(),
+        serde_json::json!(downloading.as_secs_f64() * 1000.0),
     );
-    crate::worker::edit_status_comment(ctx, task.id, TaskState::Fixing, Some(&note)).await;
+    ctx.lifecycle.log(task.id, line).await;
+    info!(task_id = %task.id, round = next, "CI failed; the report goes back to Amp");
     Ok(())
 }
 
@@ -444,13 +397,4 @@ async fn base_failures(
         ),
         _ => None,
     }
-}
-
-fn publish_state(ctx: &Ctx, task_id: i64, event: &crate::entities::task_event::Model) {
-    ctx.bus.publish(Published {
-        task_id,
-        seq: event.seq,
-        kind: kind::STATE.into(),
-        data: serde_json::from_str(&event.data).unwrap_or_default(),
-    });
 }

@@ -1,12 +1,14 @@
-//! A task: one `/amp` prompt, driven through the states in [`crate::state::TaskState`].
+//! A task: one `/amp` prompt, driven through the states in [`TaskState`].
 
 use sea_orm::entity::prelude::*;
+
+use crate::domain::{CommitSha, RepoRef, TaskId, TaskState, ThreadId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: TaskId,
     /// The capability in status links: at least 128 random bits, never derived from `id`.
     #[sea_orm(unique)]
     pub public_id: String,
@@ -24,14 +26,14 @@ pub struct Model {
     pub comment_id: i64,
     pub delivery_id: Option<String>,
     pub prompt: String,
-    pub state: String,
+    pub state: TaskState,
     /// The sequence number of the newest event in `task_events` (0 = none yet).
     pub last_seq: i64,
     pub status_comment_id: Option<i64>,
     pub branch: Option<String>,
     pub pr_number: Option<i64>,
-    pub head_sha: Option<String>,
-    pub thread_id: Option<String>,
+    pub head_sha: Option<CommitSha>,
+    pub thread_id: Option<ThreadId>,
     pub ci_round: i32,
     pub error_message: Option<String>,
     pub lease_owner: Option<String>,
@@ -42,6 +44,8 @@ pub struct Model {
     pub awaiting_since: Option<i64>,
     /// The delivery whose `/amp retry` or follow-up last queued the task again.
     pub command_delivery_id: Option<String>,
+    /// What the status comment says under the state (see the `status_note` migration).
+    pub status_note: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,
@@ -61,3 +65,23 @@ impl Related<super::task_event::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The repository the task works on.
+    pub fn repo(&self) -> RepoRef {
+        RepoRef {
+            installation_id: self.installation_id,
+            repo_id: self.repo_id,
+            full_name: self.repo_full_name.clone(),
+        }
+    }
+
+    /// The pull request the task works on: the one commented on, or the one it opened.
+    pub fn pull_number(&self) -> Option<i64> {
+        if self.is_pull_request {
+            Some(self.issue_number)
+        } else {
+            self.pr_number
+        }
+    }
+}

@@ -2,16 +2,18 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{EventKind, EventPayload, TaskId};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "task_events")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    pub task_id: i64,
+    pub task_id: TaskId,
     /// Strictly increasing per task, starting at 1, with no gaps: SSE ids and resumption use it.
     pub seq: i64,
-    pub kind: String,
-    /// JSON text.
+    pub kind: EventKind,
+    /// The payload as JSON text (see [`EventPayload`]).
     pub data: String,
     pub created_at: i64,
 }
@@ -34,3 +36,10 @@ impl Related<super::task::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The event's payload, typed.
+    pub fn payload(&self) -> EventPayload {
+        EventPayload::decode(self.kind, &self.data)
+    }
+}

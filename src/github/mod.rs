@@ -11,8 +11,6 @@
 //!   message, for the caller to turn into a reply;
 //! - a typed function per operation the service uses.
 
-pub mod texts;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,6 +29,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use crate::config::Config;
+pub use crate::domain::{RepoRef, Role};
 
 /// Tunables, with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
@@ -89,36 +88,23 @@ impl GitHubError {
             _ => None,
         }
     }
-}
 
-/// The repository a call is for, as the webhook named it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RepoRef {
-    pub installation_id: i64,
-    pub repo_id: i64,
-    /// `owner/name`.
-    pub full_name: String,
-}
-
-impl RepoRef {
-    /// The repository a task works on.
-    pub fn of_task(task: &crate::entities::task::Model) -> RepoRef {
-        RepoRef {
-            installation_id: task.installation_id,
-            repo_id: task.repo_id,
-            full_name: task.repo_full_name.clone(),
+    /// A refusal that asking again will not change: a 4xx (the rate limits, which are 4xx too,
+    /// are waited out before an error is returned) or a client without an App. Transport
+    /// failures, 5xx and answers that do not parse may go away.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            GitHubError::Status { status, .. } => (400..500).contains(status),
+            GitHubError::NotConfigured => true,
+            GitHubError::Transport { .. } | GitHubError::Other(_) => false,
         }
     }
 
-    /// The repository a webhook is about, under the installation that sent it.
-    pub fn of_event(
-        installation_id: i64,
-        repository: &crate::webhook::events::Repository,
-    ) -> RepoRef {
-        RepoRef {
-            installation_id,
-            repo_id: repository.id,
-            full_name: repository.full_name.clone(),
+    /// GitHub's own words, without the method and path (for a person).
+    pub fn github_message(&self) -> Option<&str> {
+        match self {
+            GitHubError::Status { message, .. } => Some(message),
+            _ => None,
         }
     }
 }
@@ -145,41 +131,6 @@ pub struct GitHub {
     key: Option<jsonwebtoken::EncodingKey>,
     options: Options,
     tokens: Mutex<HashMap<(i64, i64), CachedToken>>,
-}
-
-/// A collaborator's role on a repository, as GitHub names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    None,
-    Read,
-    Triage,
-    Write,
-    Maintain,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(name: &str) -> Role {
-        match name {
-            "admin" => Role::Admin,
-            "maintain" => Role::Maintain,
-            "write" => Role::Write,
-            "triage" => Role::Triage,
-            "read" => Role::Read,
-            _ => Role::None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::None => "none",
-            Role::Read => "read",
-            Role::Triage => "triage",
-            Role::Write => "write",
-            Role::Maintain => "maintain",
-            Role::Admin => "admin",
-        }
-    }
 }
 
 impl GitHub {
@@ -505,11 +456,14 @@ impl GitHub {
                 None::<&Value>,
             )
             .await?;
-        let name = permission["role_name"]
+        // `role_name` names custom roles too ("provides the name of the assigned role, including
+        // custom roles"); `permission` is always one of the base roles a custom one builds on.
+        let role = permission["role_name"]
             .as_str()
-            .or_else(|| permission["permission"].as_str())
-            .unwrap_or("none");
-        Ok(Role::parse(name))
+            .and_then(Role::base)
+            .or_else(|| permission["permission"].as_str().and_then(Role::base))
+            .unwrap_or(Role::None);
+        Ok(role)
     }
 }
 
@@ -570,13 +524,19 @@ pub struct AppRegistration {
     pub id: u64,
     pub slug: String,
     pub name: String,
-    pub owner: Option<crate::webhook::events::User>,
+    pub owner: Option<Account>,
     pub html_url: String,
     pub client_id: String,
     pub client_secret: String,
     /// Null when the manifest asked for no webhook; this App's manifest always asks for one.
     pub webhook_secret: Option<String>,
     pub pem: String,
+}
+
+/// The account that owns an App.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Account {
+    pub login: String,
 }
 
 /// Never prints the credentials.
@@ -696,22 +656,6 @@ pub struct Annotation {
 }
 
 impl GitHub {
-    /// Create a branch pointing at `sha`.
-    pub async fn create_branch(
-        &self,
-        repo: &RepoRef,
-        branch: &str,
-        sha: &str,
-    ) -> Result<octocrab::models::repos::Ref, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!("/repos/{}/git/refs", repo.full_name),
-            Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": sha })),
-        )
-        .await
-    }
-
     /// Open a draft pull request from `head` into `base`.
     pub async fn open_draft_pr(
         &self,

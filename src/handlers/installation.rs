@@ -3,38 +3,42 @@
 use anyhow::Context;
 use tracing::info;
 
-use crate::app::Ctx;
+use crate::context::Ctx;
 use crate::store::deliveries::Outcome;
 use crate::store::installations::{self, InstallationInfo};
-use crate::store::tasks;
-use crate::webhook::events::{Installation, InstallationEvent, InstallationRepositoriesEvent};
+use crate::webhook::events::{
+    Action, Installation, InstallationAction, InstallationEvent, InstallationRepositoriesEvent,
+};
 
-fn info<'a>(installation: &'a Installation, action: &str) -> InstallationInfo<'a> {
+/// The installation as stored, after `action` (`None`: an event that does not change whether it
+/// is suspended or deleted).
+fn info(installation: &Installation, action: Option<InstallationAction>) -> InstallationInfo<'_> {
+    use InstallationAction::{Deleted, Suspend, Unsuspend};
     InstallationInfo {
         id: installation.id,
         account_login: &installation.account.login,
         account_type: &installation.account.kind,
         repository_selection: installation.repository_selection.as_deref(),
-        suspended: action == "suspend"
-            || (action != "unsuspend" && installation.suspended_at.is_some()),
-        deleted: action == "deleted",
+        suspended: action == Some(Suspend)
+            || (action != Some(Unsuspend) && installation.suspended_at.is_some()),
+        deleted: action == Some(Deleted),
     }
 }
 
 pub async fn handle_installation(ctx: &Ctx, event: &InstallationEvent) -> anyhow::Result<Outcome> {
-    installations::upsert(&ctx.db, info(&event.installation, &event.action))
+    let action = match event.action {
+        Action::Known(action) => Some(action),
+        Action::Other(_) => None,
+    };
+    installations::upsert(&ctx.db, info(&event.installation, action))
         .await
         .context("storing the installation")?;
-    if matches!(event.action.as_str(), "deleted" | "suspend") {
-        let reason = if event.action == "deleted" {
-            "the app was uninstalled"
-        } else {
-            "the installation was suspended"
-        };
-        let cancelled =
-            tasks::cancel_queued_for_installation(&ctx.db, event.installation.id, reason)
-                .await
-                .context("cancelling the installation's queued tasks")?;
+    if let Some(gone @ (InstallationAction::Deleted | InstallationAction::Suspend)) = action {
+        let cancelled = ctx
+            .lifecycle
+            .cancel_queued(event.installation.id, gone == InstallationAction::Suspend)
+            .await
+            .context("cancelling the installation's queued tasks")?;
         if cancelled > 0 {
             info!(
                 installation_id = event.installation.id,
@@ -55,7 +59,7 @@ pub async fn handle_repositories(
     ctx: &Ctx,
     event: &InstallationRepositoriesEvent,
 ) -> anyhow::Result<Outcome> {
-    installations::upsert(&ctx.db, info(&event.installation, &event.action))
+    installations::upsert(&ctx.db, info(&event.installation, None))
         .await
         .context("storing the installation")?;
     info!(

@@ -14,17 +14,18 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::app::Ctx;
+use crate::context::Ctx;
+use crate::domain::TaskState;
 use crate::entities::task;
 use crate::github::GitHubError;
-use crate::state::TaskState;
-use crate::store::tasks::{self, NewTask};
+use crate::lifecycle::{Created, TaskRequest};
+use crate::store::tasks;
+use crate::texts::prompts;
 
 /// The response to send when the request does not carry the admin token.
 pub(crate) fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
@@ -106,19 +107,15 @@ pub async fn list(
     }
     let state = filter.state.unwrap_or_default();
     let repo = filter.repo.unwrap_or_default();
-    let mut query = task::Entity::find();
-    if !state.is_empty() {
-        query = query.filter(task::Column::State.eq(state.as_str()));
-    }
-    if !repo.is_empty() {
-        query = query.filter(task::Column::RepoFullName.eq(repo.as_str()));
-    }
-    let found = match query
-        .order_by_desc(task::Column::Id)
-        .limit(LIST_LIMIT)
-        .all(&ctx.db)
-        .await
-    {
+    let found = match state.parse::<TaskState>() {
+        // A state that does not exist has no tasks.
+        Err(_) if !state.is_empty() => Ok(Vec::new()),
+        parsed => {
+            let repo = (!repo.is_empty()).then_some(repo.as_str());
+            tasks::recent(&ctx.db, parsed.ok(), repo, LIST_LIMIT).await
+        }
+    };
+    let found = match found {
         Ok(found) => found,
         Err(e) => return super::internal_error(e),
     };
@@ -138,7 +135,7 @@ pub async fn list(
                 ))
                 .to_string(),
                 public_id: t.public_id,
-                state: t.state,
+                state: t.state.as_str().to_string(),
                 repo: t.repo_full_name,
             })
             .collect(),
@@ -263,19 +260,9 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
             .await
             .map_err(|e| github_error(&format!("reading issue #{number}"), e))?,
         None => {
-            let title: String = prompt
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(80)
-                .collect();
+            let (title, body) = prompts::admin_issue(&prompt);
             github
-                .create_issue(
-                    &repo,
-                    &title,
-                    &format!("Asked of Amp through amp-orchestrator:\n\n{prompt}"),
-                )
+                .create_issue(&repo, &title, &body)
                 .await
                 .map_err(|e| github_error("opening an issue for the task", e))?
         }
@@ -284,12 +271,10 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
         .requester
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "amp-orchestrator[bot]".to_string());
-    let created = tasks::create(
-        &ctx.db,
-        NewTask {
-            installation_id: repo.installation_id,
-            repo_id: repo.repo_id,
-            repo_full_name: full_name.clone(),
+    let created = ctx
+        .lifecycle
+        .create_task(TaskRequest {
+            repo: repo.clone(),
             clone_url: details
                 .clone_url
                 .as_ref()
@@ -308,28 +293,29 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
             comment_id: 0,
             delivery_id: None,
             prompt,
-        },
-    )
-    .await
-    .map_err(|e| {
-        refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storing the task: {e}"),
-        )
-    })?
-    .ok_or_else(|| refused(StatusCode::INTERNAL_SERVER_ERROR, "the task was not stored"))?;
-    tracing::info!(task_id = created.id, public_id = %created.public_id, repo = %full_name, issue = created.issue_number, "task created by an admin");
-    ctx.task_wakeup.notify_one();
-    if let Err(e) = crate::handlers::comment::post_status_comment(
-        ctx,
-        &github,
-        &repo,
-        created.issue_number,
-        &created,
-    )
-    .await
-    {
-        tracing::warn!(task_id = created.id, error = %e, "posting the status comment failed");
+        })
+        .await
+        .map_err(|e| {
+            refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing the task: {e}"),
+            )
+        })?;
+    let created = match created {
+        Created::New(task) | Created::Again(task) => task,
+        Created::Busy(active) => {
+            return Err(refused(
+                StatusCode::CONFLICT,
+                format!(
+                    "a task is already running on issue #{} ({}/tasks/{}); stop it first",
+                    active.issue_number, ctx.config.public_url, active.public_id
+                ),
+            ));
+        }
+    };
+    tracing::info!(task_id = %created.id, public_id = %created.public_id, repo = %full_name, issue = created.issue_number, "task created by an admin");
+    if let Err(e) = ctx.lifecycle.announce(&created).await {
+        tracing::warn!(task_id = %created.id, error = %e, "posting the status comment failed");
     }
     Ok(created)
 }
@@ -376,7 +362,7 @@ fn task_json(ctx: &Ctx, task: &task::Model) -> serde_json::Value {
     json!({
         "public_id": task.public_id,
         "url": format!("{}/tasks/{}", ctx.config.public_url, task.public_id),
-        "state": task.state,
+        "state": task.state.as_str(),
         "repo": task.repo_full_name,
         "issue": task.issue_number,
         "is_pull_request": task.is_pull_request,

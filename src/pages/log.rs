@@ -5,6 +5,7 @@
 use askama::Template;
 use serde_json::Value;
 
+use crate::domain::{AgentLine, EventPayload, LogLevel};
 use crate::text::{clip, strip_ansi};
 
 /// One line of the log.
@@ -22,31 +23,31 @@ pub struct Line {
 /// Longest text shown for a line; the rest is in the stored event.
 const MAX_TEXT: usize = 16 * 1024;
 
-/// The line for a stored event (`kind` and its JSON `data`).
-pub fn line(seq: i64, kind: &str, data: &Value) -> Line {
-    let s = |key: &str| data[key].as_str().unwrap_or_default().to_string();
-    let (class, text, detail) = match kind {
-        "state" => {
-            let reason = data["reason"]
-                .as_str()
+/// The line for an event.
+pub fn line(seq: i64, payload: &EventPayload) -> Line {
+    let (class, text, detail) = match payload {
+        EventPayload::State(change) => {
+            let reason = change
+                .reason
+                .as_deref()
                 .filter(|r| !r.is_empty())
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
-            ("change", format!("→ {}{reason}", s("to")), None)
+            ("change", format!("→ {}{reason}", change.to), None)
         }
-        "log" => {
-            let class = if data["level"] == "error" {
+        EventPayload::Log(log) => {
+            let class = if log.level == LogLevel::Error {
                 "error"
             } else {
                 "log"
             };
-            (class, s("text"), None)
+            (class, log.text.clone(), None)
         }
-        "agent" => match data["type"].as_str().unwrap_or_default() {
-            "init" => ("log", format!("Amp thread {}", s("thread_id")), None),
-            "text" => ("text", s("text"), None),
-            "tool_use" => {
-                let input = match &data["input"] {
+        EventPayload::Agent(agent) => match agent {
+            AgentLine::Init { thread_id } => ("log", format!("Amp thread {thread_id}"), None),
+            AgentLine::Text { text } => ("text", text.clone(), None),
+            AgentLine::ToolUse { name, input } => {
+                let input = match input {
                     Value::String(s) => s.clone(),
                     Value::Null => String::new(),
                     // The command or path a tool call is about, when it names one.
@@ -55,57 +56,37 @@ pub fn line(seq: i64, kind: &str, data: &Value) -> Line {
                         .find_map(|k| other[*k].as_str().map(str::to_string))
                         .unwrap_or_else(|| other.to_string()),
                 };
-                let short: String = input
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(120)
-                    .collect();
-                ("tool", format!("▸ {} {short}", s("name")), Some(input))
+                let short = first_line(&input);
+                ("tool", format!("▸ {name} {short}"), Some(input))
             }
-            "tool_result" => {
-                let output = match &data["output"] {
+            AgentLine::ToolResult { is_error, output } => {
+                let output = match output {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let class = if data["is_error"] == true {
-                    "error"
-                } else {
-                    "result"
-                };
-                let first: String = output
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(120)
-                    .collect();
-                (class, format!("◂ {first}"), Some(output))
+                let class = if *is_error { "error" } else { "result" };
+                (class, format!("◂ {}", first_line(&output)), Some(output))
             }
-            "result" => {
-                let class = if data["is_error"] == true {
-                    "error"
-                } else {
-                    "result"
-                };
+            AgentLine::Result {
+                is_error,
+                text,
+                duration_ms,
+                num_turns,
+                input_tokens,
+                output_tokens,
+            } => {
+                let class = if *is_error { "error" } else { "result" };
                 let usage = format!(
                     "{} turns, {} input and {} output tokens, {:.1} s",
-                    data["num_turns"].as_u64().unwrap_or(0),
-                    data["input_tokens"].as_u64().unwrap_or(0),
-                    data["output_tokens"].as_u64().unwrap_or(0),
-                    data["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+                    num_turns.unwrap_or(0),
+                    input_tokens.unwrap_or(0),
+                    output_tokens.unwrap_or(0),
+                    duration_ms.unwrap_or(0) as f64 / 1000.0
                 );
-                (
-                    class,
-                    format!("Amp finished: {} ({usage})", s("text")),
-                    None,
-                )
+                (class, format!("Amp finished: {text} ({usage})"), None)
             }
-            "stderr" | "raw" => ("raw", strip_ansi(&s("text")), None),
-            _ => ("raw", strip_ansi(&data.to_string()), None),
+            AgentLine::Stderr { text } | AgentLine::Raw { text } => ("raw", strip_ansi(text), None),
         },
-        _ => ("raw", strip_ansi(&data.to_string()), None),
     };
     Line {
         seq,
@@ -113,6 +94,16 @@ pub fn line(seq: i64, kind: &str, data: &Value) -> Line {
         text: clip(&text, MAX_TEXT),
         detail: detail.map(|d| clip(&strip_ansi(&d), MAX_TEXT)),
     }
+}
+
+/// The first line of `text`, at most 120 characters.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
 }
 
 /// One `<li>` of the log or the timeline.
@@ -130,58 +121,79 @@ impl Line {
 
 /// What the live stream sends for an event: `{"seq", "kind", "html"}`, plus `"state"` for a
 /// state change.
-pub fn sse_payload(seq: i64, kind: &str, data: &Value) -> String {
-    let line = line(seq, kind, data);
-    let mut payload = serde_json::json!({"seq": seq, "kind": kind, "html": line.html()});
-    if kind == "state" {
-        payload["state"] = data["to"].clone();
+pub fn sse_payload(seq: i64, payload: &EventPayload) -> String {
+    let line = line(seq, payload);
+    let kind = match payload {
+        EventPayload::State(_) => "state",
+        EventPayload::Log(_) => "log",
+        EventPayload::Agent(_) => "agent",
+    };
+    let mut out = serde_json::json!({"seq": seq, "kind": kind, "html": line.html()});
+    if let Some(state) = payload.new_state() {
+        out["state"] = Value::String(state.as_str().into());
     }
-    payload.to_string()
+    out.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{LogLine, StateChange, TaskState};
     use serde_json::json;
+
+    fn agent(line: serde_json::Value) -> EventPayload {
+        EventPayload::Agent(serde_json::from_value(line).unwrap())
+    }
 
     #[test]
     fn lines_for_each_kind_of_event() {
         let l = line(
             3,
-            "agent",
-            &json!({"type": "tool_use", "name": "Bash", "input": {"cmd": "cargo test\nmore"}}),
+            &agent(
+                json!({"type": "tool_use", "name": "Bash", "input": {"cmd": "cargo test\nmore"}}),
+            ),
         );
         assert_eq!(l.class, "tool");
         assert_eq!(l.text, "▸ Bash cargo test");
         assert_eq!(l.detail.as_deref(), Some("cargo test\nmore"));
-        assert!(l.detail.is_some());
         let l = line(
             4,
-            "agent",
-            &json!({"type": "raw", "text": "\u{1b}[31mred\u{1b}[0m"}),
+            &agent(json!({"type": "raw", "text": "\u{1b}[31mred\u{1b}[0m"})),
         );
         assert_eq!((l.class, l.text.as_str()), ("raw", "red"));
-        let l = line(
-            5,
-            "state",
-            &json!({"from": "running", "to": "pushing", "reason": null}),
-        );
+        let change = EventPayload::State(StateChange {
+            from: Some(TaskState::Running),
+            to: TaskState::Pushing,
+            reason: None,
+        });
+        let l = line(5, &change);
         assert_eq!((l.class, l.text.as_str()), ("change", "→ pushing"));
-        let l = line(6, "log", &json!({"level": "error", "text": "boom"}));
+        let l = line(6, &EventPayload::Log(LogLine::error("boom")));
         assert_eq!(l.class, "error");
         let html = line(
             7,
-            "agent",
-            &json!({"type": "text", "text": "<script>x</script>"}),
+            &agent(json!({"type": "text", "text": "<script>x</script>"})),
         )
         .html();
         assert!(
             html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
             "{html}"
         );
-        let payload: Value =
-            serde_json::from_str(&sse_payload(8, "state", &json!({"to": "succeeded"}))).unwrap();
+        let done = EventPayload::State(StateChange {
+            from: Some(TaskState::AwaitingCi),
+            to: TaskState::Succeeded,
+            reason: None,
+        });
+        let payload: Value = serde_json::from_str(&sse_payload(8, &done)).unwrap();
         assert_eq!(payload["state"], "succeeded");
         assert_eq!(payload["seq"], 8);
+    }
+
+    #[test]
+    fn stored_events_that_do_not_decode_are_shown_raw() {
+        let payload = EventPayload::decode(crate::domain::EventKind::State, "{\"to\": \"done\"}");
+        let l = line(9, &payload);
+        assert_eq!(l.class, "raw");
+        assert!(l.text.contains("done"), "{}", l.text);
     }
 }

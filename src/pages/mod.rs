@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod log;
+pub mod metrics;
 pub mod setup;
 pub mod sse;
 pub mod task;
@@ -22,7 +23,7 @@ pub struct Index {
 
 /// `GET /`: the landing page, or the setup page while the service has no App.
 pub async fn index(
-    axum::extract::State(ctx): axum::extract::State<crate::app::Ctx>,
+    axum::extract::State(ctx): axum::extract::State<crate::context::Ctx>,
     headers: axum::http::HeaderMap,
     axum::extract::Query(query): axum::extract::Query<setup::SetupQuery>,
 ) -> Response {

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::app::Ctx;
+use crate::context::Ctx;
 use crate::entities::github_app;
 use crate::github::GitHub;
 
@@ -100,7 +100,7 @@ pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response
     if let Some(refused) = super::admin::refusal(ctx, headers) {
         return refused;
     }
-    let web = super::task::web_base(&ctx.config.github_api_url);
+    let web = ctx.config.web_url();
     let organization = query.organization.unwrap_or_default().trim().to_string();
     let (organization, error) = if organization.is_empty() || is_login(&organization) {
         (organization, None)
@@ -276,7 +276,7 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         Ok(stored) => stored,
         Err(e) => return super::internal_error(e),
     };
-    if let Err(e) = ctx.adopt(&stored) {
+    if let Err(e) = ctx.identity.adopt(&stored) {
         return super::internal_error(format!("{e:#}"));
     }
     let unused = (stored.app_id != app.id as i64).then(|| app.name.clone());

@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use crate::app::Ctx;
-use crate::bus::BusEvent;
-use crate::state::TaskState;
+use crate::bus::{BusEvent, Published};
+use crate::context::Ctx;
+use crate::domain::{EventPayload, TaskId};
 use crate::store::tasks;
 
 /// Events read from the store per query while replaying.
@@ -34,9 +34,13 @@ pub struct After {
 
 /// One event of the stream: `line` for log lines, `state` for state changes, with the sequence
 /// number as its id and the page's rendering of it as its data.
-pub fn frame(seq: i64, kind: &str, data: &serde_json::Value) -> Bytes {
-    let payload = super::log::sse_payload(seq, kind, data);
-    let name = if kind == "state" { "state" } else { "line" };
+pub fn frame(seq: i64, event: &EventPayload) -> Bytes {
+    let payload = super::log::sse_payload(seq, event);
+    let name = if matches!(event, EventPayload::State(_)) {
+        "state"
+    } else {
+        "line"
+    };
     let mut out = BytesMut::with_capacity(payload.len() + 32);
     out.put_slice(format!("id: {seq}\nevent: {name}\ndata: ").as_bytes());
     // The payload is one line of JSON: newlines in it are escaped.
@@ -92,19 +96,20 @@ enum Phase {
 
 struct Replay {
     ctx: Ctx,
-    task_id: i64,
+    task_id: TaskId,
     /// The last sequence number sent (or the client's).
     last: i64,
     rx: broadcast::Receiver<Arc<BusEvent>>,
     phase: Phase,
 }
 
-fn ends_task(kind: &str, data: &serde_json::Value) -> bool {
-    kind == "state"
-        && data["to"]
-            .as_str()
-            .and_then(|s| s.parse::<TaskState>().ok())
-            .is_some_and(TaskState::is_terminal)
+fn ends_task(event: &EventPayload) -> bool {
+    event.new_state().is_some_and(|s| s.is_terminal())
+}
+
+/// The frame of a published event, made once for every viewer.
+fn wire(published: &Published) -> Bytes {
+    frame(published.seq, &published.payload)
 }
 
 const END: &[u8] = b"event: end\ndata: {}\n\n";
@@ -122,8 +127,8 @@ fn take(s: &mut Replay, bus: &BusEvent, out: &mut BytesMut) -> Result<(), ()> {
         return Err(());
     }
     s.last = e.seq;
-    out.put_slice(&bus.sse_frame());
-    if ends_task(&e.kind, &e.data) {
+    out.put_slice(&bus.wire(wire));
+    if ends_task(&e.payload) {
         out.put_slice(END);
         s.phase = Phase::Done;
     }
@@ -143,18 +148,17 @@ fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible
                     {
                         Ok(stored) => stored,
                         Err(e) => {
-                            tracing::warn!(task_id = s.task_id, error = %e, "reading events for a stream failed");
+                            tracing::warn!(task_id = %s.task_id, error = %e, "reading events for a stream failed");
                             s.phase = Phase::Done;
                             continue;
                         }
                     };
                     let full_page = stored.len() as u64 == PAGE;
                     for e in stored {
-                        let data: serde_json::Value =
-                            serde_json::from_str(&e.data).unwrap_or_default();
-                        out.put_slice(&frame(e.seq, &e.kind, &data));
+                        let payload = e.payload();
+                        out.put_slice(&frame(e.seq, &payload));
                         s.last = e.seq;
-                        if ends_task(&e.kind, &data) {
+                        if ends_task(&payload) {
                             out.put_slice(END);
                             s.phase = Phase::Done;
                             break;
@@ -166,8 +170,7 @@ fn stream(state: Replay) -> impl futures::Stream<Item = Result<Bytes, Infallible
                             .await
                             .ok()
                             .flatten()
-                            .and_then(|t| t.state.parse::<TaskState>().ok())
-                            .is_some_and(TaskState::is_terminal);
+                            .is_some_and(|t| t.state.is_terminal());
                         if over {
                             out.put_slice(END);
                             s.phase = Phase::Done;

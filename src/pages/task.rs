@@ -7,10 +7,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
 use super::log::{Line, line};
-use crate::app::Ctx;
+use crate::context::Ctx;
+use crate::domain::{AgentLine, EventPayload};
 use crate::entities::{task, task_event, task_round};
-use crate::state::TaskState;
 use crate::store::{rounds, tasks};
+use crate::texts::comments::{round_label, round_result};
 
 /// Log lines rendered into the page; older ones are left out (the stream and the store have them).
 const MAX_LINES: usize = 2000;
@@ -46,25 +47,14 @@ pub struct TaskPage {
     pub last_seq: i64,
 }
 
-/// The GitHub web address that goes with an API address (github.com, Enterprise Server's
-/// `/api/v3`, or a local stand-in that serves both).
-pub fn web_base(api_url: &str) -> String {
-    let api = api_url.trim_end_matches('/');
-    if api == "https://api.github.com" {
-        "https://github.com".to_string()
-    } else {
-        api.trim_end_matches("/api/v3").to_string()
-    }
-}
-
+/// The page for `task`, with its events and rounds; `web` is GitHub's web address.
 pub fn page(
     task: &task::Model,
     events: &[task_event::Model],
     rounds: &[task_round::Model],
-    api_url: &str,
+    web: &str,
     now_ms: i64,
 ) -> TaskPage {
-    let web = web_base(api_url);
     let repo_url = format!("{web}/{}", task.repo_full_name);
     let (subject, path) = if task.is_pull_request {
         ("pull request", "pull")
@@ -75,15 +65,21 @@ pub fn page(
     let mut lines = Vec::new();
     let mut usage = (0u64, 0u64, 0u64, false);
     for e in events {
-        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
-        if e.kind == "agent" && data["type"] == "result" {
-            usage.0 += data["num_turns"].as_u64().unwrap_or(0);
-            usage.1 += data["input_tokens"].as_u64().unwrap_or(0);
-            usage.2 += data["output_tokens"].as_u64().unwrap_or(0);
+        let payload = e.payload();
+        if let EventPayload::Agent(AgentLine::Result {
+            num_turns,
+            input_tokens,
+            output_tokens,
+            ..
+        }) = &payload
+        {
+            usage.0 += num_turns.unwrap_or(0);
+            usage.1 += input_tokens.unwrap_or(0);
+            usage.2 += output_tokens.unwrap_or(0);
             usage.3 = true;
         }
-        let l = line(e.seq, &e.kind, &data);
-        if e.kind == "state" {
+        let l = line(e.seq, &payload);
+        if matches!(payload, EventPayload::State(_)) {
             timeline.push(l);
         } else {
             lines.push(l);
@@ -91,7 +87,6 @@ pub fn page(
     }
     let omitted = lines.len().saturating_sub(MAX_LINES);
     lines.drain(..omitted);
-    let state: TaskState = task.state.parse().unwrap_or(TaskState::Failed);
     let end = task.finished_at.unwrap_or(now_ms);
     let secs = ((end - task.created_at).max(0) / 1000) as u64;
     TaskPage {
@@ -103,8 +98,8 @@ pub fn page(
         repo_url: repo_url.clone(),
         requester: task.requester_login.clone(),
         prompt: task.prompt.clone(),
-        state: task.state.clone(),
-        terminal: state.is_terminal(),
+        state: task.state.as_str().to_string(),
+        terminal: task.state.is_terminal(),
         error: task.error_message.clone(),
         pr: task.pr_number.map(|n| (n, format!("{repo_url}/pull/{n}"))),
         duration: humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
@@ -124,8 +119,8 @@ pub fn page(
 
 fn round_view(r: &task_round::Model) -> RoundView {
     RoundView {
-        label: r.label(str::to_string),
-        outcome: r.result(),
+        label: round_label(r, str::to_string),
+        outcome: round_result(r),
     }
 }
 
@@ -147,7 +142,7 @@ pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Resp
         &task,
         &events,
         &rounds,
-        &ctx.config.github_api_url,
+        &ctx.config.web_url(),
         crate::db::now_ms(),
     )
     .into_response()
@@ -156,12 +151,13 @@ pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CommitSha, EventKind, RoundKind, RoundOutcome, TaskId, TaskState};
     use askama::Template;
     use serde_json::json;
 
-    fn task(state: &str) -> task::Model {
+    fn task(state: TaskState) -> task::Model {
         task::Model {
-            id: 1,
+            id: TaskId(1),
             public_id: "q5bV8m1dXJ0tC2hRk9LwZa3Y".into(),
             installation_id: 77,
             repo_id: 9,
@@ -177,7 +173,7 @@ mod tests {
             comment_id: 5,
             delivery_id: None,
             prompt: "add a --json flag to <export>".into(),
-            state: state.into(),
+            state,
             last_seq: 0,
             status_comment_id: None,
             branch: Some("amp/21-add-a-json-flag-q5bv8m".into()),
@@ -191,6 +187,7 @@ mod tests {
             stop_requested_at: None,
             awaiting_since: None,
             command_delivery_id: None,
+            status_note: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_000,
             started_at: None,
@@ -198,12 +195,12 @@ mod tests {
         }
     }
 
-    fn event(seq: i64, kind: &str, data: serde_json::Value) -> task_event::Model {
+    fn event(seq: i64, kind: EventKind, data: serde_json::Value) -> task_event::Model {
         task_event::Model {
             id: seq,
-            task_id: 1,
+            task_id: TaskId(1),
             seq,
-            kind: kind.into(),
+            kind,
             data: data.to_string(),
             created_at: 1_700_000_000_000 + seq * 1000,
         }
@@ -212,14 +209,14 @@ mod tests {
     fn events(states: &[&str]) -> Vec<task_event::Model> {
         let mut out = vec![event(
             1,
-            "state",
+            EventKind::State,
             json!({"from": null, "to": "queued", "reason": "task created"}),
         )];
         let mut from = "queued";
         for (i, to) in states.iter().enumerate() {
             out.push(event(
                 out.len() as i64 + 1,
-                "state",
+                EventKind::State,
                 json!({"from": from, "to": to, "reason": null}),
             ));
             from = to;
@@ -232,7 +229,7 @@ mod tests {
                     json!({"type": "stderr", "text": "\u{1b}[33mwarning\u{1b}[0m: unused"}),
                     json!({"type": "result", "is_error": false, "text": "Added --json.", "duration_ms": 4200, "num_turns": 3, "input_tokens": 100, "output_tokens": 20}),
                 ] {
-                    out.push(event(out.len() as i64 + 1, "agent", data));
+                    out.push(event(out.len() as i64 + 1, EventKind::Agent, data));
                 }
             }
         }
@@ -244,7 +241,7 @@ mod tests {
             t,
             &events(states),
             rounds,
-            "https://api.github.com",
+            "https://github.com",
             1_700_000_090_000,
         )
         .render()
@@ -253,25 +250,25 @@ mod tests {
 
     #[test]
     fn pages_in_each_state() {
-        insta::assert_snapshot!("page_queued", render(&task("queued"), &[], &[]));
+        insta::assert_snapshot!("page_queued", render(&task(TaskState::Queued), &[], &[]));
         insta::assert_snapshot!(
             "page_running",
-            render(&task("running"), &["preparing", "running"], &[])
+            render(&task(TaskState::Running), &["preparing", "running"], &[])
         );
-        let mut awaiting = task("awaiting_ci");
+        let mut awaiting = task(TaskState::AwaitingCi);
         awaiting.pr_number = Some(22);
         let round = task_round::Model {
             id: 1,
-            task_id: 1,
+            task_id: TaskId(1),
             round: 1,
-            kind: "ci".into(),
-            head_sha: Some("0123456789".into()),
+            kind: RoundKind::Ci,
+            head_sha: Some(CommitSha("0123456789".into())),
             failed_checks: r#"[{"name": "test", "conclusion": "failure"}]"#.into(),
             fingerprint: None,
             prompt: "CI failed".into(),
             requested_by: None,
-            outcome: Some("pushed".into()),
-            result_sha: Some("abcdef0123".into()),
+            outcome: Some(RoundOutcome::Pushed),
+            result_sha: Some(CommitSha("abcdef0123".into())),
             created_at: 0,
             finished_at: Some(0),
         };
@@ -284,7 +281,7 @@ mod tests {
             )
         );
         let mut succeeded = awaiting.clone();
-        succeeded.state = "succeeded".into();
+        succeeded.state = TaskState::Succeeded;
         succeeded.finished_at = Some(1_700_000_075_000);
         insta::assert_snapshot!(
             "page_succeeded",
@@ -300,22 +297,12 @@ mod tests {
                 &[round]
             )
         );
-        let mut failed = task("failed");
+        let mut failed = task(TaskState::Failed);
         failed.error_message = Some("the agent image is not present on the Docker engine".into());
         failed.finished_at = Some(1_700_000_002_000);
         insta::assert_snapshot!(
             "page_failed",
             render(&failed, &["preparing", "failed"], &[])
         );
-    }
-
-    #[test]
-    fn web_addresses() {
-        assert_eq!(web_base("https://api.github.com"), "https://github.com");
-        assert_eq!(
-            web_base("https://ghe.example.com/api/v3/"),
-            "https://ghe.example.com"
-        );
-        assert_eq!(web_base("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
     }
 }

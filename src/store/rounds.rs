@@ -1,133 +1,94 @@
 //! The agent's turns after a task's first (see [`crate::entities::task_round`]). A round starts
-//! with the task's state change in one transaction, compare-and-set on the state (and on the head
-//! commit, for CI rounds): of two deliveries deciding the same thing, one acts.
+//! with the task's state change, in its transaction (see [`super::tasks::transition`]).
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
-use serde_json::json;
 
 use super::stmt;
-use super::tasks::{append_event, kind};
 use crate::db::now_ms;
-use crate::entities::{task_event, task_round};
-use crate::state::TaskState;
-
-pub mod round_kind {
-    pub const CI: &str = "ci";
-    pub const FOLLOW_UP: &str = "follow_up";
-    pub const RETRY: &str = "retry";
-}
+use crate::domain::round::FailedCheck;
+use crate::domain::{CommitSha, RoundKind, RoundOutcome, TaskId};
+use crate::entities::task_round;
 
 /// What a round is started with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewRound {
-    pub kind: &'static str,
+    pub kind: RoundKind,
     pub round: i32,
-    pub head_sha: Option<String>,
-    pub failed_checks: serde_json::Value,
+    pub head_sha: Option<CommitSha>,
+    pub failed_checks: Vec<FailedCheck>,
     pub fingerprint: Option<String>,
     pub prompt: String,
     pub requested_by: Option<String>,
     /// Set for a round recorded already finished (the failure the CI loop gave up on).
-    pub outcome: Option<&'static str>,
+    pub outcome: Option<RoundOutcome>,
 }
 
-/// The state change that goes with a round.
-#[derive(Debug, Clone)]
-pub struct Change<'a> {
-    pub from: TaskState,
-    pub to: TaskState,
-    pub reason: &'a str,
-    /// Only when the task's head commit is still this one.
-    pub head_sha: Option<&'a str>,
-    /// The task's CI round counter afterwards (`None` leaves it).
-    pub ci_round: Option<i32>,
-    /// The delivery of the command that asked for the round (stored with the change, so the
-    /// same delivery handled again is recognized).
-    pub delivery_id: Option<&'a str>,
+impl NewRound {
+    pub fn new(kind: RoundKind, prompt: String) -> NewRound {
+        NewRound {
+            kind,
+            round: 0,
+            head_sha: None,
+            failed_checks: Vec::new(),
+            fingerprint: None,
+            prompt,
+            requested_by: None,
+            outcome: None,
+        }
+    }
 }
 
-/// Change the task's state and record the round, together; `None` when the task is no longer
-/// in `change.from` (or has moved to another commit).
-pub async fn start(
-    db: &DatabaseConnection,
-    task_id: i64,
-    change: Change<'_>,
+/// Store a round (inside the transaction of the state change it goes with).
+pub(super) async fn insert(
+    txn: &impl ConnectionTrait,
+    task_id: TaskId,
     new: NewRound,
-) -> Result<Option<(task_round::Model, task_event::Model)>, DbErr> {
-    if !change.from.can_become(change.to) {
-        return Err(DbErr::Custom(format!(
-            "a task cannot go from {} to {}",
-            change.from, change.to
-        )));
-    }
-    let now = now_ms();
-    let txn = db.begin().await?;
-    let updated = txn
-        .execute_raw(stmt(
-            &txn,
-            "UPDATE tasks SET state = $1, updated_at = $2, lease_owner = NULL, \
-               ci_round = COALESCE($3, ci_round), \
-               finished_at = CASE WHEN $4 THEN $2 ELSE NULL END, \
-               error_message = CASE WHEN $4 THEN $5 ELSE NULL END, \
-               stop_requested_at = CASE WHEN $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
-               command_delivery_id = COALESCE($9, command_delivery_id) \
-             WHERE id = $6 AND state = $7 AND ($8 IS NULL OR head_sha = $8)",
-            [
-                change.to.as_str().into(),
-                now.into(),
-                change.ci_round.into(),
-                change.to.is_terminal().into(),
-                change.reason.into(),
-                task_id.into(),
-                change.from.as_str().into(),
-                change.head_sha.map(str::to_string).into(),
-                change.delivery_id.map(str::to_string).into(),
-            ],
-        ))
-        .await?;
-    if updated.rows_affected() != 1 {
-        txn.rollback().await?;
-        return Ok(None);
-    }
+    now: i64,
+) -> Result<task_round::Model, DbErr> {
+    let finished_at = new.outcome.map(|_| now);
+    let failed_checks =
+        serde_json::to_string(&new.failed_checks).map_err(|e| DbErr::Custom(e.to_string()))?;
     let inserted = task_round::Entity::insert(task_round::ActiveModel {
         task_id: Set(task_id),
         round: Set(new.round),
-        kind: Set(new.kind.to_string()),
+        kind: Set(new.kind),
         head_sha: Set(new.head_sha.clone()),
-        failed_checks: Set(new.failed_checks.to_string()),
+        failed_checks: Set(failed_checks.clone()),
         fingerprint: Set(new.fingerprint.clone()),
         prompt: Set(new.prompt.clone()),
         requested_by: Set(new.requested_by.clone()),
-        outcome: Set(new.outcome.map(str::to_string)),
+        outcome: Set(new.outcome),
         result_sha: Set(None),
         created_at: Set(now),
-        finished_at: Set(new.outcome.map(|_| now)),
+        finished_at: Set(finished_at),
         ..Default::default()
     })
-    .exec(&txn)
+    .exec(txn)
     .await?;
-    let event = append_event(
-        &txn,
+    Ok(task_round::Model {
+        id: inserted.last_insert_id,
         task_id,
-        kind::STATE,
-        &json!({"from": change.from, "to": change.to, "reason": change.reason}),
-    )
-    .await?;
-    txn.commit().await?;
-    let round = task_round::Entity::find_by_id(inserted.last_insert_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the round just inserted".into()))?;
-    Ok(Some((round, event)))
+        round: new.round,
+        kind: new.kind,
+        head_sha: new.head_sha,
+        failed_checks,
+        fingerprint: new.fingerprint,
+        prompt: new.prompt,
+        requested_by: new.requested_by,
+        outcome: new.outcome,
+        result_sha: None,
+        created_at: now,
+        finished_at,
+    })
 }
 
 /// The task's rounds, oldest first.
 pub async fn list(
     db: &impl ConnectionTrait,
-    task_id: i64,
+    task_id: TaskId,
 ) -> Result<Vec<task_round::Model>, DbErr> {
     task_round::Entity::find()
         .filter(task_round::Column::TaskId.eq(task_id))
@@ -139,7 +100,7 @@ pub async fn list(
 /// The round a worker has yet to run, if any.
 pub async fn pending(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
 ) -> Result<Option<task_round::Model>, DbErr> {
     task_round::Entity::find()
         .filter(task_round::Column::TaskId.eq(task_id))
@@ -153,8 +114,8 @@ pub async fn pending(
 pub async fn finish(
     db: &DatabaseConnection,
     round_id: i64,
-    outcome: &str,
-    result_sha: Option<&str>,
+    outcome: RoundOutcome,
+    result_sha: Option<&CommitSha>,
 ) -> Result<(), DbErr> {
     db.execute_raw(stmt(
         db,
@@ -162,7 +123,7 @@ pub async fn finish(
          WHERE id = $4 AND finished_at IS NULL",
         [
             outcome.into(),
-            result_sha.map(str::to_string).into(),
+            result_sha.map(|s| s.0.clone()).into(),
             now_ms().into(),
             round_id.into(),
         ],

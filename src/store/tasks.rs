@@ -3,7 +3,8 @@
 //! Sequence numbers come from `tasks.last_seq`, bumped in the same transaction that inserts the
 //! event, so they are gap-free and strictly increasing per task even with several writers (the row
 //! update serialises them). State changes are compare-and-set on the current state, so two actors
-//! (a worker finishing, a user's `/amp stop`) can never both win.
+//! (a worker finishing, a user's `/amp stop`) can never both win. Only [`crate::lifecycle`] changes
+//! a task's state; it calls [`transition`] here.
 
 use base64::Engine;
 use rand::RngCore;
@@ -11,15 +12,22 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use serde_json::json;
 
+use super::rounds::{self, NewRound};
 use super::stmt;
 use crate::db::now_ms;
-use crate::entities::{task, task_event};
-use crate::state::TaskState;
+use crate::domain::{CommitSha, EventPayload, StateChange, TaskId, TaskState, ThreadId};
+use crate::entities::{task, task_event, task_round};
 
 /// Random bytes in a public id: 144 bits, beyond guessing.
 const PUBLIC_ID_BYTES: usize = 18;
+
+/// The channel replicas listen on for claimable work (see [`crate::notify`]), and what it says
+/// when a draining replica hands a running task back.
+pub const WORK_CHANNEL: &str = "amp_work";
+pub const HANDED_BACK: &str = "handed-back";
+/// The channel a stored task event is announced on (by a trigger; see the migrations).
+pub const EVENTS_CHANNEL: &str = "amp_task_events";
 
 /// A fresh capability id for status links (URL-safe base64, 24 characters).
 pub fn new_public_id() -> String {
@@ -51,12 +59,12 @@ pub struct NewTask {
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("task {0} not found")]
-    NotFound(i64),
+    NotFound(TaskId),
     #[error("task {task_id} is {actual}, not {expected}: cannot become {to}")]
     Conflict {
-        task_id: i64,
+        task_id: TaskId,
         expected: TaskState,
-        actual: String,
+        actual: TaskState,
         to: TaskState,
     },
     #[error("a task cannot go from {from} to {to}")]
@@ -65,25 +73,16 @@ pub enum TaskError {
     Db(#[from] DbErr),
 }
 
-/// The kinds of event in `task_events.kind`.
-pub mod kind {
-    /// `{"from": state|null, "to": state, "reason": text|null}`
-    pub const STATE: &str = "state";
-    /// `{"level": "info"|"warn"|"error", "text": text}`
-    pub const LOG: &str = "log";
-}
-
 /// Create a task in `queued`, with its first event. Returns `None` when the task for this delivery
 /// already exists (the delivery is being processed a second time).
-pub async fn create(db: &DatabaseConnection, new: NewTask) -> Result<Option<task::Model>, DbErr> {
-    if let Some(delivery_id) = &new.delivery_id {
-        let existing = task::Entity::find()
-            .filter(task::Column::DeliveryId.eq(delivery_id.as_str()))
-            .one(db)
-            .await?;
-        if existing.is_some() {
-            return Ok(None);
-        }
+pub async fn create(
+    db: &DatabaseConnection,
+    new: NewTask,
+) -> Result<Option<(task::Model, task_event::Model)>, DbErr> {
+    if let Some(delivery_id) = &new.delivery_id
+        && get_by_delivery(db, delivery_id).await?.is_some()
+    {
+        return Ok(None);
     }
     let now = now_ms();
     let txn = db.begin().await?;
@@ -103,7 +102,7 @@ pub async fn create(db: &DatabaseConnection, new: NewTask) -> Result<Option<task
         comment_id: Set(new.comment_id),
         delivery_id: Set(new.delivery_id),
         prompt: Set(new.prompt),
-        state: Set(TaskState::Queued.as_str().to_string()),
+        state: Set(TaskState::Queued),
         last_seq: Set(0),
         ci_round: Set(0),
         created_at: Set(now),
@@ -111,28 +110,31 @@ pub async fn create(db: &DatabaseConnection, new: NewTask) -> Result<Option<task
         ..Default::default()
     };
     let inserted = task::Entity::insert(model).exec(&txn).await?;
-    append_event(
+    let id = inserted.last_insert_id;
+    let event = append_event(
         &txn,
-        inserted.last_insert_id,
-        kind::STATE,
-        &json!({"from": null, "to": TaskState::Queued, "reason": "task created"}),
+        id,
+        &EventPayload::State(StateChange {
+            from: None,
+            to: TaskState::Queued,
+            reason: Some("task created".into()),
+        }),
     )
     .await?;
     txn.commit().await?;
-    task::Entity::find_by_id(inserted.last_insert_id)
+    let task = task::Entity::find_by_id(id)
         .one(db)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", inserted.last_insert_id)))
-        .map(Some)
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {id}")))?;
+    Ok(Some((task, event)))
 }
 
 /// Append an event to a task's log and return it with its sequence number. Call it inside a
 /// transaction when it must commit together with other changes.
 pub async fn append_event(
     db: &impl ConnectionTrait,
-    task_id: i64,
-    kind: &str,
-    data: &serde_json::Value,
+    task_id: TaskId,
+    payload: &EventPayload,
 ) -> Result<task_event::Model, DbErr> {
     let now = now_ms();
     let row = db
@@ -145,11 +147,11 @@ pub async fn append_event(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("task {task_id}")))?;
     let seq: i64 = row.try_get_by_index(0)?;
-    let data = data.to_string();
+    let data = payload.to_json();
     let inserted = task_event::Entity::insert(task_event::ActiveModel {
         task_id: Set(task_id),
         seq: Set(seq),
-        kind: Set(kind.to_string()),
+        kind: Set(payload.kind()),
         data: Set(data.clone()),
         created_at: Set(now),
         ..Default::default()
@@ -160,7 +162,7 @@ pub async fn append_event(
         id: inserted.last_insert_id,
         task_id,
         seq,
-        kind: kind.to_string(),
+        kind: payload.kind(),
         data,
         created_at: now,
     })
@@ -169,67 +171,77 @@ pub async fn append_event(
 /// Append an event in its own transaction.
 pub async fn log_event(
     db: &DatabaseConnection,
-    task_id: i64,
-    kind: &str,
-    data: &serde_json::Value,
+    task_id: TaskId,
+    payload: &EventPayload,
 ) -> Result<task_event::Model, DbErr> {
     let txn = db.begin().await?;
-    let event = append_event(&txn, task_id, kind, data).await?;
+    let event = append_event(&txn, task_id, payload).await?;
     txn.commit().await?;
     Ok(event)
 }
 
-/// Move a task from `from` to `to` (compare-and-set) and record the change as a `state` event.
-/// Ending as failed, timed out, cancelled or needing a human stores `reason` as the task's error
-/// message in the same update; going back to the queue clears it.
+/// A state change as the store applies it (the lifecycle decides what goes in it).
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    pub from: TaskState,
+    pub to: TaskState,
+    /// On the state event (the timeline). For a task that ends badly it is also the task's error
+    /// message; going back to the queue clears that.
+    pub reason: Option<&'a str>,
+    /// What the status comment shows under the new state (`None` shows nothing).
+    pub note: Option<&'a str>,
+    /// Only while the task's head commit is this one: a decision about one commit never lands on
+    /// a task that has since pushed another.
+    pub head: Option<&'a CommitSha>,
+    /// The task's CI round counter afterwards (`None` leaves it).
+    pub ci_round: Option<i32>,
+    /// The delivery of the command that asked for the change, stored with it so the same delivery
+    /// handled again is recognized.
+    pub command_delivery: Option<&'a str>,
+}
+
+impl Change<'_> {
+    pub fn new(from: TaskState, to: TaskState) -> Self {
+        Change {
+            from,
+            to,
+            reason: None,
+            note: None,
+            head: None,
+            ci_round: None,
+            command_delivery: None,
+        }
+    }
+}
+
+/// What a change stored: its state event, and the round started with it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub event: task_event::Model,
+    pub round: Option<task_round::Model>,
+}
+
+/// Move a task from `change.from` to `change.to` (compare-and-set), record it as a `state` event
+/// and start `round` with it, all in one transaction.
 pub async fn transition(
     db: &DatabaseConnection,
-    task_id: i64,
-    from: TaskState,
-    to: TaskState,
-    reason: Option<&str>,
-) -> Result<task_event::Model, TaskError> {
-    transition_at(db, task_id, from, to, reason, None).await
-}
-
-/// [`transition`], only while the task's head commit is `head` (when given): a decision about
-/// one commit never lands on a task that has since pushed another.
-pub async fn transition_at(
-    db: &DatabaseConnection,
-    task_id: i64,
-    from: TaskState,
-    to: TaskState,
-    reason: Option<&str>,
-    head: Option<&str>,
-) -> Result<task_event::Model, TaskError> {
-    change_state(db, task_id, from, to, reason, head, None).await
-}
-
-/// [`transition`] asked for by a command (`/amp retry`): the command's delivery is stored with
-/// the change, so the same delivery handled again is recognized.
-pub async fn transition_by_command(
-    db: &DatabaseConnection,
-    task_id: i64,
-    from: TaskState,
-    to: TaskState,
-    reason: Option<&str>,
-    delivery_id: &str,
-) -> Result<task_event::Model, TaskError> {
-    change_state(db, task_id, from, to, reason, None, Some(delivery_id)).await
-}
-
-async fn change_state(
-    db: &DatabaseConnection,
-    task_id: i64,
-    from: TaskState,
-    to: TaskState,
-    reason: Option<&str>,
-    head: Option<&str>,
-    command_delivery: Option<&str>,
-) -> Result<task_event::Model, TaskError> {
+    task_id: TaskId,
+    change: &Change<'_>,
+    round: Option<NewRound>,
+) -> Result<Applied, TaskError> {
+    let (from, to) = (change.from, change.to);
     if !from.can_become(to) {
         return Err(TaskError::IllegalTransition { from, to });
     }
+    let ends_badly = matches!(
+        to,
+        TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled | TaskState::NeedsHuman
+    );
+    // Whoever takes the task up next (a worker claiming it, a CI decision) needs no lease.
+    let lets_go = matches!(
+        to,
+        TaskState::Queued | TaskState::AwaitingCi | TaskState::Fixing
+    );
     let now = now_ms();
     let txn = db.begin().await?;
     let result = txn
@@ -241,35 +253,31 @@ async fn change_state(
                stop_requested_at = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
                error_message = CASE WHEN $1 = 'queued' THEN NULL \
                  WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
-               lease_owner = CASE WHEN $1 IN ('queued', 'awaiting_ci') THEN NULL ELSE lease_owner END, \
+               lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END, \
                awaiting_since = CASE WHEN $1 = 'awaiting_ci' THEN $2 ELSE awaiting_since END, \
-               command_delivery_id = COALESCE($10, command_delivery_id) \
+               command_delivery_id = COALESCE($10, command_delivery_id), \
+               ci_round = COALESCE($12, ci_round), status_note = $13 \
              WHERE id = $5 AND state = $6 AND ($9 IS NULL OR head_sha = $9)",
             [
-                to.as_str().into(),
+                to.into(),
                 now.into(),
                 (to == TaskState::Preparing).into(),
                 to.is_terminal().into(),
                 task_id.into(),
-                from.as_str().into(),
-                matches!(
-                    to,
-                    TaskState::Failed
-                        | TaskState::TimedOut
-                        | TaskState::Cancelled
-                        | TaskState::NeedsHuman
-                )
-                .into(),
-                reason.map(str::to_string).into(),
-                head.map(str::to_string).into(),
-                command_delivery.map(str::to_string).into(),
+                from.into(),
+                ends_badly.into(),
+                change.reason.map(str::to_string).into(),
+                change.head.map(|h| h.0.clone()).into(),
+                change.command_delivery.map(str::to_string).into(),
+                lets_go.into(),
+                change.ci_round.into(),
+                change.note.map(str::to_string).into(),
             ],
         ))
         .await?;
     if result.rows_affected() != 1 {
         txn.rollback().await?;
-        let actual = task::Entity::find_by_id(task_id)
-            .one(db)
+        let actual = get(db, task_id)
             .await?
             .ok_or(TaskError::NotFound(task_id))?
             .state;
@@ -280,18 +288,25 @@ async fn change_state(
             to,
         });
     }
+    let round = match round {
+        Some(new) => Some(rounds::insert(&txn, task_id, new, now).await?),
+        None => None,
+    };
     let event = append_event(
         &txn,
         task_id,
-        kind::STATE,
-        &json!({"from": from, "to": to, "reason": reason}),
+        &EventPayload::State(StateChange {
+            from: Some(from),
+            to,
+            reason: change.reason.map(str::to_string),
+        }),
     )
     .await?;
     txn.commit().await?;
-    Ok(event)
+    Ok(Applied { event, round })
 }
 
-pub async fn get(db: &DatabaseConnection, task_id: i64) -> Result<Option<task::Model>, DbErr> {
+pub async fn get(db: &DatabaseConnection, task_id: TaskId) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find_by_id(task_id).one(db).await
 }
 
@@ -305,51 +320,37 @@ pub async fn get_by_public_id(
         .await
 }
 
-/// Cancel every `queued` task of an installation (uninstalled or suspended); returns how many.
-pub async fn cancel_queued_for_installation(
+/// The `queued` tasks of an installation.
+pub async fn queued_for_installation(
     db: &DatabaseConnection,
     installation_id: i64,
-    reason: &str,
-) -> Result<usize, TaskError> {
-    let queued = task::Entity::find()
+) -> Result<Vec<task::Model>, DbErr> {
+    task::Entity::find()
         .filter(task::Column::InstallationId.eq(installation_id))
-        .filter(task::Column::State.eq(TaskState::Queued.as_str()))
+        .filter(task::Column::State.eq(TaskState::Queued))
         .all(db)
-        .await?;
-    let mut cancelled = 0;
-    for task in queued {
-        match transition(
-            db,
-            task.id,
-            TaskState::Queued,
-            TaskState::Cancelled,
-            Some(reason),
-        )
         .await
-        {
-            Ok(_) => cancelled += 1,
-            // Picked up by a worker meanwhile: the worker sees the installation is gone.
-            Err(TaskError::Conflict { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(cancelled)
+}
+
+/// The PostgreSQL advisory lock that serializes task claims across replicas.
+const CLAIM_LOCK: i64 = 0x616d_7063_6c61_696d; // "ampclaim"
+
+/// A task a worker claimed, and the `preparing` event of a claim from the queue.
+pub struct Claimed {
+    pub task: task::Model,
+    pub event: Option<task_event::Model>,
 }
 
 /// Claim the oldest task waiting for a worker: a `queued` task whose issue has no other task in
 /// progress (it becomes `preparing`), or a `fixing` task with a round no worker holds yet (it
 /// stays `fixing`). Leased to `owner` until `now + lease_ms`. Atomic across replicas.
-/// The PostgreSQL advisory lock that serializes task claims across replicas.
-const CLAIM_LOCK: i64 = 0x616d_7063_6c61_696d; // "ampclaim"
-
 pub async fn claim_next(
     db: &DatabaseConnection,
     owner: &str,
     lease_ms: i64,
-) -> Result<Option<task::Model>, DbErr> {
-    let busy: Vec<String> = TaskState::ALL
-        .into_iter()
-        .filter(|s| !s.is_terminal() && *s != TaskState::Queued)
+) -> Result<Option<Claimed>, DbErr> {
+    let busy: Vec<String> = TaskState::active()
+        .filter(|s| *s != TaskState::Queued)
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     let lock = if crate::db::is_postgres(db) {
@@ -394,31 +395,37 @@ pub async fn claim_next(
         txn.commit().await?;
         return Ok(None);
     };
-    let id: i64 = row.try_get_by_index(0)?;
+    let id = TaskId(row.try_get_by_index(0)?);
     let state: String = row.try_get_by_index(1)?;
-    if state == TaskState::Preparing.as_str() {
-        append_event(
-            &txn,
-            id,
-            kind::STATE,
-            &json!({"from": "queued", "to": "preparing", "reason": null}),
+    let event = if state == TaskState::Preparing.as_str() {
+        Some(
+            append_event(
+                &txn,
+                id,
+                &EventPayload::State(StateChange {
+                    from: Some(TaskState::Queued),
+                    to: TaskState::Preparing,
+                    reason: None,
+                }),
+            )
+            .await?,
         )
-        .await?;
-    }
+    } else {
+        None
+    };
     txn.commit().await?;
-    task::Entity::find_by_id(id).one(db).await
+    let task = get(db, id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {id}")))?;
+    Ok(Some(Claimed { task, event }))
 }
 
 /// Tasks in the middle of a run whose lease has expired: their worker is gone.
 pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbErr> {
-    let mid_run: Vec<&str> = [
-        TaskState::Preparing,
-        TaskState::Running,
-        TaskState::Pushing,
-        TaskState::Fixing,
-    ]
-    .map(TaskState::as_str)
-    .to_vec();
+    let mid_run: Vec<TaskState> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_mid_run())
+        .collect();
     // A `fixing` task that no worker has claimed yet waits for one; it is not abandoned.
     task::Entity::find()
         .filter(task::Column::State.is_in(mid_run))
@@ -429,7 +436,7 @@ pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbEr
         )
         .filter(
             sea_orm::Condition::any()
-                .add(task::Column::State.ne(TaskState::Fixing.as_str()))
+                .add(task::Column::State.ne(TaskState::Fixing))
                 .add(task::Column::LeaseOwner.is_not_null()),
         )
         .all(db)
@@ -440,7 +447,7 @@ pub async fn abandoned(db: &DatabaseConnection) -> Result<Vec<task::Model>, DbEr
 /// over at once, in its container. `false` when this owner no longer held it.
 pub async fn release_lease(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     owner: &str,
 ) -> Result<bool, DbErr> {
     let result = db
@@ -452,9 +459,7 @@ pub async fn release_lease(
         .await?;
     if result.rows_affected() == 1 && crate::db::is_postgres(db) {
         db.execute_unprepared(&format!(
-            "SELECT pg_notify('{}', '{}')",
-            crate::notify::WORK_CHANNEL,
-            crate::notify::HANDED_BACK
+            "SELECT pg_notify('{WORK_CHANNEL}', '{HANDED_BACK}')"
         ))
         .await?;
     }
@@ -464,7 +469,7 @@ pub async fn release_lease(
 /// Extend the lease of a task this process runs; `false` when another owner holds it now.
 pub async fn renew_lease(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     owner: &str,
     lease_ms: i64,
 ) -> Result<bool, DbErr> {
@@ -482,7 +487,7 @@ pub async fn renew_lease(
 /// `true` when this owner holds it now. Two replicas racing for it cannot both win.
 pub async fn take_over(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     state: TaskState,
     owner: &str,
     lease_ms: i64,
@@ -498,7 +503,7 @@ pub async fn take_over(
                 (now + lease_ms).into(),
                 now.into(),
                 task_id.into(),
-                state.as_str().into(),
+                state.into(),
             ],
         ))
         .await?;
@@ -506,10 +511,8 @@ pub async fn take_over(
 }
 
 /// Ask whichever replica runs the task to stop it; `false` when the task is already over.
-pub async fn request_stop(db: &DatabaseConnection, task_id: i64) -> Result<bool, DbErr> {
-    let terminal: Vec<String> = TaskState::ALL
-        .into_iter()
-        .filter(|s| s.is_terminal())
+pub async fn request_stop(db: &DatabaseConnection, task_id: TaskId) -> Result<bool, DbErr> {
+    let active: Vec<String> = TaskState::active()
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     let now = now_ms();
@@ -518,8 +521,8 @@ pub async fn request_stop(db: &DatabaseConnection, task_id: i64) -> Result<bool,
             db,
             &format!(
                 "UPDATE tasks SET stop_requested_at = COALESCE(stop_requested_at, $1), updated_at = $1 \
-                 WHERE id = $2 AND state NOT IN ({})",
-                terminal.join(", ")
+                 WHERE id = $2 AND state IN ({})",
+                active.join(", ")
             ),
             [now.into(), task_id.into()],
         ))
@@ -528,9 +531,8 @@ pub async fn request_stop(db: &DatabaseConnection, task_id: i64) -> Result<bool,
 }
 
 /// Whether a stop was asked for the task (see [`request_stop`]).
-pub async fn stop_requested(db: &DatabaseConnection, task_id: i64) -> Result<bool, DbErr> {
-    Ok(task::Entity::find_by_id(task_id)
-        .one(db)
+pub async fn stop_requested(db: &DatabaseConnection, task_id: TaskId) -> Result<bool, DbErr> {
+    Ok(get(db, task_id)
         .await?
         .is_some_and(|t| t.stop_requested_at.is_some()))
 }
@@ -540,27 +542,25 @@ pub async fn stop_requested(db: &DatabaseConnection, task_id: i64) -> Result<boo
 pub struct Progress {
     pub branch: Option<String>,
     pub pr_number: Option<i64>,
-    pub head_sha: Option<String>,
-    pub thread_id: Option<String>,
-    pub error_message: Option<String>,
+    pub head_sha: Option<CommitSha>,
+    pub thread_id: Option<ThreadId>,
 }
 
 pub async fn record_progress(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     p: Progress,
 ) -> Result<(), DbErr> {
     db.execute_raw(stmt(
         db,
         "UPDATE tasks SET branch = COALESCE($1, branch), pr_number = COALESCE($2, pr_number), \
            head_sha = COALESCE($3, head_sha), thread_id = COALESCE($4, thread_id), \
-           error_message = COALESCE($5, error_message), updated_at = $6 WHERE id = $7",
+           updated_at = $5 WHERE id = $6",
         [
             p.branch.into(),
             p.pr_number.into(),
-            p.head_sha.into(),
-            p.thread_id.into(),
-            p.error_message.into(),
+            p.head_sha.map(|s| s.0).into(),
+            p.thread_id.map(|t| t.0).into(),
             now_ms().into(),
             task_id.into(),
         ],
@@ -583,7 +583,7 @@ pub async fn get_by_delivery(
 /// Remember the task's status comment, so it is edited from now on and never posted twice.
 pub async fn set_status_comment(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     comment_id: i64,
 ) -> Result<(), DbErr> {
     db.execute_raw(stmt(
@@ -598,7 +598,7 @@ pub async fn set_status_comment(
 /// Events with `seq > after`, oldest first, at most `limit`.
 pub async fn events_after(
     db: &DatabaseConnection,
-    task_id: i64,
+    task_id: TaskId,
     after: i64,
     limit: u64,
 ) -> Result<Vec<task_event::Model>, DbErr> {
@@ -617,15 +617,10 @@ pub async fn active_for_issue(
     repo_id: i64,
     issue_number: i64,
 ) -> Result<Option<task::Model>, DbErr> {
-    let active: Vec<&str> = TaskState::ALL
-        .into_iter()
-        .filter(|s| !s.is_terminal())
-        .map(TaskState::as_str)
-        .collect();
     task::Entity::find()
         .filter(task::Column::RepoId.eq(repo_id))
         .filter(task::Column::IssueNumber.eq(issue_number))
-        .filter(task::Column::State.is_in(active))
+        .filter(task::Column::State.is_in(TaskState::active()))
         .order_by_desc(task::Column::Id)
         .one(db)
         .await
@@ -649,11 +644,11 @@ pub async fn latest_for_issue(
 pub async fn by_head_sha(
     db: &DatabaseConnection,
     repo_id: i64,
-    sha: &str,
+    sha: &CommitSha,
 ) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find()
         .filter(task::Column::RepoId.eq(repo_id))
-        .filter(task::Column::HeadSha.eq(sha))
+        .filter(task::Column::HeadSha.eq(sha.clone()))
         .order_by_desc(task::Column::Id)
         .one(db)
         .await
@@ -680,7 +675,7 @@ pub async fn awaiting_ci_since(
 ) -> Result<Vec<task::Model>, DbErr> {
     // Tasks from before `awaiting_since` existed count from their last update.
     task::Entity::find()
-        .filter(task::Column::State.eq(TaskState::AwaitingCi.as_str()))
+        .filter(task::Column::State.eq(TaskState::AwaitingCi))
         .filter(
             sea_orm::Condition::any()
                 .add(task::Column::AwaitingSince.lt(cutoff))
@@ -690,6 +685,27 @@ pub async fn awaiting_ci_since(
                         .add(task::Column::UpdatedAt.lt(cutoff)),
                 ),
         )
+        .all(db)
+        .await
+}
+
+/// The newest tasks, at most `limit`, optionally only those in `state` or of `repo`.
+pub async fn recent(
+    db: &DatabaseConnection,
+    state: Option<TaskState>,
+    repo: Option<&str>,
+    limit: u64,
+) -> Result<Vec<task::Model>, DbErr> {
+    let mut query = task::Entity::find();
+    if let Some(state) = state {
+        query = query.filter(task::Column::State.eq(state));
+    }
+    if let Some(repo) = repo {
+        query = query.filter(task::Column::RepoFullName.eq(repo));
+    }
+    query
+        .order_by_desc(task::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

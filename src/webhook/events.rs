@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::command::{self, Command};
+use crate::domain::RepoRef;
 
 /// A webhook the service acts on, parsed from its JSON body.
 #[derive(Debug, Clone)]
@@ -17,15 +18,6 @@ pub enum WebhookEvent {
     Installation(InstallationEvent),
     InstallationRepositories(InstallationRepositoriesEvent),
 }
-
-/// The names of the events [`parse`] understands.
-pub const HANDLED_EVENTS: [&str; 5] = [
-    "ping",
-    "issue_comment",
-    "check_suite",
-    "installation",
-    "installation_repositories",
-];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {event} payload at `{path}`: {message}")]
@@ -73,10 +65,10 @@ impl WebhookEvent {
     pub fn action(&self) -> Option<&str> {
         match self {
             WebhookEvent::Ping => None,
-            WebhookEvent::IssueComment(e) => Some(&e.action),
-            WebhookEvent::CheckSuite(e) => Some(&e.action),
-            WebhookEvent::Installation(e) => Some(&e.action),
-            WebhookEvent::InstallationRepositories(e) => Some(&e.action),
+            WebhookEvent::IssueComment(e) => Some(e.action.as_str()),
+            WebhookEvent::CheckSuite(e) => Some(e.action.as_str()),
+            WebhookEvent::Installation(e) => Some(e.action.as_str()),
+            WebhookEvent::InstallationRepositories(e) => Some(e.action.as_str()),
         }
     }
 
@@ -98,11 +90,102 @@ impl WebhookEvent {
             // Most comments are not commands; those need no processing and their bodies are
             // not kept.
             WebhookEvent::IssueComment(e) => !e.commands().is_empty(),
-            WebhookEvent::CheckSuite(e) => e.action == "completed",
+            WebhookEvent::CheckSuite(e) => e.action.is(CheckSuiteAction::Completed),
             WebhookEvent::Installation(_) | WebhookEvent::InstallationRepositories(_) => true,
         }
     }
 }
+
+/// An event's `action`: one the service knows (`T`), or any other, kept by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<T> {
+    Known(T),
+    Other(String),
+}
+
+/// The actions of one event the service tells apart.
+pub trait KnownActions: Sized + Copy {
+    fn parse(name: &str) -> Option<Self>;
+    fn as_str(self) -> &'static str;
+}
+
+impl<T: KnownActions + PartialEq> Action<T> {
+    pub fn is(&self, action: T) -> bool {
+        matches!(self, Action::Known(known) if *known == action)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Known(known) => known.as_str(),
+            Action::Other(name) => name,
+        }
+    }
+}
+
+impl<T: KnownActions + PartialEq> std::fmt::Display for Action<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de, T: KnownActions> Deserialize<'de> for Action<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match T::parse(&name) {
+            Some(known) => Action::Known(known),
+            None => Action::Other(name),
+        })
+    }
+}
+
+/// An enum of the actions of one event, with their names on the wire.
+macro_rules! known_actions {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),*
+        }
+
+        impl KnownActions for $name {
+            fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($text => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),*
+                }
+            }
+        }
+    };
+}
+
+known_actions!(
+    /// `issue_comment` actions.
+    CommentAction { Created = "created", Edited = "edited", Deleted = "deleted" }
+);
+known_actions!(
+    /// `check_suite` actions.
+    CheckSuiteAction { Completed = "completed", Requested = "requested", Rerequested = "rerequested" }
+);
+known_actions!(
+    /// `installation` actions.
+    InstallationAction {
+        Created = "created",
+        Deleted = "deleted",
+        Suspend = "suspend",
+        Unsuspend = "unsuspend",
+        NewPermissionsAccepted = "new_permissions_accepted",
+    }
+);
+known_actions!(
+    /// `installation_repositories` actions.
+    RepositoriesAction { Added = "added", Removed = "removed" }
+);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
@@ -144,6 +227,17 @@ pub struct Repository {
     pub fork: bool,
 }
 
+impl Repository {
+    /// The repository as GitHub calls name it, under the installation that sent the webhook.
+    pub fn repo_ref(&self, installation_id: i64) -> RepoRef {
+        RepoRef {
+            installation_id,
+            repo_id: self.id,
+            full_name: self.full_name.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppRef {
     pub id: i64,
@@ -155,7 +249,7 @@ pub struct AppRef {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct IssueCommentEvent {
-    pub action: String,
+    pub action: Action<CommentAction>,
     #[serde(default)]
     pub changes: Option<CommentChanges>,
     pub issue: Issue,
@@ -222,9 +316,9 @@ impl IssueCommentEvent {
     /// The `/amp` commands this event brings: all of a new comment's, and only those an edit
     /// added (fixing a typo must not run a prompt again).
     pub fn commands(&self) -> Vec<Command> {
-        match self.action.as_str() {
-            "created" => command::parse(&self.comment.body),
-            "edited" => {
+        match self.action {
+            Action::Known(CommentAction::Created) => command::parse(&self.comment.body),
+            Action::Known(CommentAction::Edited) => {
                 command::new_commands(self.previous_body().unwrap_or(""), &self.comment.body)
             }
             _ => Vec::new(),
@@ -234,7 +328,7 @@ impl IssueCommentEvent {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CheckSuiteEvent {
-    pub action: String,
+    pub action: Action<CheckSuiteAction>,
     pub check_suite: CheckSuite,
     pub repository: Repository,
     pub sender: User,
@@ -265,7 +359,7 @@ pub struct PullRequestRef {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InstallationEvent {
-    pub action: String,
+    pub action: Action<InstallationAction>,
     pub installation: Installation,
     #[serde(default)]
     pub repositories: Option<Vec<RepositoryRef>>,
@@ -293,7 +387,7 @@ pub struct RepositoryRef {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InstallationRepositoriesEvent {
-    pub action: String,
+    pub action: Action<RepositoriesAction>,
     pub installation: Installation,
     #[serde(default)]
     pub repository_selection: Option<String>,

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::events;
 use super::signature;
-use crate::app::Ctx;
+use crate::context::Ctx;
 use crate::store::deliveries::DeliveryStatus;
 use crate::store::delivery_writer::OwnedDelivery;
 

@@ -13,8 +13,6 @@ pub mod webdriver;
 
 pub use db::{Backend, TestDb};
 pub use fixtures::{fixture, fixture_bytes};
-/// The simulator's git module (`git`, bare repositories), by the path the tests use.
-pub use github_sim::git as github_sim_git;
 pub use service::TestService;
 
 /// Define a test once and run it on SQLite and on PostgreSQL:
@@ -60,7 +58,7 @@ where
 /// A task's stored events, in order.
 pub async fn task_events(
     conn: &sea_orm::DatabaseConnection,
-    task_id: i64,
+    task_id: amp_orchestrator::domain::TaskId,
 ) -> Vec<amp_orchestrator::entities::task_event::Model> {
     use amp_orchestrator::entities::task_event;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};

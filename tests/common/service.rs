@@ -24,6 +24,9 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("HOST".to_string(), "127.0.0.1".to_string()),
         ("PORT".to_string(), "0".to_string()),
         ("LOG_LEVEL".to_string(), "warn".to_string()),
+        // Tests of intake and replies leave tasks queued: this replica runs none. The worker's
+        // own tests set a number.
+        ("MAX_CONCURRENT_TASKS".to_string(), "0".to_string()),
     ])
 }
 
@@ -33,19 +36,14 @@ impl TestService {
     }
 
     pub async fn start_with(env: HashMap<String, String>) -> Self {
-        // Tests of intake and replies leave tasks queued; the worker's own tests turn it on.
-        Self::start_full(
-            env,
-            app::Tunables {
-                run_tasks: false,
-                ..app::Tunables::default()
-            },
-        )
-        .await
+        Self::start_full(env, amp_orchestrator::context::Tunables::default()).await
     }
 
     /// Start with timings shortened for tests.
-    pub async fn start_full(env: HashMap<String, String>, tunables: app::Tunables) -> Self {
+    pub async fn start_full(
+        env: HashMap<String, String>,
+        tunables: amp_orchestrator::context::Tunables,
+    ) -> Self {
         amp_orchestrator::telemetry::init(
             env.get("LOG_LEVEL").map(String::as_str).unwrap_or("warn"),
             amp_orchestrator::config::LogFormat::Pretty,
@@ -63,7 +61,7 @@ impl TestService {
         }
     }
 
-    pub fn ctx(&self) -> &amp_orchestrator::app::Ctx {
+    pub fn ctx(&self) -> &amp_orchestrator::context::Ctx {
         &self.running.as_ref().unwrap().ctx
     }
 
@@ -115,7 +113,9 @@ impl TestService {
 }
 
 /// A queued task on `octo-org/widgets` issue 21, stored directly (for page and stream tests).
-pub async fn new_task(ctx: &amp_orchestrator::app::Ctx) -> amp_orchestrator::entities::task::Model {
+pub async fn new_task(
+    ctx: &amp_orchestrator::context::Ctx,
+) -> amp_orchestrator::entities::task::Model {
     amp_orchestrator::store::tasks::create(
         &ctx.db,
         amp_orchestrator::store::tasks::NewTask {
@@ -138,4 +138,35 @@ pub async fn new_task(ctx: &amp_orchestrator::app::Ctx) -> amp_orchestrator::ent
     .await
     .unwrap()
     .unwrap()
+    .0
+}
+
+/// Append a log line to a task, as the service does (stored and published); its sequence number.
+pub async fn log_line(
+    ctx: &amp_orchestrator::context::Ctx,
+    task_id: amp_orchestrator::domain::TaskId,
+    text: &str,
+) -> i64 {
+    ctx.lifecycle
+        .log(task_id, amp_orchestrator::domain::LogLine::info(text))
+        .await
+        .unwrap()
+}
+
+/// Move a task from `from` to `to` through the lifecycle, as the service does.
+pub async fn move_task(
+    ctx: &amp_orchestrator::context::Ctx,
+    task_id: amp_orchestrator::domain::TaskId,
+    from: amp_orchestrator::domain::TaskState,
+    to: amp_orchestrator::domain::TaskState,
+) {
+    let task = amp_orchestrator::store::tasks::get(&ctx.db, task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    ctx.lifecycle
+        .transition_from(&task, from, amp_orchestrator::lifecycle::Move::to(to))
+        .await
+        .unwrap()
+        .expect("the task was where the test left it");
 }

@@ -35,15 +35,13 @@ pub async fn assert_no_containers_for(task: &task::Model) {
     .await;
 }
 
-pub fn tunables() -> amp_orchestrator::app::Tunables {
-    amp_orchestrator::app::Tunables {
+pub fn tunables() -> amp_orchestrator::context::Tunables {
+    amp_orchestrator::context::Tunables {
         github: amp_orchestrator::github::Options {
             backoff: Duration::from_millis(20),
             ..Default::default()
         },
         inbox_retry_base: Duration::from_millis(20),
-        task_lease: Duration::from_secs(6),
-        run_tasks: true,
         ..Default::default()
     }
 }
@@ -62,6 +60,8 @@ pub fn service_env(
         // The agent container reaches the simulator's git on 127.0.0.1.
         ("AGENT_NETWORK", "host"),
         ("AMP_API_KEY", "sgamp_test_key_0123456789"),
+        ("MAX_CONCURRENT_TASKS", "4"),
+        ("TASK_LEASE", "6s"),
     ]
     .into_iter()
     .chain(extra.iter().copied())
@@ -97,12 +97,15 @@ impl Story {
                 .one(&self.conn)
                 .await
                 .unwrap()?;
-            (t.state == state).then_some(t)
+            (t.state.as_str() == state).then_some(t)
         })
         .await
     }
 
-    pub async fn events(&self, task_id: i64) -> Vec<task_event::Model> {
+    pub async fn events(
+        &self,
+        task_id: amp_orchestrator::domain::TaskId,
+    ) -> Vec<task_event::Model> {
         super::task_events(&self.conn, task_id).await
     }
 

@@ -1,0 +1,130 @@
+//! How a task that could not go on is explained to the person who asked (see
+//! [`crate::domain::Failure`]): their own problem in words they can act on, ours in one short line
+//! that says what failed and where to look, never the raw error.
+
+use std::time::Duration;
+
+use humantime::format_duration;
+
+use crate::domain::Failure;
+
+/// What the status comment and the task page say about a failure.
+pub fn shown(failure: &Failure) -> String {
+    match failure {
+        Failure::User(text) => text.clone(),
+        Failure::Internal { summary, .. } => format!(
+            "{summary}; the details are in the service's logs. Comment `/amp retry` to try again."
+        ),
+    }
+}
+
+pub fn no_amp_key() -> Failure {
+    Failure::user("AMP_API_KEY is not configured on the server, so the agent cannot run")
+}
+
+pub fn no_github_app() -> Failure {
+    Failure::user("the GitHub App is not configured")
+}
+
+/// The agent's turn failed; `reason` is the agent's own words (its result or its stderr).
+pub fn agent_failed(reason: &str) -> Failure {
+    Failure::user(format!("Amp failed: {reason}"))
+}
+
+/// The agent image is not on the Docker engine.
+pub fn missing_image(image: &str) -> Failure {
+    Failure::user(format!(
+        "The agent image {image} is not present on the Docker engine, so the task could not \
+         start. The people who run this service need to build or pull it."
+    ))
+}
+
+/// GitHub refused a step with a reason meant for people (a 4xx); `summary` says what failed.
+pub fn github_refused(summary: &str, message: &str) -> Failure {
+    Failure::user(format!("{summary}: GitHub said: {message}"))
+}
+
+pub fn pull_closed(number: i64) -> Failure {
+    Failure::user(format!(
+        "Pull request #{number} is closed, so there is no branch to work on. Reopen it, or ask on \
+         an issue."
+    ))
+}
+
+/// The pull request's branch is not in the repository (`fork`: where it is, if anywhere).
+pub fn pull_from_fork(number: i64, fork: Option<&str>, repo: &str) -> Failure {
+    let place = match fork {
+        Some(fork) => format!("in the fork {fork}"),
+        None => "in a repository that no longer exists".to_string(),
+    };
+    Failure::user(format!(
+        "The branch of pull request #{number} is {place}. This app only pushes to branches of \
+         {repo}, so it cannot work on pull requests from forks. Ask on an issue instead: the \
+         change will come as a new pull request."
+    ))
+}
+
+/// A CI or retry round in which the agent changed nothing.
+pub fn no_change_for_ci(summary: &str) -> String {
+    format!("Amp made no change for the CI failure. {}", summary.trim())
+}
+
+pub fn agent_idle(idle: Duration) -> String {
+    format!(
+        "Amp printed nothing for AGENT_IDLE_TIMEOUT ({})",
+        format_duration(idle)
+    )
+}
+
+pub fn task_too_long(limit: Duration) -> String {
+    format!(
+        "the task ran longer than TASK_TIMEOUT ({})",
+        format_duration(limit)
+    )
+}
+
+/// The service restarted mid-run and the task's container did not survive.
+pub fn container_lost() -> String {
+    "The service stopped while this task was running and its container is gone, so it could not \
+     finish. Comment `/amp retry` to run it again."
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures() {
+        let all = [
+            shown(&Failure::internal(
+                "cloning the repository failed",
+                "fatal: unable to access 'http://10.0.0.7:3000/': connection refused",
+            )),
+            shown(&no_amp_key()),
+            shown(&agent_failed("Error: Invalid or missing API key.")),
+            shown(&missing_image("amp:latest")),
+            shown(&github_refused(
+                "opening the pull request failed",
+                "Validation Failed: No commits between main and amp/7-x",
+            )),
+            shown(&pull_closed(7)),
+            shown(&pull_from_fork(7, Some("mona/widgets"), "octo-org/widgets")),
+            shown(&pull_from_fork(8, None, "octo-org/widgets")),
+            no_change_for_ci("The test is flaky."),
+            agent_idle(Duration::from_secs(600)),
+            task_too_long(Duration::from_secs(7200)),
+            container_lost(),
+        ];
+        insta::assert_snapshot!("failures", all.join("\n\n"));
+    }
+
+    #[test]
+    fn internal_details_are_never_shown() {
+        let failure = Failure::internal(
+            "the Docker engine cannot be reached",
+            "tcp://10.1.2.3:2375 refused",
+        );
+        assert!(!shown(&failure).contains("10.1.2.3"));
+    }
+}

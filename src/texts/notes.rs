@@ -1,0 +1,157 @@
+//! The sentence a status comment shows under the task's state, and the reasons recorded on the
+//! task's timeline, for each way a task moves on.
+
+use std::time::Duration;
+
+use humantime::format_duration;
+
+/// The agent decided nothing needed to change.
+pub fn no_changes(explanation: &str) -> String {
+    format!("No changes were needed. {explanation}")
+}
+
+/// `/amp stop` ended a task that was running or waiting for CI.
+pub fn stopped() -> String {
+    "Stopped with /amp stop.".into()
+}
+
+/// `/amp stop` ended a task before a worker took it.
+pub fn stopped_before_start() -> String {
+    "Stopped with /amp stop before it started.".into()
+}
+
+/// The App was uninstalled, or its installation suspended, while the task waited in the queue.
+pub fn installation_gone(suspended: bool) -> String {
+    if suspended {
+        "the installation was suspended".into()
+    } else {
+        "the app was uninstalled".into()
+    }
+}
+
+/// A prompt on the task's pull request started a new round.
+pub fn follow_up(login: &str, pr_number: i64) -> String {
+    format!("Follow-up from @{login} on #{pr_number}.")
+}
+
+/// The timeline's reason for a follow-up round.
+pub fn follow_up_reason(login: &str) -> String {
+    format!("follow-up from @{login}")
+}
+
+/// `/amp retry` queued the task again.
+pub fn retried() -> String {
+    "Queued again with /amp retry.".into()
+}
+
+/// The timeline's reason for a retry.
+pub fn retry_reason(login: &str) -> String {
+    format!("retried by @{login}")
+}
+
+/// The service stopped before the agent had started; the task goes back to the queue.
+pub fn requeued_after_restart() -> String {
+    "the service stopped before the agent started; queued again".into()
+}
+
+/// Every check passed.
+pub fn ci_passed(rounds: i32, took: Duration) -> String {
+    format!(
+        "✅ All checks passed. The pull request is ready for review. CI rounds used: {rounds}; \
+         time taken: {}.",
+        format_duration(Duration::from_secs(took.as_secs()))
+    )
+}
+
+/// No check reported within `CI_WAIT_TIMEOUT`.
+pub fn no_ci(waited: Duration) -> String {
+    format!(
+        "No CI reported on this commit within CI_WAIT_TIMEOUT ({}), so the repository is taken to \
+         have no CI. The pull request is ready for review.",
+        format_duration(waited)
+    )
+}
+
+/// Checks started but never finished.
+pub fn ci_stuck(waited: Duration, factor: u32) -> String {
+    format!(
+        "CI has not finished on this commit after {} (CI_WAIT_TIMEOUT × {factor}): a check seems \
+         stuck (no runner, or waiting for an approval). The pull request stays a draft; comment \
+         `/amp retry` once CI has run.",
+        format_duration(waited)
+    )
+}
+
+/// Said after a CI failure when the base branch fails too.
+pub fn base_also_red(base_failures: Option<&str>) -> String {
+    base_failures
+        .map(|b| {
+            format!(
+                " The base branch is already failing ({b}), so this may not come from this change."
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Why the CI loop stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// `MAX_CI_ROUNDS` rounds were used.
+    OutOfRounds(i32),
+    /// The failure is the same as before the last fix.
+    NoProgress,
+}
+
+/// The CI loop gave up: what failed, why it stopped, and how to go on.
+pub fn ci_gave_up(why: GiveUp, names: &str, base_failures: Option<&str>) -> String {
+    let why = match why {
+        GiveUp::OutOfRounds(rounds) => {
+            format!("CI still fails ({names}) after {rounds} rounds of fixes (MAX_CI_ROUNDS).")
+        }
+        GiveUp::NoProgress => format!(
+            "CI fails ({names}) exactly as before the last fix, so another round is unlikely to help."
+        ),
+    };
+    format!(
+        "{why}{} The pull request stays a draft. Comment `/amp retry` to give Amp more rounds, or \
+         `/amp <what to do>` on the pull request to guide it.",
+        base_also_red(base_failures)
+    )
+}
+
+/// CI failed and the report went back to the agent.
+pub fn ci_failed(names: &str, round: i32, max: u32, base_failures: Option<&str>) -> String {
+    format!(
+        "CI failed ({names}). Round {round} of {max}: the failure report went back to Amp.{}",
+        base_also_red(base_failures)
+    )
+}
+
+/// The timeline's reason for a CI round.
+pub fn ci_failed_reason(names: &str) -> String {
+    format!("CI failed: {names}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes() {
+        let notes = [
+            no_changes("The flag exists already."),
+            stopped(),
+            stopped_before_start(),
+            follow_up("mona", 7),
+            retried(),
+            ci_passed(2, Duration::from_millis(754_300)),
+            no_ci(Duration::from_secs(600)),
+            ci_stuck(Duration::from_secs(3600), 6),
+            ci_gave_up(GiveUp::OutOfRounds(3), "`test`", None),
+            ci_gave_up(GiveUp::NoProgress, "`test`, `lint`", Some("`test`")),
+            ci_failed("`test`", 2, 3, None),
+            ci_failed("`test`", 1, 3, Some("`test`")),
+        ];
+        insta::assert_snapshot!("notes", notes.join("\n\n"));
+    }
+}

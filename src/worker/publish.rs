@@ -1,0 +1,138 @@
+//! Publishing the agent's work: the commit, the push, the pull request.
+
+use super::job::Job;
+use super::job::{BOT_NAME, github_failure};
+use super::outcome::End;
+use super::target::Target;
+use super::workspace::{Head, Workspace};
+use crate::domain::{Failure, TaskState};
+use crate::github::GitHub;
+use crate::store::tasks::{self, Progress};
+use crate::texts::prompts;
+
+/// Commit whatever the agent left uncommitted, as the App, with the requester as co-author.
+pub async fn commit(run: &mut Job<'_>, ws: &Workspace, summary: &str) -> Result<(), End> {
+    let dirty = ws
+        .is_dirty()
+        .await
+        .map_err(|e| Failure::internal("reading the workspace failed", e))?;
+    if !dirty {
+        return Ok(());
+    }
+    run.move_to(TaskState::Pushing).await?;
+    let app_id = run.ctx.app_id().unwrap_or(0);
+    ws.commit_all(
+        &prompts::commit_message(&run.task, summary),
+        BOT_NAME,
+        &prompts::bot_email(app_id, BOT_NAME),
+    )
+    .await
+    .map_err(|e| Failure::internal("committing the changes failed", e))?;
+    Ok(())
+}
+
+/// Push `head` to the task's branch and, when the task has none yet, open its draft pull
+/// request; the run then waits for CI.
+pub async fn publish(
+    run: &mut Job<'_>,
+    ws: &Workspace,
+    github: &GitHub,
+    target: &Target,
+    head: &Head,
+    summary: String,
+) -> Result<End, End> {
+    if run.state != TaskState::Pushing {
+        run.move_to(TaskState::Pushing).await?;
+    }
+    let repo = run.task.repo();
+    let token = github
+        .repo_token(&repo)
+        .await
+        .map_err(|e| github_failure("getting a token for the push failed", &e))?;
+    ws.push(&token, &run.task.clone_url, &head.sha, &target.branch)
+        .await
+        .map_err(|e| Failure::internal("pushing the branch failed", e))?;
+    run.journal
+        .info(&format!("Pushed {} at {}", target.branch, head.sha))
+        .await;
+    run.pushed = Some(head.sha.clone());
+    let progress = Progress {
+        head_sha: Some(head.sha.clone()),
+        ..Default::default()
+    };
+    tasks::record_progress(&run.ctx.db, run.task.id, progress)
+        .await
+        .map_err(|e| Failure::internal("recording the pushed commit failed", e))?;
+    if target.pull.is_some() {
+        // The pull request exists (the task is on one, or opened it before a restart): the new
+        // commit is on its branch, nothing else to open.
+        return Ok(End::AwaitingCi { summary });
+    }
+    let number = open_pull(run, github, target, &summary).await?;
+    let progress = Progress {
+        pr_number: Some(number),
+        ..Default::default()
+    };
+    tasks::record_progress(&run.ctx.db, run.task.id, progress)
+        .await
+        .map_err(|e| Failure::internal("recording the pull request failed", e))?;
+    Ok(End::AwaitingCi { summary })
+}
+
+/// Open the task's draft pull request; its number.
+async fn open_pull(
+    run: &Job<'_>,
+    github: &GitHub,
+    target: &Target,
+    summary: &str,
+) -> Result<i64, End> {
+    let repo = run.task.repo();
+    let body = prompts::pull_request_body(&run.task, summary, &run.ctx.config.public_url);
+    let opened = github
+        .open_draft_pr(
+            &repo,
+            &target.branch,
+            &run.task.default_branch,
+            &run.task.issue_title,
+            &body,
+        )
+        .await;
+    let pr = match opened {
+        Ok(pr) => pr,
+        // Opened before, without the answer reaching us (a lost response retried, or a run
+        // stopped between opening it and recording it): that one is the task's.
+        Err(e) if e.status() == Some(422) && e.to_string().contains("already exists") => {
+            match github.find_open_pull(&repo, &target.branch).await {
+                Ok(Some(pr)) => {
+                    run.journal
+                        .info(&format!(
+                            "A pull request from {} was open already: #{}",
+                            target.branch, pr.number
+                        ))
+                        .await;
+                    pr
+                }
+                Ok(None) => {
+                    return Err(github_failure("opening the pull request failed", &e).into());
+                }
+                Err(find) => {
+                    return Err(Failure::internal(
+                        "opening the pull request failed",
+                        format!("{e}; looking for it failed: {find}"),
+                    )
+                    .into());
+                }
+            }
+        }
+        Err(e) => return Err(github_failure("opening the pull request failed", &e).into()),
+    };
+    let url = pr
+        .html_url
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    run.journal
+        .info(&format!("Opened draft pull request {url}"))
+        .await;
+    Ok(pr.number as i64)
+}

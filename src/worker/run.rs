@@ -1,0 +1,323 @@
+//! One run of a task, start to end: its container and workspace, the agent's turn, publishing,
+//! and how the run ends. Stops, the task timeout and a draining replica cut a run short; however
+//! it ends, the lifecycle records it (and removes what must go).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tracing::{error, info, warn};
+
+use super::job::{Job, container_spec, github_failure};
+use super::lease;
+use super::outcome::{End, Facts, Next, next_step};
+use super::publish;
+use super::target::{self, Target};
+use super::workspace::Workspace;
+use crate::agent::stream::TurnOutcome;
+use crate::context::Ctx;
+use crate::docker::{DockerError, Engine, TaskContainer};
+use crate::domain::{Failure, TaskState};
+use crate::entities::{task, task_round};
+use crate::github::GitHub;
+use crate::lifecycle::Move;
+use crate::store::{rounds, tasks};
+use crate::texts::{failures, prompts};
+
+/// How a run begins.
+pub enum Start {
+    /// A task claimed from the queue, or a round claimed for a task whose container is gone.
+    Fresh,
+    /// A task whose worker died while its container lived on.
+    Resume(TaskContainer),
+}
+
+/// Run a task claimed by this replica, until it ends or is handed back.
+pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
+    let stop = ctx.lifecycle.local.insert(task.id);
+    let keeper = lease::keep(ctx, task.id, stop.clone());
+    let mut run = Job {
+        ctx,
+        state: task.state,
+        journal: ctx.lifecycle.journal(task.id),
+        pushed: None,
+        continued_branch: false,
+        task,
+    };
+    run.journal
+        .info(&format!("Picked up by replica {}", ctx.instance_id))
+        .await;
+    let timeout = ctx.config.task_timeout;
+    let end = tokio::select! {
+        // A run that has finished is not handed back or stopped after the fact.
+        biased;
+        end = drive(&mut run, start) => end,
+        _ = stop.cancelled() => End::Stopped,
+        _ = ctx.handoff.cancelled() => End::HandedBack,
+        _ = tokio::time::sleep(timeout) => End::TimedOut(failures::task_too_long(timeout)),
+    };
+    // The lease is kept until the final state is stored: no other replica takes the task over
+    // while it is being wound up. A task handed back lets go of it.
+    match end {
+        End::HandedBack => {
+            keeper.end().await;
+            hand_back(&run).await;
+        }
+        end => {
+            finish(&mut run, end).await;
+            keeper.end().await;
+        }
+    }
+    ctx.lifecycle.local.remove(run.task.id);
+    // A stop that came while the run was winding up (nothing listened for it any more) ends the
+    // task now, if the run left it waiting for CI.
+    if let Ok(Some(task)) = tasks::get(&ctx.db, run.task.id).await
+        && task.state == TaskState::AwaitingCi
+        && (stop.is_cancelled() || task.stop_requested_at.is_some())
+        && let Err(e) = ctx.lifecycle.stop(&task).await
+    {
+        warn!(task_id = %task.id, error = %e, "ending a stopped task failed");
+    }
+}
+
+/// Everything a run does, in order; how it ended.
+async fn drive(run: &mut Job<'_>, start: Start) -> End {
+    let ctx = run.ctx;
+    let Some(amp_key) = ctx.config.amp_api_key.clone() else {
+        return failures::no_amp_key().into();
+    };
+    let Some(github) = ctx.github() else {
+        return failures::no_github_app().into();
+    };
+    let target = match target::resolve(&github, &run.task).await {
+        Ok(target) => target,
+        Err(failure) => return failure.into(),
+    };
+    let engine = match Engine::connect(ctx.config.docker_host.as_deref()).await {
+        Ok(engine) => engine,
+        Err(e) => return Failure::internal("the Docker engine cannot be reached", e).into(),
+    };
+    let round = match rounds::pending(&ctx.db, run.task.id).await {
+        Ok(round) => round,
+        Err(e) => return Failure::internal("reading the task's rounds failed", e).into(),
+    };
+    let (ws, resumed) = match open_workspace(run, &github, engine, &target, start).await {
+        Ok(opened) => opened,
+        Err(end) => return end,
+    };
+    let prompt = match &round {
+        Some(round) => round.prompt.clone(),
+        None => prompts::agent_prompt(&run.task, &target.branch),
+    };
+    if round.is_none() && !resumed {
+        let waited = (crate::db::now_ms() - run.task.created_at).max(0) as u64;
+        crate::metrics::METRICS
+            .agent_start
+            .observe(Duration::from_millis(waited));
+    }
+    let prompt = if resumed {
+        prompts::resumed(&prompt)
+    } else {
+        prompt
+    };
+    let end = match work(run, &ws, &github, &amp_key, &target, prompt, round.as_ref()).await {
+        Ok(end) | Err(end) => end,
+    };
+    // Record how the round went (a failed run leaves it pending, for `/amp retry`).
+    if let Some(round) = &round
+        && let Some(outcome) = end.round_outcome(run.pushed.is_some())
+        && let Err(e) = rounds::finish(&ctx.db, round.id, outcome, run.pushed.as_ref()).await
+    {
+        return Failure::internal("recording how the round went failed", e).into();
+    }
+    end
+}
+
+/// The workspace the run works in, and whether the run resumes an interrupted one. A round
+/// continues in the task's container while it still runs; a task resumed after a restart goes
+/// on in its surviving container; anything else starts a new container and clones.
+async fn open_workspace(
+    run: &mut Job<'_>,
+    github: &GitHub,
+    engine: Engine,
+    target: &Target,
+    start: Start,
+) -> Result<(Workspace, bool), End> {
+    let ctx = run.ctx;
+    let spec = container_spec(ctx, &run.task);
+    let journal = run.journal.clone();
+    if let Start::Resume(container) = start {
+        run.journal.info("This task's previous worker is gone (a restart, a crash, or a replica that handed it over); resuming it in its container").await;
+        let ws = Workspace::reopen(engine, spec, container, journal);
+        // Whatever the interrupted run left running in the container goes first.
+        ws.kill_leftovers().await;
+        return Ok((ws, true));
+    }
+    let alive = if run.state == TaskState::Fixing {
+        engine
+            .running_agent_container(&ctx.store_label, &run.task.public_id)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    if let Some(container) = alive {
+        run.journal.info("Continuing in the task's container").await;
+        return Ok((Workspace::reopen(engine, spec, container, journal), false));
+    }
+    run.journal
+        .info(&format!("Starting the agent container ({})", spec.image))
+        .await;
+    let ws = match Workspace::start(engine, spec, journal).await {
+        Ok(ws) => ws,
+        Err(DockerError::MissingImage(image)) => return Err(failures::missing_image(&image).into()),
+        Err(e) => return Err(Failure::internal("starting the agent container failed", e).into()),
+    };
+    prepare(run, &ws, github, target).await?;
+    Ok((ws, false))
+}
+
+/// Clone into the workspace: the default branch and a new branch, or a pull request's head.
+async fn prepare(
+    run: &mut Job<'_>,
+    ws: &Workspace,
+    github: &GitHub,
+    target: &Target,
+) -> Result<(), End> {
+    run.journal
+        .info(&format!("Cloning {}", run.task.repo_full_name))
+        .await;
+    let token = github
+        .repo_token(&run.task.repo())
+        .await
+        .map_err(|e| github_failure("getting a token for the clone failed", &e))?;
+    ws.clone(&token, &run.task.clone_url, &target.clone_branch)
+        .await
+        .map_err(|e| Failure::internal("cloning the repository failed", e))?;
+    if target.pull.is_none() {
+        // A task run before may have pushed its branch without getting as far as a pull request
+        // (stopped, or failed opening it): go on from that branch, so the next push is a
+        // fast-forward. A branch that is not there starts from the default branch.
+        let existing = match &run.task.branch {
+            None => false,
+            Some(_) => ws
+                .fetch_if_present(&token, &target.branch)
+                .await
+                .map_err(|e| Failure::internal("looking for the task's branch failed", e))?,
+        };
+        let start = if existing { "FETCH_HEAD" } else { "HEAD" };
+        ws.checkout_new_branch(&target.branch, start)
+            .await
+            .map_err(|e| Failure::internal("creating the branch failed", e))?;
+        if existing {
+            run.journal
+                .info(&format!(
+                    "Continuing on the existing branch {}",
+                    target.branch
+                ))
+                .await;
+        }
+        run.continued_branch = existing;
+    }
+    let progress = tasks::Progress {
+        branch: Some(target.branch.clone()),
+        pr_number: target.pull,
+        ..Default::default()
+    };
+    tasks::record_progress(&run.ctx.db, run.task.id, progress)
+        .await
+        .map_err(|e| Failure::internal("recording the task's branch failed", e))?;
+    Ok(())
+}
+
+/// The agent's turn, then commit, push and the pull request.
+async fn work(
+    run: &mut Job<'_>,
+    ws: &Workspace,
+    github: &GitHub,
+    amp_key: &SecretString,
+    target: &Target,
+    prompt: String,
+    round: Option<&task_round::Model>,
+) -> Result<End, End> {
+    // A CI round stays `fixing` until it pushes; everything else runs as `running`.
+    if matches!(run.state, TaskState::Preparing | TaskState::Pushing) {
+        run.move_to(TaskState::Running).await?;
+    }
+    let turn =
+        super::agent_turn::run(run.ctx, ws, &run.journal, &run.task, amp_key, prompt).await?;
+    let summary = match turn {
+        TurnOutcome::Succeeded { message, .. } => message,
+        TurnOutcome::Failed { reason, .. } => return Err(failures::agent_failed(&reason).into()),
+    };
+    // Commit what changed (the agent may also have committed, though told not to).
+    publish::commit(run, ws, &summary).await?;
+    let head = ws
+        .head(&target.clone_branch, &run.task.default_branch)
+        .await
+        .map_err(|e| Failure::internal("reading the workspace failed", e))?;
+    let facts = Facts {
+        round: round.map(|r| r.kind),
+        has_pull: target.pull.is_some(),
+        pushed_before: run.task.head_sha.is_some(),
+        ahead: head.ahead,
+        head_is_last_pushed: run.task.head_sha.as_ref() == Some(&head.sha),
+        continued_branch: run.continued_branch,
+    };
+    match next_step(facts) {
+        Next::NeedsHuman => Ok(End::NeedsHuman(failures::no_change_for_ci(&summary))),
+        Next::BackToCi => Ok(End::AwaitingCi { summary }),
+        Next::NoChanges => Ok(End::NoChanges {
+            explanation: summary,
+        }),
+        Next::Push { .. } => publish::publish(run, ws, github, target, &head, summary).await,
+    }
+}
+
+/// Record how the run ended (the lifecycle removes the containers of a task that is over and
+/// brings the status comment up to date).
+async fn finish(run: &mut Job<'_>, end: End) {
+    let Some((to, note)) = end.outcome() else {
+        return;
+    };
+    if let End::Failed(Failure::Internal { summary, detail }) = &end {
+        error!(task_id = %run.task.id, %summary, detail = %run.journal.redact(detail), "the task failed");
+    }
+    let level_error = to == TaskState::Failed;
+    let note = run.journal.redact(&note);
+    if level_error {
+        run.journal.error(&note).await;
+    } else {
+        run.journal.info(&note).await;
+    }
+    let moved = run
+        .ctx
+        .lifecycle
+        .transition_from(&run.task, run.state, Move::to(to).saying(&note))
+        .await;
+    match moved {
+        Ok(Some(_)) => {
+            run.state = to;
+            info!(state = %to, "task run ended");
+        }
+        Ok(None) => error!(%to, "the task's final state could not be recorded: it had moved on"),
+        Err(e) => error!(%to, error = %e, "the task's final state could not be recorded"),
+    }
+}
+
+/// Let go of a task at shutdown without ending it: it stays in its state, its container keeps
+/// the workspace, and its lease ends now, so the next replica to look resumes it there.
+async fn hand_back(run: &Job<'_>) {
+    run.journal.info("This replica is shutting down; the task is handed to another replica and resumes in its container").await;
+    let ctx = run.ctx;
+    match tasks::release_lease(&ctx.db, run.task.id, &ctx.instance_id).await {
+        Ok(true) => info!(task_id = %run.task.id, state = %run.state, "task handed back"),
+        Ok(false) => warn!(
+            task_id = %run.task.id,
+            "handing back: the lease was no longer this replica's"
+        ),
+        Err(e) => {
+            warn!(task_id = %run.task.id, error = %e, "handing back failed; the lease expires on its own")
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The task's workspace: its agent container with the clone on a volume, and the one place that
+//! runs shell or git in a container.
+//!
+//! Git steps that need the installation token run either before the agent has run (the clone, in
+//! the agent's container, with the token in that one process's environment and handed to git by
+//! an inline credential helper, so nothing is written to disk) or in a short-lived helper
+//! container (the push): once the agent has run, anything it left behind in its container (a
+//! background process reading other processes' environments, a git hook, an edited
+//! `.git/config` pointing the remote elsewhere) must not meet the token.
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::docker::{ContainerSpec, DockerError, Engine, Exec, Output, TaskContainer, WORKSPACE};
+use crate::domain::CommitSha;
+use crate::lifecycle::Journal;
+
+/// The user the agent and every command in its container run as.
+pub const AGENT_USER: &str = "1000:1000";
+
+/// Hands `$GIT_TOKEN` to git for this one command, replacing any configured helper.
+const CREDENTIAL_HELPER: &str = "-c credential.helper= \
+     -c 'credential.helper=!f() { echo username=x-access-token; echo \"password=$GIT_TOKEN\"; }; f'";
+
+/// A command in the workspace that failed: its stderr (masked), or its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// The task's agent container and what it runs in it.
+pub struct Workspace {
+    engine: Engine,
+    spec: ContainerSpec,
+    container: TaskContainer,
+    journal: Journal,
+}
+
+/// A commit in the workspace and whether the branch's base lacks it.
+pub struct Head {
+    pub sha: CommitSha,
+    /// The workspace has commits its base branch lacks.
+    pub ahead: bool,
+}
+
+impl Workspace {
+    /// Start a new container with an empty workspace.
+    pub async fn start(
+        engine: Engine,
+        spec: ContainerSpec,
+        journal: Journal,
+    ) -> Result<Workspace, DockerError> {
+        let container = engine.start_task_container(&spec).await?;
+        Ok(Workspace {
+            engine,
+            spec,
+            container,
+            journal,
+        })
+    }
+
+    /// The task's container, still running from an earlier run or round.
+    pub fn reopen(
+        engine: Engine,
+        spec: ContainerSpec,
+        container: TaskContainer,
+        journal: Journal,
+    ) -> Workspace {
+        Workspace {
+            engine,
+            spec,
+            container,
+            journal,
+        }
+    }
+
+    /// Run a shell script in the workspace; its stdout when it exits 0. Its stderr is logged
+    /// (masked), and is the error when it fails. `env` reaches this one process only.
+    pub async fn sh(&self, script: &str, env: Vec<String>) -> Result<String, ShellError> {
+        self.sh_in(&self.container, script, env, WORKSPACE).await
+    }
+
+    async fn sh_in(
+        &self,
+        container: &TaskContainer,
+        script: &str,
+        env: Vec<String>,
+        workdir: &str,
+    ) -> Result<String, ShellError> {
+        let (tx, mut rx) = mpsc::channel(256);
+        let exec = Exec {
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            env,
+            user: Some(AGENT_USER.into()),
+            workdir: Some(workdir.into()),
+        };
+        let run = self.engine.exec(container, exec, tx);
+        let collect = async {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            while let Some(o) = rx.recv().await {
+                match o {
+                    Output::Stdout(s) => stdout.push_str(&s),
+                    Output::Stderr(s) => stderr.push_str(&s),
+                }
+            }
+            (stdout, stderr)
+        };
+        let (code, (stdout, stderr)) = tokio::join!(run, collect);
+        let code = code?.unwrap_or(-1);
+        let stderr = self.journal.redact(stderr.trim());
+        if !stderr.is_empty() {
+            self.journal.info(&stderr).await;
+        }
+        if code != 0 {
+            return Err(ShellError::Failed(if stderr.is_empty() {
+                format!("exit status {code}")
+            } else {
+                stderr
+            }));
+        }
+        Ok(stdout)
+    }
+
+    /// `env` with the token for a git step that needs it (and no prompt if it is refused).
+    fn with_token(token: &SecretString, mut env: Vec<String>) -> Vec<String> {
+        env.push(format!("GIT_TOKEN={}", token.expose_secret()));
+        env.push("GIT_TERMINAL_PROMPT=0".into());
+        env
+    }
+
+    /// Clone `branch` of the repository into the workspace. Only before the agent has run.
+    /// Values from the webhook reach git through the environment, never pasted into the script.
+    pub async fn clone(
+        &self,
+        token: &SecretString,
+        clone_url: &str,
+        branch: &str,
+    ) -> Result<(), ShellError> {
+        let env = vec![format!("BASE={branch}"), format!("CLONE_URL={clone_url}")];
+        self.sh(
+            &format!(
+                "git {CREDENTIAL_HELPER} clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" ."
+            ),
+            Self::with_token(token, env),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Fetch `branch` from the repository if it is there (into `FETCH_HEAD`); `false` when it is
+    /// not. Only before the agent has run.
+    pub async fn fetch_if_present(
+        &self,
+        token: &SecretString,
+        branch: &str,
+    ) -> Result<bool, ShellError> {
+        // `ls-remote --exit-code` exits 2 when the branch is not there; anything else that fails
+        // (the token, the network) must not be mistaken for that.
+        let script = format!(
+            "if git {CREDENTIAL_HELPER} ls-remote --exit-code origin \"refs/heads/$BRANCH\" >/dev/null; then \
+               git {CREDENTIAL_HELPER} fetch --quiet origin \"refs/heads/$BRANCH\" && echo present; \
+             else rc=$?; if [ $rc = 2 ]; then echo absent; else exit $rc; fi; fi"
+        );
+        let out = self
+            .sh(
+                &script,
+                Self::with_token(token, vec![format!("BRANCH={branch}")]),
+            )
+            .await?;
+        Ok(out.trim() == "present")
+    }
+
+    /// Create `branch` at `start` (a commit-ish such as `HEAD` or `FETCH_HEAD`) and check it out.
+    pub async fn checkout_new_branch(&self, branch: &str, start: &str) -> Result<(), ShellError> {
+        self.sh(
+            "git checkout -q -b \"$BRANCH\" \"$START\"",
+            vec![format!("BRANCH={branch}"), format!("START={start}")],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether the workspace has uncommitted changes.
+    pub async fn is_dirty(&self) -> Result<bool, ShellError> {
+        Ok(!self
+            .sh("git status --porcelain", vec![])
+            .await?
+            .trim()
+            .is_empty())
+    }
+
+    /// Commit every change as `author`, skipping any hook the repository or the agent set up.
+    pub async fn commit_all(
+        &self,
+        message: &str,
+        author_name: &str,
+        author_email: &str,
+    ) -> Result<(), ShellError> {
+        self.sh(
+            "git add -A && printf '%s' \"$MESSAGE\" | git -c core.hooksPath=/dev/null \
+             -c user.name=\"$BOT_NAME\" -c user.email=\"$BOT_EMAIL\" commit -q --no-verify -F -",
+            vec![
+                format!("MESSAGE={message}"),
+                format!("BOT_NAME={author_name}"),
+                format!("BOT_EMAIL={author_email}"),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `HEAD`, and whether it has commits `base` lacks (`default` when the workspace was cloned
+    /// before `base` existed: a run resumed on a branch it created itself).
+    pub async fn head(&self, base: &str, default: &str) -> Result<Head, ShellError> {
+        let out = self
+            .sh(
+                "git rev-parse HEAD && b=\"origin/$BASE\" && \
+                 { git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; } && \
+                 git rev-list --count \"$b..HEAD\"",
+                vec![format!("BASE={base}"), format!("DEFAULT={default}")],
+            )
+            .await?;
+        let mut lines = out.lines().map(str::trim);
+        let sha = CommitSha(lines.next().unwrap_or_default().to_string());
+        let ahead = lines.next().unwrap_or("0") != "0";
+        Ok(Head { sha, ahead })
+    }
+
+    /// Kill whatever an interrupted run left running in the container.
+    pub async fn kill_leftovers(&self) {
+        if let Err(e) = self.sh("kill -KILL -1 2>/dev/null; true", vec![]).await {
+            tracing::warn!(error = %e, "clearing the container of an interrupted run failed");
+        }
+    }
+
+    /// Push commit `sha` of the workspace to `branch` of `clone_url`, from a helper container
+    /// that shares only the workspace volume, mounted read-only. It fetches the commit into a
+    /// repository of its own, whose configuration the agent never touched, and pushes from there.
+    pub async fn push(
+        &self,
+        token: &SecretString,
+        clone_url: &str,
+        sha: &CommitSha,
+        branch: &str,
+    ) -> Result<(), ShellError> {
+        let helper = self
+            .engine
+            .start_helper_container(&self.spec, &self.container)
+            .await?;
+        let script = format!(
+            "set -e; export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
+             git init -q --bare /tmp/push.git; cd /tmp/push.git; \
+             (unset GIT_TOKEN; git fetch -q --no-tags {WORKSPACE} \"+HEAD:refs/heads/work\"); \
+             test \"$(git rev-parse refs/heads/work)\" = \"$SHA\" || \
+               {{ echo \"the workspace changed after the commit was made\" >&2; exit 1; }}; \
+             git {CREDENTIAL_HELPER} push -q \"$CLONE_URL\" \"$SHA:refs/heads/$BRANCH\""
+        );
+        let env = vec![
+            format!("SHA={sha}"),
+            format!("BRANCH={branch}"),
+            format!("CLONE_URL={clone_url}"),
+        ];
+        let result = self
+            .sh_in(&helper, &script, Self::with_token(token, env), "/tmp")
+            .await;
+        self.engine.remove(&helper).await;
+        result.map(drop)
+    }
+
+    /// Start `cmd` in the workspace as the agent's user, its output sent to `output` as it
+    /// comes; the handle yields its exit code.
+    pub fn spawn(
+        &self,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        output: mpsc::Sender<Output>,
+    ) -> JoinHandle<Result<Option<i64>, DockerError>> {
+        let engine = self.engine.clone();
+        let container = self.container.clone();
+        let exec = Exec {
+            cmd,
+            env,
+            user: Some(AGENT_USER.into()),
+            workdir: Some(WORKSPACE.into()),
+        };
+        tokio::spawn(async move { engine.exec(&container, exec, output).await })
+    }
+}
