@@ -213,3 +213,37 @@ both_backends!(
         assert!(!none.contains(&public_id));
     }
 );
+
+both_backends!(
+    the_api_refuses_a_second_task_on_a_busy_issue,
+    |db: TestDb| async move {
+        // This replica runs no tasks: the first one stays queued.
+        let s = story_with(
+            db,
+            &[("ADMIN_TOKEN", TOKEN), ("MAX_CONCURRENT_TASKS", "0")],
+            FILES,
+        )
+        .await;
+        let number = s.sim.open_issue(&s.repo, "Flags", "Add a json flag.");
+        let create = |prompt: &'static str| {
+            reqwest::Client::new()
+                .post(s.service.url("/api/tasks"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"repo": "octo-org/widgets", "issue": number, "prompt": prompt}))
+                .send()
+        };
+        let first = create("Add a json flag").await.unwrap();
+        assert_eq!(first.status(), 201);
+        let first: Value = first.json().await.unwrap();
+        let second = create("Add a yaml flag too").await.unwrap();
+        assert_eq!(second.status(), 409);
+        let body: Value = second.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("already running"), "{error}");
+        assert!(
+            error.contains(first["public_id"].as_str().unwrap()),
+            "{error}"
+        );
+        assert_eq!(task::Entity::find().all(&s.conn).await.unwrap().len(), 1);
+    }
+);

@@ -540,3 +540,40 @@ both_backends!(
         assert_eq!(s.sim.check_suites()[0].conclusion, "success");
     }
 );
+
+both_backends!(
+    a_queued_task_stopped_on_github_ends_on_an_open_page,
+    |db: TestDb| async move {
+        let s = story(db).await;
+        s.sim
+            .comment(&s.repo, 14, "writer", "/amp add a --json flag")
+            .await;
+        s.expect_app_comments(14, 1).await;
+        let task = s.tasks().await.remove(0);
+        let url = s._service.url(&format!("/tasks/{}/events", task.public_id));
+        let mut page = common::sse::SseClient::connect(&url, None).await;
+        let created = page.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(created.json()["state"], "queued");
+
+        // Nothing runs it here (this replica runs no tasks): the stop cancels it, and the open
+        // page hears of it at once.
+        s.sim.comment(&s.repo, 14, "writer", "/amp stop").await;
+        let stopped = page.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(stopped.event, "state");
+        assert_eq!(stopped.json()["state"], "cancelled");
+        let end = page.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(end.event, "end");
+        let status = eventually(10, "the status comment says it stopped", || async {
+            let c = s.sim.app_comments(&s.repo, 14).remove(0);
+            c.body.contains("`cancelled`").then_some(c)
+        })
+        .await;
+        assert!(
+            status
+                .body
+                .contains("Stopped with /amp stop before it started"),
+            "{}",
+            status.body
+        );
+    }
+);

@@ -774,7 +774,12 @@ both_backends!(
             "{:?}",
             task.error_message
         );
-        s.status_saying(29, "Docker engine cannot be reached").await;
+        let status = s.status_saying(29, "Docker engine cannot be reached").await;
+        // What the engine said (its address among it) is for the logs, not for the comment.
+        for shown in [status.body.as_str(), task.error_message.as_deref().unwrap()] {
+            assert!(!shown.contains("/nonexistent/docker.sock"), "{shown}");
+            assert!(shown.contains("the service's logs"), "{shown}");
+        }
     }
 );
 
