@@ -250,41 +250,8 @@ async fn failed(
     sha: &CommitSha,
     failures: Vec<Failure>,
 ) -> anyhow::Result<()> {
-    // Gather what GitHub knows about each failure.
     let started = std::time::Instant::now();
-    let mut downloading = Duration::ZERO;
-    let mut gathered = Vec::new();
-    for failure in failures {
-        let mut detail = Detail::default();
-        if let Some(run_id) = failure.run_id {
-            match github.check_run_annotations(repo, run_id).await {
-                Ok(annotations) => {
-                    detail.annotations = annotations
-                        .iter()
-                        .map(|a| {
-                            format!(
-                                "{}:{}: {}",
-                                a.path,
-                                a.start_line.unwrap_or(1),
-                                a.message.as_deref().unwrap_or("").trim()
-                            )
-                        })
-                        .collect()
-                }
-                Err(e) => warn!(task_id = %task.id, error = %e, "reading annotations failed"),
-            }
-            if failure.actions_job {
-                let download = std::time::Instant::now();
-                let log = github.job_log(repo, run_id).await;
-                downloading += download.elapsed();
-                match log {
-                    Ok(log) => detail.log = Some(log),
-                    Err(e) => warn!(task_id = %task.id, error = %e, "downloading a job log failed"),
-                }
-            }
-        }
-        gathered.push((failure, detail));
-    }
+    let (gathered, downloading) = gather(github, repo, task, failures).await;
     let base_red = base_failures(ctx, github, repo, task).await;
     let branch = task.branch.clone().unwrap_or_default();
     let report = verdict::report(
@@ -315,15 +282,8 @@ async fn failed(
         .rev()
         .find(|r| r.kind != RoundKind::FollowUp && r.fingerprint.is_some());
     let max = ctx.config.max_ci_rounds;
-    let give_up = if task.ci_round >= max as i32 {
-        Some(GiveUp::OutOfRounds(task.ci_round))
-    } else if previous.as_ref().and_then(|p| p.fingerprint.as_deref()) == Some(&fingerprint)
-        && task.ci_round > 0
-    {
-        Some(GiveUp::NoProgress)
-    } else {
-        None
-    };
+    let previous = previous.as_ref().and_then(|p| p.fingerprint.as_deref());
+    let give_up = should_give_up(task.ci_round, max, previous, &fingerprint);
     let round = NewRound {
         round: task.ci_round + 1,
         head_sha: Some(sha.clone()),
@@ -379,6 +339,67 @@ async fn failed(
     Ok(())
 }
 
+/// Each failure with what GitHub knows about it (a check run's annotations, a GitHub Actions
+/// job's log), and the time spent downloading logs.
+async fn gather(
+    github: &GitHub,
+    repo: &RepoRef,
+    task: &task::Model,
+    failures: Vec<Failure>,
+) -> (Vec<(Failure, Detail)>, Duration) {
+    let mut downloading = Duration::ZERO;
+    let mut gathered = Vec::new();
+    for failure in failures {
+        let mut detail = Detail::default();
+        if let Some(run_id) = failure.run_id {
+            match github.check_run_annotations(repo, run_id).await {
+                Ok(annotations) => {
+                    detail.annotations = annotations
+                        .iter()
+                        .map(|a| {
+                            format!(
+                                "{}:{}: {}",
+                                a.path,
+                                a.start_line.unwrap_or(1),
+                                a.message.as_deref().unwrap_or("").trim()
+                            )
+                        })
+                        .collect()
+                }
+                Err(e) => warn!(task_id = %task.id, error = %e, "reading annotations failed"),
+            }
+            if failure.actions_job {
+                let download = std::time::Instant::now();
+                let log = github.job_log(repo, run_id).await;
+                downloading += download.elapsed();
+                match log {
+                    Ok(log) => detail.log = Some(log),
+                    Err(e) => warn!(task_id = %task.id, error = %e, "downloading a job log failed"),
+                }
+            }
+        }
+        gathered.push((failure, detail));
+    }
+    (gathered, downloading)
+}
+
+/// Whether the loop stops at a failure, given the rounds used, the bound, and the fingerprints
+/// of the last failure sent to the agent and of this one.
+fn should_give_up(
+    rounds_used: i32,
+    max: u32,
+    previous: Option<&str>,
+    fingerprint: &str,
+) -> Option<GiveUp> {
+    if rounds_used >= max as i32 {
+        Some(GiveUp::OutOfRounds(rounds_used))
+    } else if rounds_used > 0 && previous == Some(fingerprint) {
+        Some(GiveUp::NoProgress)
+    } else {
+        None
+    }
+}
+
 /// The base commit's failed checks, if the base branch is red already.
 async fn base_failures(
     ctx: &Ctx,
@@ -396,5 +417,29 @@ async fn base_failures(
                 .join(", "),
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_the_loop_gives_up() {
+        // The first failure always goes to the agent, even one seen on an earlier task.
+        assert_eq!(should_give_up(0, 3, Some("a"), "a"), None);
+        assert_eq!(should_give_up(1, 3, Some("a"), "b"), None);
+        assert_eq!(
+            should_give_up(1, 3, Some("a"), "a"),
+            Some(GiveUp::NoProgress)
+        );
+        assert_eq!(
+            should_give_up(3, 3, Some("a"), "b"),
+            Some(GiveUp::OutOfRounds(3))
+        );
+        assert_eq!(
+            should_give_up(0, 0, None, "a"),
+            Some(GiveUp::OutOfRounds(0))
+        );
     }
 }
