@@ -69,12 +69,13 @@ ensure_postgres() {
   pg_isready -q -h 127.0.0.1 -p 5432 || { log "PostgreSQL does not answer on 127.0.0.1:5432"; return 1; }
   quietly as_root su postgres -c "psql -qc \"alter user postgres password 'postgres'\"" || return 1
   export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
-  # Databases left by interrupted test runs.
+  # Databases left by interrupted test runs: those untouched for an hour (a run on this machine
+  # at the same time keeps its own), dropped unless something still uses them.
   local leftovers name
-  leftovers=$(as_root su postgres -c "psql -qAt -c \"select datname from pg_database where datname like 'amp_test_%'\"") ||
+  leftovers=$(as_root su postgres -c "psql -qAt -c \"select datname from pg_database d where datname like 'amp_test_%' and (pg_stat_file('base/' || d.oid)).modification < now() - interval '1 hour'\"") ||
     { log "could not list the databases left by earlier runs"; return 1; }
   for name in $leftovers; do
-    quietly as_root su postgres -c "psql -qc 'drop database if exists \"$name\" with (force)'" ||
+    quietly as_root su postgres -c "psql -qc 'drop database if exists \"$name\"'" ||
       log "could not drop $name (left for the next run)"
   done
   log "PostgreSQL ready"
