@@ -31,6 +31,7 @@ use crate::store::deliveries::Outcome;
 use crate::store::rounds::{self, NewRound};
 use crate::store::tasks;
 use crate::texts::notes::{self, GiveUp};
+use crate::texts::{comments, prompts};
 use crate::webhook::events::{CheckSuiteAction, CheckSuiteEvent};
 use verdict::{Detail, Failure, Verdict};
 
@@ -135,13 +136,8 @@ pub async fn verdict_for(
 ) -> Result<Verdict, GitHubError> {
     let suites = github.check_suites(repo, sha).await?;
     let runs = github.check_runs(repo, sha).await?;
-    let statuses = github.combined_status(repo, sha).await?;
-    Ok(verdict::decide(
-        &suites.check_suites,
-        &runs.check_runs,
-        &statuses.statuses,
-        ctx.app_id(),
-    ))
+    let statuses = github.commit_statuses(repo, sha).await?;
+    Ok(verdict::decide(&suites, &runs, &statuses, ctx.app_id()))
 }
 
 async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Result<()> {
@@ -149,7 +145,18 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
         return Ok(());
     };
     let repo = task.repo();
-    match verdict_for(ctx, &github, &repo, sha.as_str()).await? {
+    let verdict = match verdict_for(ctx, &github, &repo, sha.as_str()).await {
+        Ok(verdict) => verdict,
+        // The installation does not let the App read the checks (a permission not granted):
+        // asking again will not change that, so the wait ends with the reason.
+        Err(e) if e.status() == Some(403) => {
+            warn!(task_id = %task.id, error = %e, "GitHub refused to show the commit's checks");
+            let note = notes::ci_unreadable(e.github_message().unwrap_or_default());
+            return end(ctx, task, sha, TaskState::NeedsHuman, &note).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match verdict {
         Verdict::Waiting if waited_out && waited_too_long(ctx, task) => {
             let note = notes::ci_stuck(
                 ctx.config.ci_wait_timeout * CI_STUCK_FACTOR,
@@ -198,11 +205,22 @@ async fn succeed(
             .await
             .context("reading the pull request")?;
         if pull.draft == Some(true) {
-            let node_id = pull.node_id.clone().unwrap_or_default();
             github
-                .mark_ready_for_review(repo, &node_id)
+                .mark_ready_for_review(repo, &pull.node_id)
                 .await
                 .context("marking the pull request ready for review")?;
+        } else if let Some(title) = prompts::ready_title(&pull.title) {
+            // Opened as work in progress where drafts are not available: the title loses its
+            // mark, and a comment says it is ready.
+            github
+                .retitle_pull(repo, number, title)
+                .await
+                .context("marking the pull request ready for review")?;
+            let said = comments::ready_for_review(&task.requester_login);
+            github
+                .create_comment(repo, number, &said)
+                .await
+                .context("saying the pull request is ready for review")?;
         }
         match github
             .request_reviewer(repo, number, &task.requester_login)

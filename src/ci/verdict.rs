@@ -4,13 +4,19 @@
 use crate::github::{CheckRun, CheckSuite, CommitStatus};
 use crate::text::{clip, strip_ansi};
 
-/// Conclusions that fail CI.
-pub const FAILING: [&str; 5] = [
+/// Check run conclusions that fail CI.
+pub const FAILING: [&str; 4] = ["failure", "timed_out", "cancelled", "action_required"];
+/// Check run conclusions that pass. Any other (`stale`: GitHub gave up on a run that never
+/// completed; one GitHub adds later) is not a decision yet.
+pub const PASSING: [&str; 3] = ["success", "neutral", "skipped"];
+/// Conclusions of a check suite without runs that fail CI: `startup_failure` is a workflow that
+/// could not start (a workflow file that is not valid, say), so it has no run to read.
+pub const SUITE_FAILING: [&str; 5] = [
+    "startup_failure",
     "failure",
     "timed_out",
     "cancelled",
     "action_required",
-    "startup_failure",
 ];
 /// The app id of GitHub Actions, whose check runs are jobs with downloadable logs.
 pub const GITHUB_ACTIONS_APP_ID: u64 = 15368;
@@ -43,7 +49,9 @@ pub struct Failure {
 }
 
 /// Decide on a commit from all its check suites, check runs and commit statuses. Runs of
-/// `own_app` (this service's own checks, if any) do not count, nor do suites without runs.
+/// `own_app` (this service's own checks, if any) do not count. A suite without runs counts only
+/// when it completed with a failing conclusion (a workflow that did not start); otherwise it is
+/// an app that made no checks (GitHub leaves those suites `queued`).
 pub fn decide(
     suites: &[CheckSuite],
     runs: &[CheckRun],
@@ -64,10 +72,20 @@ pub fn decide(
                 .is_none_or(|s| !own_suites.contains(&s.id))
         })
         .collect();
-    if runs.is_empty() && statuses.is_empty() {
+    let not_started: Vec<&CheckSuite> = suites
+        .iter()
+        .filter(|s| !own_suites.contains(&s.id) && s.latest_check_runs_count == 0)
+        .filter(|s| s.status.as_deref() == Some("completed"))
+        .filter(|s| {
+            s.conclusion
+                .as_deref()
+                .is_some_and(|c| SUITE_FAILING.contains(&c))
+        })
+        .collect();
+    if runs.is_empty() && statuses.is_empty() && not_started.is_empty() {
         return Verdict::NoChecks;
     }
-    let mut failed = Vec::new();
+    let mut failed: Vec<Failure> = not_started.iter().map(|s| suite_failure(s)).collect();
     let mut waiting = false;
     for run in &runs {
         let completed = run.status.as_deref().unwrap_or("completed") == "completed";
@@ -82,7 +100,7 @@ pub fn decide(
                 text: run.output.text.clone(),
                 details_url: run.details_url.clone(),
             }),
-            Some(_) if completed => {}
+            Some(c) if completed && PASSING.contains(&c) => {}
             _ => waiting = true,
         }
     }
@@ -109,6 +127,34 @@ pub fn decide(
         Verdict::Waiting
     } else {
         Verdict::Passed
+    }
+}
+
+/// A suite that failed without runs, as a failure: what GitHub says is all there is.
+fn suite_failure(suite: &CheckSuite) -> Failure {
+    let app = suite.app.as_ref();
+    let name = app
+        .and_then(|a| a.name.clone().or_else(|| a.slug.clone()))
+        .unwrap_or_else(|| "a check suite".into());
+    let conclusion = suite.conclusion.clone().unwrap_or_default();
+    let title = if conclusion == "startup_failure" {
+        "The workflow did not start (startup_failure), so it has no jobs or logs. GitHub reports \
+         this for a workflow file that is not valid (its YAML, its `on:` or `jobs:`), a reusable \
+         workflow or action it may not use, or a job that cannot be scheduled. Check the \
+         workflow files under .github/workflows that this branch changed or relies on."
+            .to_string()
+    } else {
+        format!("The check suite concluded `{conclusion}` without any check runs.")
+    };
+    Failure {
+        name,
+        conclusion,
+        run_id: None,
+        actions_job: false,
+        title: Some(title),
+        summary: None,
+        text: None,
+        details_url: None,
     }
 }
 
@@ -344,6 +390,7 @@ mod tests {
             output: CheckRunOutput::default(),
             app: Some(AppRef {
                 id: app,
+                name: None,
                 slug: None,
             }),
             check_suite: Some(IdRef { id: suite }),
@@ -359,9 +406,19 @@ mod tests {
             conclusion: None,
             app: Some(AppRef {
                 id: app,
+                name: Some(format!("app {app}")),
                 slug: None,
             }),
             latest_check_runs_count: 1,
+        }
+    }
+
+    fn suite_without_runs(id: u64, app: u64, status: &str, conclusion: Option<&str>) -> CheckSuite {
+        CheckSuite {
+            status: Some(status.into()),
+            conclusion: conclusion.map(str::to_string),
+            latest_check_runs_count: 0,
+            ..suite(id, app)
         }
     }
 
@@ -437,7 +494,49 @@ mod tests {
                 "{conclusion}"
             );
         }
+        // A run GitHub marked stale decided nothing.
+        let runs = [
+            run("test", "completed", Some("success"), ACTIONS, 1),
+            run("lint", "completed", Some("stale"), 99, 2),
+        ];
+        assert_eq!(decide(&suites, &runs, &[], Some(OWN)), Verdict::Waiting);
+        // A workflow that did not start fails, with nothing else on the commit and beside a
+        // passing run; suites without runs that did not fail (another app's queued suite) do not
+        // count.
+        let not_started = suite_without_runs(7, ACTIONS, "completed", Some("startup_failure"));
+        let idle = suite_without_runs(8, 99, "queued", None);
+        let with = |extra: &[CheckSuite]| [&suites[..], extra].concat();
+        let failed = decide(
+            &with(&[not_started.clone(), idle.clone()]),
+            &[],
+            &[],
+            Some(OWN),
+        );
+        let Verdict::Failed(failures) = failed else {
+            panic!("{failed:?}")
+        };
+        assert_eq!(failures[0].conclusion, "startup_failure");
+        assert!(
+            failures[0]
+                .title
+                .as_deref()
+                .unwrap()
+                .contains("did not start")
+        );
         let runs = [run("test", "completed", Some("success"), ACTIONS, 1)];
+        assert_eq!(
+            names(decide(&with(&[not_started.clone()]), &runs, &[], Some(OWN))),
+            [format!("app {ACTIONS}")]
+        );
+        assert_eq!(
+            decide(&with(&[idle]), &[], &[], Some(OWN)),
+            Verdict::NoChecks
+        );
+        let own_not_started = suite_without_runs(9, OWN, "completed", Some("startup_failure"));
+        assert_eq!(
+            decide(&with(&[own_not_started]), &[], &[], Some(OWN)),
+            Verdict::NoChecks
+        );
         let failed = decide(&suites, &runs, &[status("ci/ext", "error")], Some(OWN));
         assert_eq!(names(failed), ["ci/ext"]);
         // A run in this app's own suite does not count, whatever app it names.

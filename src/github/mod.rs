@@ -9,7 +9,15 @@
 //!   primary and secondary rate limits wait for `Retry-After` / `x-ratelimit-reset`, so a
 //!   rate-limited GitHub delays work and never drops it; other 4xx fail at once with GitHub's
 //!   message, for the caller to turn into a reply;
-//! - a typed function per operation the service uses.
+//! - a typed function per operation the service uses ([`operations`]), its answer read into a
+//!   narrow struct ([`models`]); a write whose answer cannot be read is not retried (it was done);
+//! - redirects are not followed with the App's credentials: only a job log's download, and that
+//!   without them and with a size limit.
+
+mod models;
+mod operations;
+
+pub use models::*;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,11 +28,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
-use octocrab::models::{InstallationToken, Repository, issues::Comment, reactions::Reaction};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
@@ -44,6 +52,8 @@ pub struct Options {
     pub max_rate_limit_wait: Duration,
     /// A cached installation token is replaced when it has less than this left.
     pub token_refresh_margin: Duration,
+    /// The most of a job log that is downloaded; a longer log is cut, keeping its end.
+    pub max_log_bytes: usize,
 }
 
 impl Default for Options {
@@ -54,6 +64,7 @@ impl Default for Options {
             backoff: Duration::from_millis(500),
             max_rate_limit_wait: Duration::from_secs(3600),
             token_refresh_margin: Duration::from_secs(10 * 60),
+            max_log_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -75,6 +86,13 @@ pub enum GitHubError {
         path: String,
         message: String,
     },
+    /// A 2xx whose body is not what GitHub's schema describes.
+    #[error("GitHub's answer to {method} {path} does not parse: {message}")]
+    Unreadable {
+        method: Method,
+        path: String,
+        message: String,
+    },
     #[error("the GitHub App is not configured (APP_ID and PRIVATE_KEY are needed)")]
     NotConfigured,
     #[error("{0}")]
@@ -90,12 +108,14 @@ impl GitHubError {
     }
 
     /// A refusal that asking again will not change: a 4xx (the rate limits, which are 4xx too,
-    /// are waited out before an error is returned) or a client without an App. Transport
-    /// failures, 5xx and answers that do not parse may go away.
+    /// are waited out before an error is returned), a client without an App, or a write GitHub
+    /// did (2xx) with an answer that does not parse: asking again would do it twice. Transport
+    /// failures, 5xx and reads that do not parse may go away.
     pub fn is_permanent(&self) -> bool {
         match self {
             GitHubError::Status { status, .. } => (400..500).contains(status),
             GitHubError::NotConfigured => true,
+            GitHubError::Unreadable { method, .. } => *method != Method::GET,
             GitHubError::Transport { .. } | GitHubError::Other(_) => false,
         }
     }
@@ -109,10 +129,19 @@ impl GitHubError {
     }
 }
 
+/// A 2xx or 3xx answer.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: Bytes,
+}
+
 #[derive(Clone)]
 struct CachedToken {
     token: SecretString,
     expires_at: SystemTime,
+    /// What the installation lets the token do (`contents` → `write`, …).
+    permissions: HashMap<String, String>,
 }
 
 /// How the request authenticates.
@@ -199,7 +228,7 @@ impl GitHub {
         {
             return Ok(cached.token.clone());
         }
-        let minted: InstallationToken = self
+        let minted: MintedToken = self
             .call(
                 Auth::App,
                 Method::POST,
@@ -220,9 +249,21 @@ impl GitHub {
             CachedToken {
                 token: token.clone(),
                 expires_at,
+                permissions: minted.permissions,
             },
         );
         Ok(token)
+    }
+
+    /// Whether the installation lets the App write `permission` (`workflows`, say) in `repo`, as
+    /// its installation token says.
+    pub async fn may_write(&self, repo: &RepoRef, permission: &str) -> Result<bool, GitHubError> {
+        self.repo_token(repo).await?;
+        let tokens = self.tokens.lock().await;
+        Ok(tokens
+            .get(&(repo.installation_id, repo.repo_id))
+            .and_then(|cached| cached.permissions.get(permission))
+            .is_some_and(|level| level == "write" || level == "admin"))
     }
 
     async fn forget_token(&self, repo: &RepoRef) {
@@ -240,27 +281,53 @@ impl GitHub {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, GitHubError> {
-        let bytes = self.call_raw(auth, method.clone(), path, body).await?;
-        let bytes = if bytes.is_empty() {
-            Bytes::from_static(b"null")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map_err(|e| {
-            GitHubError::Other(format!(
-                "GitHub's answer to {method} {} does not parse: {e}",
-                shown(path)
-            ))
+        let (_, bytes) = self.call_raw(auth, method.clone(), path, body).await?;
+        self.parse(&method, path, &bytes)
+    }
+
+    /// A 2xx answer's body as `T`.
+    fn parse<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<T, GitHubError> {
+        let bytes = if bytes.is_empty() { b"null" } else { bytes };
+        serde_json::from_slice(bytes).map_err(|e| GitHubError::Unreadable {
+            method: method.clone(),
+            path: shown(path),
+            message: e.to_string(),
         })
     }
 
+    /// One call with the retry policy; a 2xx answer's headers and body.
     async fn call_raw(
         &self,
         auth: Auth<'_>,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
-    ) -> Result<Bytes, GitHubError> {
+    ) -> Result<(HeaderMap, Bytes), GitHubError> {
+        let answer = self.send(auth, method.clone(), path, body).await?;
+        if answer.status.is_redirection() {
+            return Err(GitHubError::Status {
+                status: answer.status.as_u16(),
+                method,
+                path: shown(path),
+                message: "a redirect, which is not followed here".into(),
+            });
+        }
+        Ok((answer.headers, answer.bytes))
+    }
+
+    /// One call with the retry policy; a 2xx or 3xx answer, or the error.
+    async fn send(
+        &self,
+        auth: Auth<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<Answer, GitHubError> {
         // What logs and errors show of the path (a manifest code is a credential).
         let shown_path = shown(path);
         let mut attempt = 0u32;
@@ -311,8 +378,12 @@ impl GitHub {
                     });
                 }
             };
-            if status.is_success() {
-                return Ok(bytes);
+            if status.is_success() || status.is_redirection() {
+                return Ok(Answer {
+                    status,
+                    headers,
+                    bytes,
+                });
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
                 let wait = wait.min(self.options.max_rate_limit_wait);
@@ -370,138 +441,63 @@ impl GitHub {
         Ok((parts.status, parts.headers, bytes))
     }
 
+    /// GET `url` (outside the API: a redirect's target) without credentials, keeping at most the
+    /// last `max_log_bytes` of the body.
+    async fn download(&self, url: &str) -> Result<(Bytes, bool), GitHubError> {
+        let failed = |message: String| GitHubError::Transport {
+            method: Method::GET,
+            path: "a job log's download".into(),
+            message,
+        };
+        let request = http::Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .body(octocrab::OctoBody::empty())
+            .map_err(|e| failed(e.to_string()))?;
+        let fetch = async {
+            let response = self
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(GitHubError::Status {
+                    status: status.as_u16(),
+                    method: Method::GET,
+                    path: "a job log's download".into(),
+                    message: "the log's storage refused the download".into(),
+                });
+            }
+            let limit = self.options.max_log_bytes;
+            let mut body = response.into_body();
+            let mut kept: Vec<u8> = Vec::new();
+            let mut cut = false;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| failed(e.to_string()))?;
+                if let Some(data) = frame.data_ref() {
+                    kept.extend_from_slice(data);
+                    if kept.len() > limit.saturating_mul(2) {
+                        kept.drain(..kept.len() - limit);
+                        cut = true;
+                    }
+                }
+            }
+            if kept.len() > limit {
+                kept.drain(..kept.len() - limit);
+                cut = true;
+            }
+            Ok((Bytes::from(kept), cut))
+        };
+        tokio::time::timeout(self.options.call_timeout * 4, fetch)
+            .await
+            .map_err(|_| failed("no whole answer in time".into()))?
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self.options.backoff * 2u32.saturating_pow(attempt.saturating_sub(1).min(10));
         let jitter = rand::random::<f64>() * 0.25;
         base.mul_f64(1.0 + jitter)
-    }
-
-    // --- Operations -------------------------------------------------------------------------
-
-    /// React to an issue comment (`+1`, `eyes`, `rocket`, …). GitHub answers 200 with the existing
-    /// reaction when the App already reacted, so this is safe to repeat.
-    pub async fn react_to_comment(
-        &self,
-        repo: &RepoRef,
-        comment_id: i64,
-        content: &str,
-    ) -> Result<Reaction, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!(
-                "/repos/{}/issues/comments/{comment_id}/reactions",
-                repo.full_name
-            ),
-            Some(&json!({ "content": content })),
-        )
-        .await
-    }
-
-    /// Post a comment on an issue or pull request.
-    pub async fn create_comment(
-        &self,
-        repo: &RepoRef,
-        issue_number: i64,
-        body: &str,
-    ) -> Result<Comment, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!("/repos/{}/issues/{issue_number}/comments", repo.full_name),
-            Some(&json!({ "body": body })),
-        )
-        .await
-    }
-
-    /// Replace a comment's text (the task's status comment).
-    pub async fn update_comment(
-        &self,
-        repo: &RepoRef,
-        comment_id: i64,
-        body: &str,
-    ) -> Result<Comment, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::PATCH,
-            &format!("/repos/{}/issues/comments/{comment_id}", repo.full_name),
-            Some(&json!({ "body": body })),
-        )
-        .await
-    }
-
-    /// The repository (default branch, fork and archived flags).
-    pub async fn repository(&self, repo: &RepoRef) -> Result<Repository, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!("/repos/{}", repo.full_name),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// A user's role on the repository (`admin`, `maintain`, `write`, `triage`, `read`; a user
-    /// who is not a collaborator gets `read` on a public repository and `none` otherwise).
-    pub async fn collaborator_role(
-        &self,
-        repo: &RepoRef,
-        login: &str,
-    ) -> Result<Role, GitHubError> {
-        let permission: Value = self
-            .call(
-                Auth::Repo(repo),
-                Method::GET,
-                &format!("/repos/{}/collaborators/{login}/permission", repo.full_name),
-                None::<&Value>,
-            )
-            .await?;
-        // `role_name` names custom roles too ("provides the name of the assigned role, including
-        // custom roles"); `permission` is always one of the base roles a custom one builds on.
-        let role = permission["role_name"]
-            .as_str()
-            .and_then(Role::base)
-            .or_else(|| permission["permission"].as_str().and_then(Role::base))
-            .unwrap_or(Role::None);
-        Ok(role)
-    }
-}
-
-/// One attempt at delivering a webhook, as GitHub lists them for the App.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct HookDelivery {
-    pub id: i64,
-    /// The `X-GitHub-Delivery` of the delivery (the same for its redeliveries).
-    pub guid: String,
-    #[serde(default)]
-    pub redelivery: bool,
-    #[serde(default)]
-    pub status_code: u16,
-    #[serde(default)]
-    pub event: String,
-}
-
-#[cfg(test)]
-mod error_message_tests {
-    use super::error_message;
-
-    #[test]
-    fn validation_errors_carry_their_reasons() {
-        let body = br#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for octo-org:amp/7-x."}],"documentation_url":"https://docs.github.com/rest/pulls/pulls#create-a-pull-request","status":"422"}"#;
-        assert_eq!(
-            error_message(body),
-            "Validation Failed: A pull request already exists for octo-org:amp/7-x."
-        );
-        let body = br#"{"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"}]}"#;
-        assert_eq!(
-            error_message(body),
-            "Validation Failed: title missing_field"
-        );
-        assert_eq!(error_message(br#"{"message":"Not Found"}"#), "Not Found");
-        assert_eq!(
-            error_message(b"<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
     }
 }
 
@@ -514,477 +510,6 @@ fn shown(path: &str) -> String {
             None => "/app-manifests/…".to_string(),
         },
         None => path.to_string(),
-    }
-}
-
-/// A new App, as GitHub describes it after the manifest flow: its id and the credentials it
-/// will never show again.
-#[derive(Clone, serde::Deserialize)]
-pub struct AppRegistration {
-    pub id: u64,
-    pub slug: String,
-    pub name: String,
-    pub owner: Option<Account>,
-    pub html_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Null when the manifest asked for no webhook; this App's manifest always asks for one.
-    pub webhook_secret: Option<String>,
-    pub pem: String,
-}
-
-/// The account that owns an App.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Account {
-    pub login: String,
-}
-
-/// Never prints the credentials.
-impl std::fmt::Debug for AppRegistration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppRegistration")
-            .field("id", &self.id)
-            .field("slug", &self.slug)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Pages read at most from a paginated list (100 items each).
-const MAX_PAGES: u32 = 10;
-
-/// The check suites of a commit.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CheckSuites {
-    pub total_count: u64,
-    pub check_suites: Vec<CheckSuite>,
-}
-
-/// A check suite, with what deciding on CI needs (octocrab's model leaves out its app).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CheckSuite {
-    pub id: u64,
-    pub head_sha: String,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub conclusion: Option<String>,
-    #[serde(default)]
-    pub app: Option<AppRef>,
-    #[serde(default)]
-    pub latest_check_runs_count: u64,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct AppRef {
-    pub id: u64,
-    #[serde(default)]
-    pub slug: Option<String>,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CheckRuns {
-    pub total_count: u64,
-    pub check_runs: Vec<CheckRun>,
-}
-
-/// A check run, with its status and app (octocrab's model leaves them out).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CheckRun {
-    pub id: u64,
-    pub name: String,
-    pub head_sha: String,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub conclusion: Option<String>,
-    #[serde(default)]
-    pub output: CheckRunOutput,
-    #[serde(default)]
-    pub app: Option<AppRef>,
-    #[serde(default)]
-    pub check_suite: Option<IdRef>,
-    #[serde(default)]
-    pub details_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct CheckRunOutput {
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub summary: Option<String>,
-    #[serde(default)]
-    pub text: Option<String>,
-    #[serde(default)]
-    pub annotations_count: u64,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct IdRef {
-    pub id: u64,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CombinedStatus {
-    #[serde(default)]
-    pub total_count: u64,
-    #[serde(default)]
-    pub statuses: Vec<CommitStatus>,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CommitStatus {
-    pub context: String,
-    /// `error`, `failure`, `pending` or `success`.
-    pub state: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub target_url: Option<String>,
-}
-
-/// A check run annotation (GitHub's `GET …/check-runs/{id}/annotations`).
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
-pub struct Annotation {
-    pub path: String,
-    pub start_line: Option<u64>,
-    pub end_line: Option<u64>,
-    pub annotation_level: Option<String>,
-    pub title: Option<String>,
-    pub message: Option<String>,
-    pub raw_details: Option<String>,
-}
-
-impl GitHub {
-    /// Open a draft pull request from `head` into `base`.
-    pub async fn open_draft_pr(
-        &self,
-        repo: &RepoRef,
-        head: &str,
-        base: &str,
-        title: &str,
-        body: &str,
-    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!("/repos/{}/pulls", repo.full_name),
-            Some(&json!({
-                "title": title, "head": head, "base": base, "body": body,
-                "draft": true, "maintainer_can_modify": true,
-            })),
-        )
-        .await
-    }
-
-    /// The open pull request from `branch` of the repository itself, if there is one.
-    pub async fn find_open_pull(
-        &self,
-        repo: &RepoRef,
-        branch: &str,
-    ) -> Result<Option<octocrab::models::pulls::PullRequest>, GitHubError> {
-        let owner = repo.full_name.split('/').next().unwrap_or_default();
-        let found: Vec<octocrab::models::pulls::PullRequest> = self
-            .call(
-                Auth::Repo(repo),
-                Method::GET,
-                &format!(
-                    "/repos/{}/pulls?state=open&head={owner}:{branch}",
-                    repo.full_name
-                ),
-                None::<&Value>,
-            )
-            .await?;
-        Ok(found.into_iter().next())
-    }
-
-    /// Find a repository the App is installed on by its name: its installation (as the App),
-    /// then its id (from a token minted for that one repository by name), then its details.
-    pub async fn locate_repo(&self, full_name: &str) -> Result<(RepoRef, Repository), GitHubError> {
-        let Some((_, name)) = full_name.split_once('/') else {
-            return Err(GitHubError::Other(format!(
-                "{full_name:?} is not a repository name (owner/name)"
-            )));
-        };
-        let installation: Value = self
-            .call(
-                Auth::App,
-                Method::GET,
-                &format!("/repos/{full_name}/installation"),
-                None::<&Value>,
-            )
-            .await?;
-        let installation_id = installation["id"]
-            .as_i64()
-            .ok_or_else(|| GitHubError::Other("the installation has no id".into()))?;
-        let minted: Value = self
-            .call(
-                Auth::App,
-                Method::POST,
-                &format!("/app/installations/{installation_id}/access_tokens"),
-                Some(&json!({ "repositories": [name], "permissions": {"metadata": "read"} })),
-            )
-            .await?;
-        let repo_id = minted["repositories"][0]["id"]
-            .as_i64()
-            .ok_or_else(|| GitHubError::Other(format!("{full_name} is not in the installation")))?;
-        let repo = RepoRef {
-            installation_id,
-            repo_id,
-            full_name: full_name.to_string(),
-        };
-        let details = self.repository(&repo).await?;
-        Ok((repo, details))
-    }
-
-    /// The App's recent webhook deliveries (newest first, one page of 100).
-    pub async fn hook_deliveries(&self) -> Result<Vec<HookDelivery>, GitHubError> {
-        self.call(
-            Auth::App,
-            Method::GET,
-            "/app/hook/deliveries?per_page=100",
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// Turn the one-time code of the manifest flow into the new App's credentials. The code
-    /// authorizes the call; it expires after an hour and works once.
-    pub async fn convert_manifest(&self, code: &str) -> Result<AppRegistration, GitHubError> {
-        if code.is_empty()
-            || !code
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(GitHubError::Other(
-                "the code GitHub sent back is not a manifest code".into(),
-            ));
-        }
-        self.call(
-            Auth::Anonymous,
-            Method::POST,
-            &format!("/app-manifests/{code}/conversions"),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// Ask GitHub to deliver a webhook delivery again.
-    pub async fn redeliver(&self, delivery_id: i64) -> Result<(), GitHubError> {
-        let _: Value = self
-            .call(
-                Auth::App,
-                Method::POST,
-                &format!("/app/hook/deliveries/{delivery_id}/attempts"),
-                None::<&Value>,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Open an issue.
-    pub async fn create_issue(
-        &self,
-        repo: &RepoRef,
-        title: &str,
-        body: &str,
-    ) -> Result<octocrab::models::issues::Issue, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!("/repos/{}/issues", repo.full_name),
-            Some(&json!({ "title": title, "body": body })),
-        )
-        .await
-    }
-
-    /// An issue (or a pull request, seen as an issue).
-    pub async fn get_issue(
-        &self,
-        repo: &RepoRef,
-        number: i64,
-    ) -> Result<octocrab::models::issues::Issue, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!("/repos/{}/issues/{number}", repo.full_name),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// A pull request (its head branch and the repository that holds it, its state).
-    pub async fn get_pull(
-        &self,
-        repo: &RepoRef,
-        number: i64,
-    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!("/repos/{}/pulls/{number}", repo.full_name),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// Mark a draft pull request ready for review (GraphQL only; `pr_node_id` is its `node_id`).
-    pub async fn mark_ready_for_review(
-        &self,
-        repo: &RepoRef,
-        pr_node_id: &str,
-    ) -> Result<(), GitHubError> {
-        let answer: Value = self
-            .call(
-                Auth::Repo(repo),
-                Method::POST,
-                "/graphql",
-                Some(&json!({
-                    "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
-                    "variables": { "id": pr_node_id },
-                })),
-            )
-            .await?;
-        if let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) {
-            return Err(GitHubError::Status {
-                status: 422,
-                method: Method::POST,
-                path: "/graphql".into(),
-                message: errors
-                    .iter()
-                    .filter_map(|e| e["message"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
-        }
-        Ok(())
-    }
-
-    /// Ask `login` to review a pull request.
-    pub async fn request_reviewer(
-        &self,
-        repo: &RepoRef,
-        pr_number: i64,
-        login: &str,
-    ) -> Result<octocrab::models::pulls::PullRequest, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::POST,
-            &format!(
-                "/repos/{}/pulls/{pr_number}/requested_reviewers",
-                repo.full_name
-            ),
-            Some(&json!({ "reviewers": [login] })),
-        )
-        .await
-    }
-
-    /// The check suites of a commit.
-    pub async fn check_suites(
-        &self,
-        repo: &RepoRef,
-        sha: &str,
-    ) -> Result<CheckSuites, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!("/repos/{}/commits/{sha}/check-suites", repo.full_name),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// The check runs of a commit (every page).
-    pub async fn check_runs(&self, repo: &RepoRef, sha: &str) -> Result<CheckRuns, GitHubError> {
-        let path = format!("/repos/{}/commits/{sha}/check-runs", repo.full_name);
-        let (total_count, check_runs) = self
-            .all_pages(repo, &path, |page: CheckRuns| {
-                (page.total_count, page.check_runs)
-            })
-            .await?;
-        Ok(CheckRuns {
-            total_count,
-            check_runs,
-        })
-    }
-
-    /// The legacy commit statuses of a commit, the newest per context (every page).
-    pub async fn combined_status(
-        &self,
-        repo: &RepoRef,
-        sha: &str,
-    ) -> Result<CombinedStatus, GitHubError> {
-        let path = format!("/repos/{}/commits/{sha}/status", repo.full_name);
-        let (total_count, statuses) = self
-            .all_pages(repo, &path, |page: CombinedStatus| {
-                (page.total_count, page.statuses)
-            })
-            .await?;
-        Ok(CombinedStatus {
-            total_count,
-            statuses,
-        })
-    }
-
-    /// Read a list GitHub pages with a `total_count` beside the items, up to [`MAX_PAGES`].
-    async fn all_pages<P: DeserializeOwned, T>(
-        &self,
-        repo: &RepoRef,
-        path: &str,
-        split: impl Fn(P) -> (u64, Vec<T>),
-    ) -> Result<(u64, Vec<T>), GitHubError> {
-        let mut total = 0;
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let got: P = self
-                .call(
-                    Auth::Repo(repo),
-                    Method::GET,
-                    &format!("{path}?per_page=100&page={page}"),
-                    None::<&Value>,
-                )
-                .await?;
-            let (count, items) = split(got);
-            total = count;
-            let empty = items.is_empty();
-            all.extend(items);
-            if empty || all.len() as u64 >= total {
-                break;
-            }
-        }
-        Ok((total, all))
-    }
-
-    /// A check run's annotations (file, lines, message).
-    pub async fn check_run_annotations(
-        &self,
-        repo: &RepoRef,
-        check_run_id: u64,
-    ) -> Result<Vec<Annotation>, GitHubError> {
-        self.call(
-            Auth::Repo(repo),
-            Method::GET,
-            &format!(
-                "/repos/{}/check-runs/{check_run_id}/annotations?per_page=100",
-                repo.full_name
-            ),
-            None::<&Value>,
-        )
-        .await
-    }
-
-    /// A GitHub Actions job's log as text. GitHub answers with a redirect to short-lived storage,
-    /// which the client follows.
-    pub async fn job_log(&self, repo: &RepoRef, job_id: u64) -> Result<String, GitHubError> {
-        let bytes = self
-            .call_raw(
-                Auth::Repo(repo),
-                Method::GET,
-                &format!("/repos/{}/actions/jobs/{job_id}/logs", repo.full_name),
-                None::<&Value>,
-            )
-            .await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
@@ -1053,5 +578,29 @@ fn error_message(body: &[u8]) -> String {
         message.to_string()
     } else {
         format!("{message}: {}", details.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod error_message_tests {
+    use super::error_message;
+
+    #[test]
+    fn validation_errors_carry_their_reasons() {
+        let body = br#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for octo-org:amp/7-x."}],"documentation_url":"https://docs.github.com/rest/pulls/pulls#create-a-pull-request","status":"422"}"#;
+        assert_eq!(
+            error_message(body),
+            "Validation Failed: A pull request already exists for octo-org:amp/7-x."
+        );
+        let body = br#"{"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"}]}"#;
+        assert_eq!(
+            error_message(body),
+            "Validation Failed: title missing_field"
+        );
+        assert_eq!(error_message(br#"{"message":"Not Found"}"#), "Not Found");
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
     }
 }

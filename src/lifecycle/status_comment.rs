@@ -37,7 +37,7 @@ impl Lifecycle {
         let comment = github
             .create_comment(&task.repo(), task.issue_number, &body)
             .await?;
-        tasks::set_status_comment(&self.db, task.id, comment.id.0 as i64).await?;
+        tasks::set_status_comment(&self.db, task.id, comment.id).await?;
         self.converge_from(task.id, Some(body)).await;
         Ok(())
     }

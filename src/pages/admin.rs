@@ -248,7 +248,7 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
         .locate_repo(&full_name)
         .await
         .map_err(|e| github_error(&format!("finding {full_name}"), e))?;
-    if details.archived == Some(true) {
+    if details.archived {
         return Err(refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{full_name} is archived"),
@@ -275,16 +275,9 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
         .lifecycle
         .create_task(TaskRequest {
             repo: repo.clone(),
-            clone_url: details
-                .clone_url
-                .as_ref()
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
-            default_branch: details
-                .default_branch
-                .clone()
-                .unwrap_or_else(|| "main".into()),
-            issue_number: issue.number as i64,
+            clone_url: details.clone_url.clone(),
+            default_branch: details.default_branch.clone(),
+            issue_number: issue.number,
             is_pull_request: issue.pull_request.is_some(),
             issue_title: issue.title.clone(),
             issue_body: issue.body.clone().unwrap_or_default(),

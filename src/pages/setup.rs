@@ -257,12 +257,12 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
     let model = github_app::Model {
         slot: 1,
         app_id: app.id as i64,
-        slug: app.slug.clone(),
+        slug: app.slug(),
         name: app.name.clone(),
         owner_login: app
             .owner
             .as_ref()
-            .map(|o| o.login.clone())
+            .and_then(|o| o.login.clone())
             .unwrap_or_default(),
         html_url: app.html_url.clone(),
         client_id: app.client_id.clone(),

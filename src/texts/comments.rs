@@ -139,6 +139,11 @@ pub fn round_result(round: &task_round::Model) -> String {
 }
 
 /// The answer to `/amp help` (and to `/amp` alone).
+/// On a pull request opened as work in progress (no drafts in the repository), once CI passed.
+pub fn ready_for_review(requester: &str) -> String {
+    format!("CI passed: this pull request is ready for review, @{requester}.")
+}
+
 pub fn help() -> String {
     "**amp-orchestrator** runs the Amp coding agent on this repository and opens a pull request.\n\n\
      | Command | What it does |\n\
@@ -303,6 +308,7 @@ mod tests {
         insta::assert_snapshot!("not_permitted", not_permitted("mona", "read", "write"));
         insta::assert_snapshot!("status_reply", status_reply(&view(TaskState::Running)));
         insta::assert_snapshot!("no_task", no_task());
+        insta::assert_snapshot!("ready_for_review", ready_for_review("mona"));
         insta::assert_snapshot!(
             "already_running",
             already_running("mona", &view(TaskState::Queued))

@@ -72,6 +72,37 @@ pub fn no_ci(waited: Duration) -> String {
     )
 }
 
+/// The agent's change touches workflow files, which the App may not push.
+pub fn workflows_not_pushed(files: &[String]) -> String {
+    let files = files
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "The change edits workflow files ({files}), and GitHub lets an App push those only with \
+         the `workflows` permission, which this App does not have. Nothing was pushed. The whole \
+         change is on the task page as a patch: apply it and push it yourself, or ask again \
+         without touching `.github/workflows`."
+    )
+}
+
+/// The change kept on the task page when it could not be pushed.
+pub fn unpushed_patch(patch: &str) -> String {
+    format!("The change, not pushed (apply it with `git apply`):\n{patch}")
+}
+
+/// GitHub refused to show the commit's checks or statuses.
+pub fn ci_unreadable(github_said: &str) -> String {
+    format!(
+        "GitHub refused to show this commit's checks ({}), so the service cannot tell whether CI \
+         passed. The App needs read access to checks, commit statuses and actions on this \
+         repository: an owner can accept the App's requested permissions in the installation's \
+         settings, then comment `/amp retry`. The pull request is not marked ready for review.",
+        github_said.trim_end_matches('.')
+    )
+}
+
 /// Checks started but never finished.
 pub fn ci_stuck(waited: Duration, factor: u32) -> String {
     format!(
@@ -147,6 +178,8 @@ mod tests {
             ci_passed(2, Duration::from_millis(754_300)),
             no_ci(Duration::from_secs(600)),
             ci_stuck(Duration::from_secs(3600), 6),
+            ci_unreadable("Resource not accessible by integration"),
+            workflows_not_pushed(&[".github/workflows/ci.yml".into()]),
             ci_gave_up(GiveUp::OutOfRounds(3), "`test`", None),
             ci_gave_up(GiveUp::NoProgress, "`test`, `lint`", Some("`test`")),
             ci_failed("`test`", 2, 3, None),

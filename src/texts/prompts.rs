@@ -88,6 +88,26 @@ pub fn pull_request_body(task: &task::Model, summary: &str, public_url: &str) ->
     )
 }
 
+/// What marks a pull request as work in progress where the repository has no draft pull requests.
+pub const WORK_IN_PROGRESS: &str = "[WIP] ";
+
+/// A pull request opened as a regular one because the repository has no draft pull requests.
+pub fn work_in_progress(title: &str, body: &str) -> (String, String) {
+    (
+        format!("{WORK_IN_PROGRESS}{title}"),
+        format!(
+            "{body}\n\n> Work in progress: this repository does not support draft pull requests, \
+             so this one is opened as a regular pull request. It is marked ready for review when CI \
+             passes."
+        ),
+    )
+}
+
+/// The title of a work-in-progress pull request once it is ready, if it is one.
+pub fn ready_title(title: &str) -> Option<&str> {
+    title.strip_prefix(WORK_IN_PROGRESS)
+}
+
 /// The issue opened for a task made through the admin form or API.
 pub fn admin_issue(prompt: &str) -> (String, String) {
     let title: String = prompt
@@ -183,5 +203,9 @@ mod tests {
         let (title, body) = admin_issue("Fix the login page\nIt crashes on submit.");
         assert_eq!(title, "Fix the login page");
         insta::assert_snapshot!("admin_issue_body", body);
+        let (title, body) = work_in_progress("Add a --json flag", "Closes #21");
+        insta::assert_snapshot!("work_in_progress", format!("{title}\n\n{body}"));
+        assert_eq!(ready_title(&title), Some("Add a --json flag"));
+        assert_eq!(ready_title("Add a --json flag"), None);
     }
 }

@@ -8,7 +8,7 @@ use super::workspace::{Head, Workspace};
 use crate::domain::{Failure, TaskState};
 use crate::github::GitHub;
 use crate::store::tasks::{self, Progress};
-use crate::texts::prompts;
+use crate::texts::{notes, prompts};
 
 /// Commit whatever the agent left uncommitted, as the App, with the requester as co-author.
 pub async fn commit(run: &mut Job<'_>, ws: &Workspace, summary: &str) -> Result<(), End> {
@@ -45,6 +45,7 @@ pub async fn publish(
         run.move_to(TaskState::Pushing).await?;
     }
     let repo = run.task.repo();
+    refuse_unpushable_workflows(run, ws, github, target).await?;
     let token = github
         .repo_token(&repo)
         .await
@@ -79,6 +80,46 @@ pub async fn publish(
     Ok(End::AwaitingCi { summary })
 }
 
+/// The most of a change kept on the task page when it cannot be pushed.
+const MAX_KEPT_PATCH: usize = 256 * 1024;
+
+/// GitHub refuses a push from an App without the `workflows` permission that adds, changes or
+/// removes a workflow file. Such a change is not pushed: the task asks for a person, and the
+/// change stays on the task page as a patch.
+async fn refuse_unpushable_workflows(
+    run: &mut Job<'_>,
+    ws: &Workspace,
+    github: &GitHub,
+    target: &Target,
+) -> Result<(), End> {
+    let base = &target.clone_branch;
+    let default = &run.task.default_branch;
+    let workflows = ws
+        .workflow_changes(base, default)
+        .await
+        .map_err(|e| Failure::internal("listing the changed files failed", e))?;
+    if workflows.is_empty() {
+        return Ok(());
+    }
+    let allowed = github
+        .may_write(&run.task.repo(), "workflows")
+        .await
+        .map_err(|e| github_failure("getting a token for the push failed", &e))?;
+    if allowed {
+        return Ok(());
+    }
+    match ws.patch(base, default, MAX_KEPT_PATCH).await {
+        Ok(patch) => run.journal.info(&notes::unpushed_patch(&patch)).await,
+        Err(e) => {
+            run.journal
+                .error("The change could not be read back to keep it here")
+                .await;
+            tracing::warn!(task_id = %run.task.id, error = %e, "reading the unpushed change failed");
+        }
+    }
+    Err(End::NeedsHuman(notes::workflows_not_pushed(&workflows)))
+}
+
 /// Open the task's draft pull request; its number.
 async fn open_pull(
     run: &Job<'_>,
@@ -88,15 +129,25 @@ async fn open_pull(
 ) -> Result<i64, End> {
     let repo = run.task.repo();
     let body = prompts::pull_request_body(&run.task, summary, &run.ctx.config.public_url);
-    let opened = github
-        .open_draft_pr(
-            &repo,
-            &target.branch,
-            &run.task.default_branch,
-            &run.task.issue_title,
-            &body,
-        )
+    let title = &run.task.issue_title;
+    let base = &run.task.default_branch;
+    let mut opened = github
+        .open_pull(&repo, &target.branch, base, title, &body, true)
         .await;
+    if let Err(e) = &opened
+        && e.status() == Some(422)
+        && e.to_string()
+            .contains("Draft pull requests are not supported")
+    {
+        // Private repositories on plans without draft pull requests: a regular one, marked.
+        run.journal
+            .info("This repository does not support draft pull requests: opening a regular one marked as work in progress")
+            .await;
+        let (title, body) = prompts::work_in_progress(title, &body);
+        opened = github
+            .open_pull(&repo, &target.branch, base, &title, &body, false)
+            .await;
+    }
     let pr = match opened {
         Ok(pr) => pr,
         // Opened before, without the answer reaching us (a lost response retried, or a run
@@ -126,13 +177,13 @@ async fn open_pull(
         }
         Err(e) => return Err(github_failure("opening the pull request failed", &e).into()),
     };
-    let url = pr
-        .html_url
-        .as_ref()
-        .map(|u| u.to_string())
-        .unwrap_or_default();
+    let kind = if pr.draft == Some(true) {
+        "draft pull request"
+    } else {
+        "pull request"
+    };
     run.journal
-        .info(&format!("Opened draft pull request {url}"))
+        .info(&format!("Opened {kind} {}", pr.html_url))
         .await;
-    Ok(pr.number as i64)
+    Ok(pr.number)
 }

@@ -2,8 +2,6 @@
 //! of the pull request it works on, which must be in the repository itself (the App cannot push
 //! to forks).
 
-use octocrab::models::IssueState;
-
 use super::job::github_failure;
 use crate::domain::Failure;
 use crate::entities::task;
@@ -35,10 +33,10 @@ pub async fn resolve(github: &GitHub, task: &task::Model) -> Result<Target, Fail
         .get_pull(&task.repo(), number)
         .await
         .map_err(|e| github_failure(&format!("reading pull request #{number} failed"), &e))?;
-    if pull.state == Some(IssueState::Closed) {
+    if !pull.is_open() {
         return Err(failures::pull_closed(number));
     }
-    let head_repo = pull.head.repo.as_ref().and_then(|r| r.full_name.clone());
+    let head_repo = pull.head.repo.as_ref().map(|r| r.full_name.clone());
     if head_repo.as_deref() != Some(task.repo_full_name.as_str()) {
         return Err(failures::pull_from_fork(
             number,
@@ -47,8 +45,8 @@ pub async fn resolve(github: &GitHub, task: &task::Model) -> Result<Target, Fail
         ));
     }
     Ok(Target {
-        branch: pull.head.ref_field.clone(),
-        clone_branch: pull.head.ref_field.clone(),
+        branch: pull.head.branch.clone(),
+        clone_branch: pull.head.branch.clone(),
         pull: Some(number),
     })
 }

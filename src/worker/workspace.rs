@@ -16,6 +16,11 @@ use crate::docker::{ContainerSpec, DockerError, Engine, Exec, Output, TaskContai
 use crate::domain::CommitSha;
 use crate::lifecycle::Journal;
 
+/// Sets `$b` to the remote branch the workspace's new commits go on top of: `origin/$BASE`, or
+/// `origin/$DEFAULT` when the workspace was cloned before `$BASE` existed.
+const PUSHED_RANGE: &str = "b=\"origin/$BASE\" && \
+     { git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; }";
+
 /// The user the agent and every command in its container run as.
 pub const AGENT_USER: &str = "1000:1000";
 
@@ -219,9 +224,9 @@ impl Workspace {
     pub async fn head(&self, base: &str, default: &str) -> Result<Head, ShellError> {
         let out = self
             .sh(
-                "git rev-parse HEAD && b=\"origin/$BASE\" && \
-                 { git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; } && \
-                 git rev-list --count \"$b..HEAD\"",
+                &format!(
+                    "git rev-parse HEAD && {PUSHED_RANGE} && git rev-list --count \"$b..HEAD\""
+                ),
                 vec![format!("BASE={base}"), format!("DEFAULT={default}")],
             )
             .await?;
@@ -229,6 +234,61 @@ impl Workspace {
         let sha = CommitSha(lines.next().unwrap_or_default().to_string());
         let ahead = lines.next().unwrap_or("0") != "0";
         Ok(Head { sha, ahead })
+    }
+
+    /// The workflow files (`.github/workflows/…`) that the commits `HEAD` has and `base` lacks
+    /// add, change or remove (`base` as in [`Workspace::head`]).
+    pub async fn workflow_changes(
+        &self,
+        base: &str,
+        default: &str,
+    ) -> Result<Vec<String>, ShellError> {
+        let out = self
+            .sh(
+                &format!(
+                    "{PUSHED_RANGE} && git log --name-only --format= \"$b..HEAD\" -- .github/workflows"
+                ),
+                vec![format!("BASE={base}"), format!("DEFAULT={default}")],
+            )
+            .await?;
+        let mut files: Vec<String> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    /// The change `HEAD` makes to `base`, as a patch, cut at `limit` bytes.
+    pub async fn patch(
+        &self,
+        base: &str,
+        default: &str,
+        limit: usize,
+    ) -> Result<String, ShellError> {
+        let out = self
+            .sh(
+                &format!(
+                    "{PUSHED_RANGE} && git -c core.pager=cat diff --no-color --no-ext-diff \"$b\" HEAD | head -c \"$LIMIT\""
+                ),
+                vec![
+                    format!("BASE={base}"),
+                    format!("DEFAULT={default}"),
+                    format!("LIMIT={}", limit + 1),
+                ],
+            )
+            .await?;
+        Ok(if out.len() > limit {
+            format!(
+                "{}\n[… the patch is longer than {limit} bytes: cut here …]",
+                crate::text::clip(&out, limit)
+            )
+        } else {
+            out
+        })
     }
 
     /// Kill whatever an interrupted run left running in the container.

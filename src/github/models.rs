@@ -1,0 +1,323 @@
+//! GitHub's answers, read into narrow structs of only the fields the service uses. A field is
+//! optional wherever GitHub's published schema lets it be absent or null, and an enumeration is a
+//! string, so a value GitHub adds later does not make an answer unreadable.
+
+use crate::domain::Role;
+
+/// The id of what GitHub answered with (an installation, a repository).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IdOnly {
+    pub id: i64,
+}
+
+/// A comment the App posted.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CommentRef {
+    pub id: i64,
+}
+
+/// An installation token (`POST /app/installations/{id}/access_tokens`).
+#[derive(serde::Deserialize)]
+pub struct MintedToken {
+    pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The repositories the token is for, when it was asked for some.
+    #[serde(default)]
+    pub repositories: Vec<IdOnly>,
+    /// What the token may do: `contents` → `write`, … (a value GitHub does not describe as a
+    /// string is left out).
+    #[serde(default, deserialize_with = "permission_levels")]
+    pub permissions: std::collections::HashMap<String, String>,
+}
+
+/// What the service needs of a repository.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RepoDetails {
+    pub clone_url: String,
+    pub default_branch: String,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// A user's permission on a repository.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CollaboratorPermission {
+    /// One of the base roles `admin`, `write`, `read` (GitHub folds `maintain` into `write` and
+    /// `triage` into `read` here), or `none`.
+    #[serde(default)]
+    pub permission: Option<String>,
+    /// The assigned role's name: a base role (`admin`, `maintain`, `write`, `triage`, `read`)
+    /// or an organization's custom role (`ci-manager`).
+    #[serde(default)]
+    pub role_name: Option<String>,
+}
+
+impl CollaboratorPermission {
+    /// The user's role: `role_name` when it is a base role (it tells `maintain` and `triage`
+    /// apart), otherwise `permission`, the base role a custom role builds on.
+    pub fn role(&self) -> Role {
+        self.role_name
+            .as_deref()
+            .and_then(Role::base)
+            .or_else(|| self.permission.as_deref().and_then(Role::base))
+            .unwrap_or(Role::None)
+    }
+}
+
+/// An issue (or a pull request seen as an issue).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IssueDetails {
+    pub number: i64,
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Present when the issue is a pull request.
+    #[serde(default)]
+    pub pull_request: Option<serde::de::IgnoredAny>,
+}
+
+/// A pull request.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PullDetails {
+    pub number: i64,
+    pub node_id: String,
+    pub html_url: String,
+    pub title: String,
+    /// `open` or `closed`.
+    pub state: String,
+    #[serde(default)]
+    pub draft: Option<bool>,
+    #[serde(default)]
+    pub merged: Option<bool>,
+    pub head: PullHead,
+    pub base: PullBase,
+}
+
+impl PullDetails {
+    pub fn is_open(&self) -> bool {
+        self.state == "open"
+    }
+}
+
+/// The head of a pull request: its branch, commit, and the repository that holds them (null
+/// when that repository, a fork, was deleted).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PullHead {
+    #[serde(rename = "ref")]
+    pub branch: String,
+    pub sha: String,
+    #[serde(default)]
+    pub repo: Option<RepoName>,
+}
+
+/// The base of a pull request.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PullBase {
+    #[serde(rename = "ref")]
+    pub branch: String,
+    pub sha: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RepoName {
+    pub full_name: String,
+}
+
+/// A new App, as GitHub describes it after the manifest flow: its id and the credentials it
+/// will never show again.
+#[derive(Clone, serde::Deserialize)]
+pub struct AppRegistration {
+    pub id: u64,
+    /// Optional in GitHub's schema; [`AppRegistration::slug`] falls back to the App's URL.
+    #[serde(default, rename = "slug")]
+    pub given_slug: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub owner: Option<Account>,
+    pub html_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Null when the manifest asked for no webhook; this App's manifest always asks for one.
+    pub webhook_secret: Option<String>,
+    pub pem: String,
+}
+
+/// The account that owns an App.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Account {
+    /// A user's or organization's login (an enterprise owner has none).
+    #[serde(default)]
+    pub login: Option<String>,
+}
+
+/// Never prints the credentials.
+impl std::fmt::Debug for AppRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRegistration")
+            .field("id", &self.id)
+            .field("slug", &self.given_slug)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppRegistration {
+    /// The App's slug (`https://github.com/apps/<slug>`): as GitHub gave it, or the last part of
+    /// its URL.
+    pub fn slug(&self) -> String {
+        match &self.given_slug {
+            Some(slug) if !slug.is_empty() => slug.clone(),
+            _ => self
+                .html_url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// One attempt at delivering a webhook, as GitHub lists them for the App.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HookDelivery {
+    pub id: i64,
+    /// The `X-GitHub-Delivery` of the delivery (the same for its redeliveries).
+    pub guid: String,
+    #[serde(default)]
+    pub redelivery: bool,
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub event: String,
+    /// When it was delivered (RFC 3339).
+    #[serde(default)]
+    pub delivered_at: Option<String>,
+}
+
+impl HookDelivery {
+    pub fn delivered_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let at = self.delivered_at.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+/// The check suites of a commit.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckSuites {
+    pub total_count: u64,
+    pub check_suites: Vec<CheckSuite>,
+}
+
+/// A check suite, with what deciding on CI needs (octocrab's model leaves out its app).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckSuite {
+    pub id: u64,
+    pub head_sha: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    #[serde(default)]
+    pub latest_check_runs_count: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AppRef {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckRuns {
+    pub total_count: u64,
+    pub check_runs: Vec<CheckRun>,
+}
+
+/// A check run, with its status and app (octocrab's model leaves them out).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub head_sha: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub output: CheckRunOutput,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+    #[serde(default)]
+    pub check_suite: Option<IdRef>,
+    #[serde(default)]
+    pub details_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CheckRunOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub annotations_count: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IdRef {
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CombinedStatus {
+    #[serde(default)]
+    pub total_count: u64,
+    #[serde(default)]
+    pub statuses: Vec<CommitStatus>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CommitStatus {
+    pub context: String,
+    /// `error`, `failure`, `pending` or `success`.
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+/// A check run annotation (GitHub's `GET …/check-runs/{id}/annotations`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+pub struct Annotation {
+    pub path: String,
+    pub start_line: Option<u64>,
+    pub end_line: Option<u64>,
+    pub annotation_level: Option<String>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub raw_details: Option<String>,
+}
+
+/// A token's permissions, keeping those whose level is a string.
+fn permission_levels<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::collections::HashMap<String, String>, D::Error> {
+    let raw: Option<std::collections::HashMap<String, serde_json::Value>> =
+        serde::Deserialize::deserialize(deserializer)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, level)| level.as_str().map(|l| (name, l.to_string())))
+        .collect())
+}

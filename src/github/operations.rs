@@ -1,0 +1,539 @@
+//! One typed function per operation the service uses. Answers are read into the narrow structs of
+//! [`super::models`]: only the fields the service uses, optional wherever GitHub's schema lets
+//! them be absent or null.
+
+use std::time::Duration;
+
+use http::Method;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use super::models::*;
+use super::{Auth, GitHub, GitHubError, RepoRef, Role};
+
+/// Pages read at most from a paginated list (100 items each).
+const MAX_PAGES: u32 = 10;
+
+/// How far back webhook deliveries are read: GitHub redelivers nothing older than three days.
+const DELIVERIES_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
+
+impl GitHub {
+    /// React to an issue comment (`+1`, `eyes`, `rocket`, …). GitHub answers 200 with the existing
+    /// reaction when the App already reacted, so this is safe to repeat.
+    pub async fn react_to_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: i64,
+        content: &str,
+    ) -> Result<(), GitHubError> {
+        let _: IgnoredAny = self
+            .call(
+                Auth::Repo(repo),
+                Method::POST,
+                &format!(
+                    "/repos/{}/issues/comments/{comment_id}/reactions",
+                    repo.full_name
+                ),
+                Some(&json!({ "content": content })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Post a comment on an issue or pull request.
+    pub async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        issue_number: i64,
+        body: &str,
+    ) -> Result<CommentRef, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/issues/{issue_number}/comments", repo.full_name),
+            Some(&json!({ "body": body })),
+        )
+        .await
+    }
+
+    /// Replace a comment's text (the task's status comment).
+    pub async fn update_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: i64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
+        let _: IgnoredAny = self
+            .call(
+                Auth::Repo(repo),
+                Method::PATCH,
+                &format!("/repos/{}/issues/comments/{comment_id}", repo.full_name),
+                Some(&json!({ "body": body })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The repository (clone URL, default branch, archived flag).
+    pub async fn repository(&self, repo: &RepoRef) -> Result<RepoDetails, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A user's role on the repository (`admin`, `maintain`, `write`, `triage`, `read`; a user
+    /// who is not a collaborator gets `read` on a public repository and `none` otherwise).
+    pub async fn collaborator_role(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> Result<Role, GitHubError> {
+        let permission: CollaboratorPermission = self
+            .call(
+                Auth::Repo(repo),
+                Method::GET,
+                &format!("/repos/{}/collaborators/{login}/permission", repo.full_name),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(permission.role())
+    }
+
+    /// Open a pull request from `head` into `base`, as a draft when `draft`.
+    pub async fn open_pull(
+        &self,
+        repo: &RepoRef,
+        head: &str,
+        base: &str,
+        title: &str,
+        body: &str,
+        draft: bool,
+    ) -> Result<PullDetails, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/pulls", repo.full_name),
+            Some(&json!({
+                "title": title, "head": head, "base": base, "body": body,
+                "draft": draft, "maintainer_can_modify": true,
+            })),
+        )
+        .await
+    }
+
+    /// Change a pull request's title.
+    pub async fn retitle_pull(
+        &self,
+        repo: &RepoRef,
+        number: i64,
+        title: &str,
+    ) -> Result<(), GitHubError> {
+        let _: IgnoredAny = self
+            .call(
+                Auth::Repo(repo),
+                Method::PATCH,
+                &format!("/repos/{}/pulls/{number}", repo.full_name),
+                Some(&json!({ "title": title })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The open pull request from `branch` of the repository itself, if there is one.
+    pub async fn find_open_pull(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Option<PullDetails>, GitHubError> {
+        let owner = repo.full_name.split('/').next().unwrap_or_default();
+        let found: Vec<PullDetails> = self
+            .call(
+                Auth::Repo(repo),
+                Method::GET,
+                &format!(
+                    "/repos/{}/pulls?state=open&head={owner}:{branch}",
+                    repo.full_name
+                ),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Find a repository the App is installed on by its name: its installation (as the App),
+    /// then its id (from a token minted for that one repository by name), then its details.
+    pub async fn locate_repo(
+        &self,
+        full_name: &str,
+    ) -> Result<(RepoRef, RepoDetails), GitHubError> {
+        let Some((_, name)) = full_name.split_once('/') else {
+            return Err(GitHubError::Other(format!(
+                "{full_name:?} is not a repository name (owner/name)"
+            )));
+        };
+        let installation: IdOnly = self
+            .call(
+                Auth::App,
+                Method::GET,
+                &format!("/repos/{full_name}/installation"),
+                None::<&Value>,
+            )
+            .await?;
+        let minted: MintedToken = self
+            .call(
+                Auth::App,
+                Method::POST,
+                &format!("/app/installations/{}/access_tokens", installation.id),
+                Some(&json!({ "repositories": [name], "permissions": {"metadata": "read"} })),
+            )
+            .await?;
+        let repo_id =
+            minted.repositories.first().map(|r| r.id).ok_or_else(|| {
+                GitHubError::Other(format!("{full_name} is not in the installation"))
+            })?;
+        let repo = RepoRef {
+            installation_id: installation.id,
+            repo_id,
+            full_name: full_name.to_string(),
+        };
+        let details = self.repository(&repo).await?;
+        Ok((repo, details))
+    }
+
+    /// The App's webhook deliveries of the last three days (newest first), every page GitHub's
+    /// `Link` cursor leads to, up to [`MAX_PAGES`] of 100.
+    pub async fn hook_deliveries(&self) -> Result<Vec<HookDelivery>, GitHubError> {
+        let oldest_wanted = chrono::Utc::now() - DELIVERIES_WINDOW;
+        let mut all: Vec<HookDelivery> = Vec::new();
+        let mut path = "/app/hook/deliveries?per_page=100".to_string();
+        for _ in 0..MAX_PAGES {
+            let (headers, bytes) = self
+                .call_raw(Auth::App, Method::GET, &path, None::<&Value>)
+                .await?;
+            let page: Vec<HookDelivery> = self.parse(&Method::GET, &path, &bytes)?;
+            let reached_window_end = page.is_empty()
+                || page
+                    .iter()
+                    .any(|d| d.delivered_at().is_some_and(|at| at < oldest_wanted));
+            all.extend(page);
+            let next = next_cursor(&headers);
+            match next {
+                Some(cursor) if !reached_window_end => {
+                    path = format!("/app/hook/deliveries?per_page=100&cursor={cursor}");
+                }
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// Turn the one-time code of the manifest flow into the new App's credentials. The code
+    /// authorizes the call; it expires after an hour and works once.
+    pub async fn convert_manifest(&self, code: &str) -> Result<AppRegistration, GitHubError> {
+        if code.is_empty()
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(GitHubError::Other(
+                "the code GitHub sent back is not a manifest code".into(),
+            ));
+        }
+        self.call(
+            Auth::Anonymous,
+            Method::POST,
+            &format!("/app-manifests/{code}/conversions"),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// Ask GitHub to deliver a webhook delivery again.
+    pub async fn redeliver(&self, delivery_id: i64) -> Result<(), GitHubError> {
+        let _: IgnoredAny = self
+            .call(
+                Auth::App,
+                Method::POST,
+                &format!("/app/hook/deliveries/{delivery_id}/attempts"),
+                None::<&Value>,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Open an issue.
+    pub async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        title: &str,
+        body: &str,
+    ) -> Result<IssueDetails, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!("/repos/{}/issues", repo.full_name),
+            Some(&json!({ "title": title, "body": body })),
+        )
+        .await
+    }
+
+    /// An issue (or a pull request, seen as an issue).
+    pub async fn get_issue(
+        &self,
+        repo: &RepoRef,
+        number: i64,
+    ) -> Result<IssueDetails, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}/issues/{number}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A pull request (its head branch and the repository that holds it, its state).
+    pub async fn get_pull(&self, repo: &RepoRef, number: i64) -> Result<PullDetails, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!("/repos/{}/pulls/{number}", repo.full_name),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// Mark a draft pull request ready for review (GraphQL only; `pr_node_id` is its `node_id`).
+    pub async fn mark_ready_for_review(
+        &self,
+        repo: &RepoRef,
+        pr_node_id: &str,
+    ) -> Result<(), GitHubError> {
+        let answer: Value = self
+            .call(
+                Auth::Repo(repo),
+                Method::POST,
+                "/graphql",
+                Some(&json!({
+                    "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
+                    "variables": { "id": pr_node_id },
+                })),
+            )
+            .await?;
+        if let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) {
+            return Err(GitHubError::Status {
+                status: 422,
+                method: Method::POST,
+                path: "/graphql".into(),
+                message: errors
+                    .iter()
+                    .filter_map(|e| e["message"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ask `login` to review a pull request.
+    pub async fn request_reviewer(
+        &self,
+        repo: &RepoRef,
+        pr_number: i64,
+        login: &str,
+    ) -> Result<(), GitHubError> {
+        let _: IgnoredAny = self
+            .call(
+                Auth::Repo(repo),
+                Method::POST,
+                &format!(
+                    "/repos/{}/pulls/{pr_number}/requested_reviewers",
+                    repo.full_name
+                ),
+                Some(&json!({ "reviewers": [login] })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The check suites of a commit (every page).
+    pub async fn check_suites(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<CheckSuite>, GitHubError> {
+        let path = format!("/repos/{}/commits/{sha}/check-suites", repo.full_name);
+        self.all_pages(repo, &path, |page: CheckSuites| {
+            (page.total_count, page.check_suites)
+        })
+        .await
+    }
+
+    /// The latest check run of each check of a commit (every page).
+    pub async fn check_runs(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<CheckRun>, GitHubError> {
+        let path = format!(
+            "/repos/{}/commits/{sha}/check-runs?filter=latest",
+            repo.full_name
+        );
+        self.all_pages(repo, &path, |page: CheckRuns| {
+            (page.total_count, page.check_runs)
+        })
+        .await
+    }
+
+    /// The legacy commit statuses of a commit, the newest per context (every page).
+    pub async fn commit_statuses(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<CommitStatus>, GitHubError> {
+        let path = format!("/repos/{}/commits/{sha}/status", repo.full_name);
+        self.all_pages(repo, &path, |page: CombinedStatus| {
+            (page.total_count, page.statuses)
+        })
+        .await
+    }
+
+    /// Read a list GitHub pages with a `total_count` beside the items, up to [`MAX_PAGES`].
+    async fn all_pages<P: serde::de::DeserializeOwned, T>(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        split: impl Fn(P) -> (u64, Vec<T>),
+    ) -> Result<Vec<T>, GitHubError> {
+        let joiner = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let got: P = self
+                .call(
+                    Auth::Repo(repo),
+                    Method::GET,
+                    &format!("{path}{joiner}per_page=100&page={page}"),
+                    None::<&Value>,
+                )
+                .await?;
+            let (total, items) = split(got);
+            let empty = items.is_empty();
+            all.extend(items);
+            if empty || all.len() as u64 >= total {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// A check run's annotations (file, lines, message).
+    pub async fn check_run_annotations(
+        &self,
+        repo: &RepoRef,
+        check_run_id: u64,
+    ) -> Result<Vec<Annotation>, GitHubError> {
+        self.call(
+            Auth::Repo(repo),
+            Method::GET,
+            &format!(
+                "/repos/{}/check-runs/{check_run_id}/annotations?per_page=100",
+                repo.full_name
+            ),
+            None::<&Value>,
+        )
+        .await
+    }
+
+    /// A GitHub Actions job's log as text. GitHub answers with a redirect to short-lived storage,
+    /// which is followed without the App's credentials.
+    pub async fn job_log(&self, repo: &RepoRef, job_id: u64) -> Result<String, GitHubError> {
+        let path = format!("/repos/{}/actions/jobs/{job_id}/logs", repo.full_name);
+        let answer = self
+            .send(Auth::Repo(repo), Method::GET, &path, None::<&Value>)
+            .await?;
+        let location = answer
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        let (bytes, cut) = match location {
+            Some(url) if answer.status.is_redirection() => self.download(url).await?,
+            _ if answer.status.is_redirection() => {
+                return Err(GitHubError::Other(format!(
+                    "GitHub's redirect for job {job_id}'s log has no location"
+                )));
+            }
+            _ => {
+                let limit = self.options.max_log_bytes;
+                let from = answer.bytes.len().saturating_sub(limit);
+                (answer.bytes.slice(from..), from > 0)
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(if cut {
+            format!(
+                "[… the start of this log was cut: only its last {} bytes were downloaded …]\n{text}",
+                self.options.max_log_bytes
+            )
+        } else {
+            text.into_owned()
+        })
+    }
+}
+
+/// The `cursor` of the `rel="next"` link in GitHub's `Link` header, if there is a next page.
+fn next_cursor(headers: &http::HeaderMap) -> Option<String> {
+    let link = headers.get(http::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params.split(';').any(|p| p.trim() == "rel=\"next\"") {
+            return None;
+        }
+        let url = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let (_, query) = url.split_once('?')?;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("cursor="))
+            .filter(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.%=".contains(&b))
+            })
+            .map(str::to_string)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_header() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(next_cursor(&headers), None);
+        headers.insert(
+            http::header::LINK,
+            "<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12077215967>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&headers).as_deref(), Some("v1_12077215967"));
+        headers.insert(
+            http::header::LINK,
+            "<https://api.github.com/x?page=1>; rel=\"prev\", <https://api.github.com/x?cursor=a%3D&per_page=100>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&headers).as_deref(), Some("a%3D"));
+        headers.insert(
+            http::header::LINK,
+            "<https://api.github.com/x?cursor=abc>; rel=\"prev\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&headers), None);
+    }
+}
