@@ -29,6 +29,7 @@ fn fast() -> Options {
         backoff: Duration::from_millis(20),
         max_rate_limit_wait: Duration::from_secs(30),
         token_refresh_margin: Duration::from_secs(2),
+        ..Options::default()
     }
 }
 
@@ -46,6 +47,9 @@ async fn story_with(db: TestDb, options: Options) -> Story {
             ("writer", "write"),
             ("reader", "read"),
             ("admin", "admin"),
+            // Custom repository roles, named in `role_name`, built on a base role.
+            ("ops", "ci-manager=write"),
+            ("auditor", "auditor=read"),
         ],
     );
     let mut env = test_env(&db);
@@ -155,6 +159,26 @@ both_backends!(a_readers_prompt_is_refused_once, |db: TestDb| async move {
     assert!(s.sim.reactions_on(comment_id).is_empty());
     assert_eq!(s.tasks().await.len(), 0);
 });
+
+both_backends!(
+    a_custom_role_counts_as_the_base_role_it_builds_on,
+    |db: TestDb| async move {
+        let s = story(db).await;
+        s.sim
+            .comment(&s.repo, 5, "ops", "/amp add a --json flag")
+            .await;
+        s.sim
+            .comment(&s.repo, 6, "auditor", "/amp add a --json flag")
+            .await;
+        let started = s.expect_app_comments(5, 1).await;
+        assert!(started[0].body.contains("`queued`"), "{}", started[0].body);
+        let refused = s.expect_app_comments(6, 1).await;
+        assert!(refused[0].body.contains("@auditor"), "{}", refused[0].body);
+        let tasks = s.tasks().await;
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].requester_login, "ops");
+    }
+);
 
 both_backends!(
     bots_and_the_app_itself_are_ignored_silently,

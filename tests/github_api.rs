@@ -81,7 +81,7 @@ async fn every_operation_against_the_simulator() {
     };
 
     let fetched = gh.repository(&r).await.unwrap();
-    assert_eq!(fetched.default_branch.as_deref(), Some("main"));
+    assert_eq!(fetched.default_branch, "main");
     assert_eq!(
         gh.collaborator_role(&r, "writer").await.unwrap(),
         amp_orchestrator::github::Role::Write
@@ -162,28 +162,25 @@ async fn every_operation_against_the_simulator() {
     .await;
 
     let pr = gh
-        .open_draft_pr(&r, "amp/task-1", "main", "Answer the question", "Closes #1")
+        .open_pull(
+            &r,
+            "amp/task-1",
+            "main",
+            "Answer the question",
+            "Closes #1",
+            true,
+        )
         .await
         .unwrap();
     assert_eq!(pr.draft, Some(true));
     assert_eq!(pr.head.sha, head_sha);
-    let pr = gh
-        .request_reviewer(&r, pr.number as i64, "writer")
-        .await
-        .unwrap();
-    let reviewers: Vec<String> = pr
-        .requested_reviewers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| a.login)
-        .collect();
-    assert_eq!(reviewers, ["writer"]);
-    let fetched = gh.get_pull(&r, pr.number as i64).await.unwrap();
-    assert_eq!(fetched.head.ref_field, "amp/task-1");
+    gh.request_reviewer(&r, pr.number, "writer").await.unwrap();
+    assert_eq!(sim.pulls()[0].reviewers, ["writer"]);
+    let fetched = gh.get_pull(&r, pr.number).await.unwrap();
+    assert_eq!(fetched.head.branch, "amp/task-1");
     assert_eq!(fetched.head.sha, head_sha);
     assert_eq!(
-        fetched.head.repo.and_then(|r| r.full_name).as_deref(),
+        fetched.head.repo.map(|r| r.full_name).as_deref(),
         Some(r.full_name.as_str())
     );
     assert!(matches!(
@@ -192,14 +189,11 @@ async fn every_operation_against_the_simulator() {
     ));
 
     let suites = gh.check_suites(&r, &head_sha).await.unwrap();
-    assert_eq!(suites.check_suites.len(), 1);
-    assert_eq!(
-        suites.check_suites[0].conclusion.as_deref(),
-        Some("failure")
-    );
+    assert_eq!(suites.len(), 1);
+    assert_eq!(suites[0].conclusion.as_deref(), Some("failure"));
     let runs = gh.check_runs(&r, &head_sha).await.unwrap();
-    assert_eq!(runs.check_runs.len(), 1);
-    let run = &runs.check_runs[0];
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
     assert_eq!(run.output.title.as_deref(), Some("ci.sh failed (exit 1)"));
     let annotations = gh.check_run_annotations(&r, run.id).await.unwrap();
     assert_eq!(annotations.len(), 1);
@@ -211,10 +205,10 @@ async fn every_operation_against_the_simulator() {
     );
     let log = gh.job_log(&r, run.id).await.unwrap();
     assert!(log.contains("building"), "{log}");
+    // The log comes from another host, which never sees the App's credentials.
+    assert_eq!(sim.state.lock().unwrap().blob_requests_with_credentials, 0);
 
-    gh.mark_ready_for_review(&r, pr.node_id.as_deref().unwrap())
-        .await
-        .unwrap();
+    gh.mark_ready_for_review(&r, &pr.node_id).await.unwrap();
     assert!(!sim.pulls()[0].draft);
 
     // Expired credentials: git is refused, like the API.
@@ -224,4 +218,164 @@ async fn every_operation_against_the_simulator() {
         &["push", "-q", "origin", "HEAD:refs/heads/amp/late"],
     );
     assert!(!ok, "an expired token cannot push");
+}
+
+fn repo_ref(repo: &common::github_sim::Repo) -> RepoRef {
+    RepoRef {
+        installation_id: repo.installation_id,
+        repo_id: repo.id,
+        full_name: repo.full_name(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_read_to_their_end_and_checks_are_the_latest_runs() {
+    let sim = GitHubSim::start("unused").await;
+    let repo = sim.add_repo("octo-org/gadgets", 91, &[]);
+    let gh = client(&sim);
+    let r = repo_ref(&repo);
+    let sha = "a".repeat(40);
+    // More suites than GitHub's default page of 30.
+    for i in 0..35 {
+        sim.add_check_run(
+            &repo,
+            &sha,
+            None,
+            &format!("check-{i}"),
+            "completed",
+            "success",
+        );
+    }
+    assert_eq!(gh.check_suites(&r, &sha).await.unwrap().len(), 35);
+    assert_eq!(gh.check_runs(&r, &sha).await.unwrap().len(), 35);
+    // A re-run replaces its check's earlier run; a queued run has no conclusion yet.
+    let other = "b".repeat(40);
+    let suite = sim.add_check_run(&repo, &other, None, "test", "completed", "failure");
+    sim.add_check_run(&repo, &other, Some(suite), "test", "queued", "");
+    let runs = gh.check_runs(&r, &other).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status.as_deref(), Some("queued"));
+    assert_eq!(runs[0].conclusion, None);
+
+    // Webhook deliveries: every page the `Link` cursor leads to (one failed delivery, older
+    // than 150 that succeeded).
+    {
+        let mut s = sim.state.lock().unwrap();
+        for i in 0..151 {
+            let id = s.next();
+            s.hook_deliveries.push(common::github_sim::HookDelivery {
+                id,
+                guid: format!("guid-{i}"),
+                event: "issue_comment".into(),
+                action: Some("created".into()),
+                status_code: if i == 0 { 502 } else { 200 },
+                redelivery: false,
+                payload: serde_json::json!({}),
+                installation_id: Some(91),
+                repository_id: Some(repo.id),
+                delivered_at: common::github_sim::now(),
+            });
+        }
+    }
+    let deliveries = gh.hook_deliveries().await.unwrap();
+    assert_eq!(deliveries.len(), 151);
+    assert_eq!(deliveries.last().unwrap().guid, "guid-0");
+    assert_eq!(sim.requests("GET", "/app/hook/deliveries").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installation_s_permissions_bound_what_the_app_can_do() {
+    let sim = GitHubSim::start("unused").await;
+    let repo = sim.add_repo_with_files(
+        "octo-org/gadgets",
+        91,
+        &[("ops", "ci-manager=write"), ("auditor", "auditor=read")],
+        &[("README.md", "# gadgets\n")],
+    );
+    // An installation that has not accepted `statuses: read`.
+    sim.set_installation_permissions(
+        91,
+        &[
+            ("contents", "write"),
+            ("issues", "write"),
+            ("pull_requests", "write"),
+            ("checks", "read"),
+            ("actions", "read"),
+            ("metadata", "read"),
+        ],
+    );
+    let gh = client(&sim);
+    let r = repo_ref(&repo);
+    let sha = "c".repeat(40);
+    let refused = gh.commit_statuses(&r, &sha).await.unwrap_err();
+    assert_eq!(refused.status(), Some(403));
+    assert_eq!(
+        refused.github_message(),
+        Some("Resource not accessible by integration")
+    );
+    assert!(gh.check_runs(&r, &sha).await.is_ok());
+
+    // Custom repository roles: the base role they build on counts.
+    use amp_orchestrator::github::Role;
+    assert_eq!(gh.collaborator_role(&r, "ops").await.unwrap(), Role::Write);
+    assert_eq!(
+        gh.collaborator_role(&r, "auditor").await.unwrap(),
+        Role::Read
+    );
+
+    // Without `workflows`, GitHub refuses a push that touches a workflow file.
+    assert!(!gh.may_write(&r, "workflows").await.unwrap());
+    let work = tempfile::tempdir().unwrap();
+    let token = gh.repo_token(&r).await.unwrap();
+    let url = with_token(&sim.clone_url(&repo), token.expose_secret());
+    let (ok, err) = git(work.path(), &["clone", "-q", &url, "checkout"]);
+    assert!(ok, "{err}");
+    let checkout = work.path().join("checkout");
+    std::fs::create_dir_all(checkout.join(".github/workflows")).unwrap();
+    std::fs::write(checkout.join(".github/workflows/ci.yml"), "on: push\n").unwrap();
+    for args in [
+        &["checkout", "-q", "-b", "amp/workflow"][..],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "Add a workflow"],
+    ] {
+        let (ok, err) = git(&checkout, args);
+        assert!(ok, "git {args:?}: {err}");
+    }
+    let (ok, err) = git(&checkout, &["push", "-q", "origin", "amp/workflow"]);
+    assert!(!ok, "a workflow file was pushed without the permission");
+    assert!(err.contains("without `workflows` permission"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_cannot_be_read_is_not_repeated() {
+    let sim = GitHubSim::start("unused").await;
+    let repo = sim.add_repo("octo-org/gadgets", 91, &[]);
+    let gh = client(&sim);
+    let r = repo_ref(&repo);
+    sim.inject(
+        http::Method::POST,
+        "/comments",
+        common::github_sim::Fault::Reshaped(201, r#"{"unexpected": true}"#.into()),
+    );
+    let error = gh.create_comment(&r, 3, "hello").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            amp_orchestrator::github::GitHubError::Unreadable { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.is_permanent(),
+        "a write that GitHub did is not done again"
+    );
+    assert_eq!(sim.comments_on(&repo, 3).len(), 1);
+    // A read that cannot be parsed may be tried again.
+    sim.inject(
+        http::Method::GET,
+        "/pulls/",
+        common::github_sim::Fault::Reshaped(200, "[]".into()),
+    );
+    let error = gh.get_pull(&r, 1).await.unwrap_err();
+    assert!(!error.is_permanent(), "{error:?}");
 }

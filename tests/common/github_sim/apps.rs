@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::GitHubSim;
-use super::auth::check_app_jwt;
+use super::auth::{check_app_jwt, grants};
 use super::json::{github_error, repo_json, rfc3339, user_json};
-use super::state::{Shared, Token, find_repo, now};
+use super::state::{Permissions, Shared, Token, find_repo, now};
 use crate::common::fixtures::fixtures_dir;
 
 pub const APP_ID: u64 = 4242;
@@ -72,6 +72,28 @@ pub(super) async fn create_token(
             "There is at least one repository that does not exist or is not accessible to the parent installation.",
         );
     }
+    // A token has the installation's permissions, or those asked for, which the installation
+    // must grant.
+    let granted = s.installation_grants(installation);
+    let permissions: Permissions = match request["permissions"].as_object() {
+        Some(asked) => {
+            let asked: Permissions = asked
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            if asked
+                .iter()
+                .any(|(name, level)| !grants(&granted, name, level))
+            {
+                return github_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "The permissions requested are not granted to this installation.",
+                );
+            }
+            asked
+        }
+        None => granted,
+    };
     let token = format!("ghs_{}", uuid::Uuid::new_v4().simple());
     let expires_at = now() + s.token_lifetime.as_secs();
     s.tokens.insert(
@@ -80,14 +102,14 @@ pub(super) async fn create_token(
             installation_id: installation,
             repo_ids: repo_ids.clone(),
             expires_at,
+            permissions: permissions.clone(),
         },
     );
     s.tokens_minted += 1;
     let mut answer = json!({
         "token": token,
         "expires_at": rfc3339(expires_at),
-        "permissions": {"contents": "write", "issues": "write", "pull_requests": "write",
-                        "checks": "read", "actions": "read", "metadata": "read"},
+        "permissions": permissions,
         "repository_selection": "selected"
     });
     if restricted {
@@ -232,6 +254,18 @@ impl GitHubSim {
     /// Every installation token issued so far.
     pub fn minted_tokens(&self) -> Vec<String> {
         self.state.lock().unwrap().tokens.keys().cloned().collect()
+    }
+
+    /// Installation `installation_id` grants `permissions` instead of the manifest's (one that has
+    /// not accepted permissions the App asked for later, or one given more).
+    pub fn set_installation_permissions(&self, installation_id: i64, permissions: &[(&str, &str)]) {
+        self.state.lock().unwrap().installation_permissions.insert(
+            installation_id,
+            permissions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
     }
 
     /// Make every installation token issued so far invalid, as if it had expired.

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 
 use super::apps::{APP_ID, app_public_key};
 use super::json::github_error;
-use super::state::{Repo, Shared, SimState, find_repo, now};
+use super::state::{Permissions, Repo, Shared, SimState, Token, find_repo, now};
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
@@ -61,8 +61,46 @@ pub(super) fn check_app_jwt(headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
+/// The permission an installation token needs for a REST call on a repository (`rest` is the
+/// path after `/repos/{owner}/{repo}`), as GitHub's documentation lists it for each endpoint.
+pub(super) fn required_permission(method: &Method, rest: &str) -> (&'static str, &'static str) {
+    let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let level = if *method == Method::GET {
+        "read"
+    } else {
+        "write"
+    };
+    match parts.as_slice() {
+        [""] | ["collaborators", ..] => ("metadata", "read"),
+        ["issues", ..] => ("issues", level),
+        ["git", ..] => ("contents", level),
+        ["pulls", ..] => ("pull_requests", level),
+        ["commits", _, "status"] => ("statuses", "read"),
+        ["commits", _, "check-suites" | "check-runs"] | ["check-runs", ..] => ("checks", level),
+        ["actions", ..] => ("actions", level),
+        _ => panic!("the simulator does not know the permission for {method} {rest}"),
+    }
+}
+
+/// Whether `granted` covers `needed` at `level` (`write` includes `read`).
+pub(super) fn grants(granted: &Permissions, needed: &str, level: &str) -> bool {
+    match granted.get(needed).map(String::as_str) {
+        Some("write" | "admin") => true,
+        Some("read") => level == "read",
+        _ => false,
+    }
+}
+
+/// GitHub's answer to a token without the permission a call needs.
+pub(super) fn not_accessible() -> Response {
+    github_error(
+        StatusCode::FORBIDDEN,
+        "Resource not accessible by integration",
+    )
+}
+
 /// An installation token valid now and scoped to `repo`.
-fn check_token(state: &SimState, headers: &HeaderMap, repo: &Repo) -> Result<(), Response> {
+fn check_token(state: &SimState, headers: &HeaderMap, repo: &Repo) -> Result<Token, Response> {
     let token = bearer(headers)
         .or_else(|| {
             headers
@@ -77,7 +115,11 @@ fn check_token(state: &SimState, headers: &HeaderMap, repo: &Repo) -> Result<(),
 
 /// `token` is an installation token valid now and scoped to `repo`: GitHub answers 401 for a
 /// token it does not know or that has expired, 404 for one that cannot see `repo`.
-fn check_installation_token(state: &SimState, token: &str, repo: &Repo) -> Result<(), Response> {
+pub(super) fn check_installation_token(
+    state: &SimState,
+    token: &str,
+    repo: &Repo,
+) -> Result<Token, Response> {
     let Some(info) = state.tokens.get(token) else {
         return Err(github_error(StatusCode::UNAUTHORIZED, "Bad credentials"));
     };
@@ -87,12 +129,7 @@ fn check_installation_token(state: &SimState, token: &str, repo: &Repo) -> Resul
     if info.installation_id != repo.installation_id || !info.repo_ids.contains(&repo.id) {
         return Err(github_error(StatusCode::NOT_FOUND, "Not Found"));
     }
-    Ok(())
-}
-
-/// Whether `token` is a valid installation token for `repo` right now.
-pub fn token_allows(state: &SimState, token: &str, repo: &Repo) -> bool {
-    check_installation_token(state, token, repo).is_ok()
+    Ok(info.clone())
 }
 
 /// The installation token from HTTP Basic auth (`x-access-token:<token>`, as GitHub takes it).
@@ -107,19 +144,28 @@ pub(super) fn basic_token(headers: &HeaderMap) -> Option<String> {
     Some(password.to_string())
 }
 
-/// The repository `owner/name`, when the request's installation token is valid for it; otherwise
-/// GitHub's answer: 404 for a repository that does not exist or that the token cannot see, 401
-/// without a valid token.
+/// The repository `owner/name`, when the request's installation token is valid for it and has
+/// the permission the call needs; otherwise GitHub's answer: 404 for a repository that does not
+/// exist or that the token cannot see, 401 without a valid token, 403 without the permission.
 pub(super) fn authorized_repo(
     state: &SimState,
     owner: &str,
     name: &str,
+    method: &Method,
+    path: &str,
     headers: &HeaderMap,
 ) -> Result<Repo, Response> {
     let Some(repo) = find_repo(state, owner, name) else {
         return Err(github_error(StatusCode::NOT_FOUND, "Not Found"));
     };
-    check_token(state, headers, &repo)?;
+    let token = check_token(state, headers, &repo)?;
+    let rest = path
+        .strip_prefix(&format!("/repos/{owner}/{name}"))
+        .unwrap_or(path);
+    let (needed, level) = required_permission(method, rest);
+    if !grants(&token.permissions, needed, level) {
+        return Err(not_accessible());
+    }
     Ok(repo)
 }
 
@@ -137,6 +183,14 @@ impl FromRequestParts<Shared> for AuthorizedRepo {
             .map_err(IntoResponse::into_response)?;
         let param = |key: &str| params.get(key).map(String::as_str).unwrap_or_default();
         let state = state.lock().unwrap();
-        authorized_repo(&state, param("owner"), param("repo"), &parts.headers).map(AuthorizedRepo)
+        authorized_repo(
+            &state,
+            param("owner"),
+            param("repo"),
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+        )
+        .map(AuthorizedRepo)
     }
 }

@@ -58,6 +58,10 @@ pub async fn run_ci(state: Shared, repo: Repo, bare: PathBuf, branch: String, sh
         &dir,
         &["-c", "advice.detachedHead=false", "checkout", "-q", &sha],
     );
+    if workflow_does_not_start(&dir) {
+        record_suite(&state, &repo, &branch, &sha, "startup_failure", vec![]).await;
+        return;
+    }
     if !dir.join("ci.sh").exists() {
         return;
     }
@@ -86,37 +90,63 @@ pub async fn run_ci(state: Shared, repo: Repo, bare: PathBuf, branch: String, sh
         .into_iter()
         .rev()
         .collect();
+    let run_id = state.lock().unwrap().next();
+    let runs = vec![CheckRun {
+        id: run_id,
+        name: "ci".into(),
+        status: "completed".into(),
+        conclusion: conclusion.into(),
+        title: if code == 0 {
+            "ci.sh passed".into()
+        } else {
+            format!("ci.sh failed (exit {code})")
+        },
+        summary: tail.join("\n"),
+        annotations: annotations(&log),
+        log: log.clone(),
+    }];
+    record_suite(&state, &repo, &branch, &sha, conclusion, runs).await;
+}
+
+/// A workflow file of the commit that GitHub cannot start (the simulator's stand-in for YAML
+/// that does not parse): one holding the line `# sim: startup_failure`.
+fn workflow_does_not_start(checkout: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(checkout.join(".github/workflows")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        std::fs::read_to_string(e.path())
+            .is_ok_and(|text| text.lines().any(|l| l.trim() == "# sim: startup_failure"))
+    })
+}
+
+/// Record a completed check suite and send its `check_suite` `completed` webhook.
+async fn record_suite(
+    state: &Shared,
+    repo: &Repo,
+    branch: &str,
+    sha: &str,
+    conclusion: &str,
+    runs: Vec<CheckRun>,
+) {
     let (suite, webhook) = {
         let mut s = state.lock().unwrap();
-        let suite_id = s.next();
-        let run_id = s.next();
         let suite = CheckSuite {
-            id: suite_id,
+            id: s.next(),
             repo: repo.full_name(),
-            head_branch: branch.clone(),
-            head_sha: sha.clone(),
+            head_branch: branch.to_string(),
+            head_sha: sha.to_string(),
+            status: "completed".into(),
             conclusion: conclusion.into(),
-            runs: vec![CheckRun {
-                id: run_id,
-                name: "ci".into(),
-                conclusion: conclusion.into(),
-                title: if code == 0 {
-                    "ci.sh passed".into()
-                } else {
-                    format!("ci.sh failed (exit {code})")
-                },
-                summary: tail.join("\n"),
-                annotations: annotations(&log),
-                log: log.clone(),
-            }],
+            runs,
             created_at: now(),
         };
         s.check_suites.push(suite.clone());
         (suite, s.webhook_url.clone())
     };
     if webhook.is_some() {
-        let payload = check_suite_payload(&state, &repo, &suite, "completed");
-        send_webhook_with(&state, "check_suite", &payload).await;
+        let payload = check_suite_payload(state, repo, &suite, "completed");
+        send_webhook_with(state, "check_suite", &payload).await;
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Fault {
     /// Do the work, then answer with this status as if the answer were lost on the way (a
     /// proxy's 502 after the pull request was created, say).
     LostAnswer(u16),
+    /// Do the work, then answer with this status and body instead of the usual one (an answer
+    /// shaped other than the client expects).
+    Reshaped(u16, String),
 }
 
 /// Serve the first injected fault that matches the request (or the request itself), and log it.
@@ -83,6 +86,14 @@ pub(super) async fn faults_and_log(
         Some(Fault::LostAnswer(code)) => {
             let _done = next.run(request).await;
             github_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        Some(Fault::Reshaped(code, body)) => {
+            let _done = next.run(request).await;
+            Response::builder()
+                .status(code)
+                .header("content-type", "application/json; charset=utf-8")
+                .body(axum::body::Body::from(body))
+                .unwrap()
         }
         None => next.run(request).await,
     };

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
-use super::auth::{basic_token, token_allows};
+use super::auth::{basic_token, check_installation_token, grants};
 use super::ci::run_ci;
 use super::json::github_error;
 use super::state::{Repo, Shared, find_repo};
@@ -53,6 +53,36 @@ pub fn init_bare(root: &Path, repo: &Repo, files: &[(&str, &str)]) {
         work.path(),
         &["push", "-q", bare.to_str().unwrap(), &repo.default_branch],
     );
+    install_workflow_guard(&bare);
+}
+
+/// GitHub refuses a push from an App without the `workflows` permission that adds, changes or
+/// removes a file under `.github/workflows/`, with this message, for the whole push. The
+/// server-side hook sees `SIM_WORKFLOWS_ALLOWED=1` when the pushing token has it.
+const WORKFLOW_GUARD: &str = r#"#!/bin/sh
+[ "$SIM_WORKFLOWS_ALLOWED" = 1 ] && exit 0
+zero=0000000000000000000000000000000000000000
+while read old new ref; do
+  [ "$new" = "$zero" ] && continue
+  if [ "$old" = "$zero" ]; then
+    files=$(git log --name-only --format= "$new" --not --all -- .github/workflows)
+  else
+    files=$(git log --name-only --format= "$old..$new" -- .github/workflows)
+  fi
+  for f in $files; do
+    echo "refusing to allow a GitHub App to create or update workflow \`$f\` without \`workflows\` permission" >&2
+    exit 1
+  done
+done
+exit 0
+"#;
+
+fn install_workflow_guard(bare: &Path) {
+    let hook = bare.join("hooks").join("pre-receive");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(&hook, WORKFLOW_GUARD).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 pub fn bare_path(root: &Path, repo: &Repo) -> PathBuf {
@@ -105,10 +135,9 @@ pub async fn serve(state: Shared, request: GitRequest) -> Response {
         };
         (repo, s.root.clone())
     };
-    let authorized = basic_token(&headers)
-        .map(|token| token_allows(&state.lock().unwrap(), &token, &repo))
-        .unwrap_or(false);
-    if !authorized {
+    let token = basic_token(&headers)
+        .and_then(|token| check_installation_token(&state.lock().unwrap(), &token, &repo).ok());
+    let Some(token) = token else {
         let mut response =
             (StatusCode::UNAUTHORIZED, "Invalid username or token.\n").into_response();
         response.headers_mut().insert(
@@ -116,7 +145,20 @@ pub async fn serve(state: Shared, request: GitRequest) -> Response {
             "Basic realm=\"GitHub\"".parse().unwrap(),
         );
         return response;
+    };
+    // A push needs `contents: write`, a fetch `contents: read` (the service `info/refs` names
+    // which it is about to be).
+    let wants_push =
+        rest == "git-receive-pack" || query.as_deref() == Some("service=git-receive-pack");
+    let level = if wants_push { "write" } else { "read" };
+    if !grants(&token.permissions, "contents", level) {
+        return (
+            StatusCode::FORBIDDEN,
+            "Permission to this repository denied: the token lacks contents permission.\n",
+        )
+            .into_response();
     }
+    let workflows_allowed = grants(&token.permissions, "workflows", "write");
     let bare = bare_path(&root, &repo);
     let pushing = rest == "git-receive-pack";
     let before = if pushing { branches(&bare) } else { vec![] };
@@ -142,6 +184,10 @@ pub async fn serve(state: Shared, request: GitRequest) -> Response {
         .env("GIT_PROTOCOL", header("git-protocol"))
         .env("REMOTE_USER", "x-access-token")
         .env("REMOTE_ADDR", "127.0.0.1")
+        .env(
+            "SIM_WORKFLOWS_ALLOWED",
+            if workflows_allowed { "1" } else { "0" },
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -32,8 +32,14 @@ pub(super) async fn get_permission(
         .collaborators
         .get(&login)
         .cloned()
-        .unwrap_or_else(|| "read".into());
-    let legacy = match role.as_str() {
+        .unwrap_or_else(|| if repo.private { "none" } else { "read" }.into());
+    // A custom role (`ci-manager=write`) is named in `role_name`; `permission` is the base
+    // role it builds on.
+    let (role, base) = match role.split_once('=') {
+        Some((custom, base)) => (custom.to_string(), base.to_string()),
+        None => (role.clone(), role),
+    };
+    let legacy = match base.as_str() {
         "maintain" => "write",
         "triage" => "read",
         other => other,

@@ -73,6 +73,8 @@ pub fn repo_json(state: &SimState, repo: &Repo) -> Value {
     json["owner"] = user_json(&repo.owner, "User");
     json["default_branch"] = repo.default_branch.clone().into();
     json["archived"] = repo.archived.into();
+    json["private"] = repo.private.into();
+    json["visibility"] = if repo.private { "private" } else { "public" }.into();
     json["clone_url"] = format!("{}/git/{full}.git", state.base_url).into();
     json["html_url"] = format!("https://github.com/{full}").into();
     json["url"] = format!("https://api.github.com/repos/{full}").into();
@@ -139,10 +141,21 @@ pub(super) fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
     json["id"] = (pull.number * 1000 + repo.id).into();
     json["node_id"] = pull.node_id.clone().into();
     json["number"] = pull.number.into();
-    json["state"] = "open".into();
+    json["state"] = pull.state.clone().into();
     json["title"] = pull.title.clone().into();
     json["body"] = pull.body.clone().into();
     json["draft"] = pull.draft.into();
+    json["merged"] = pull.merged.into();
+    json["closed_at"] = if pull.state == "closed" {
+        "2026-01-02T00:00:00Z".into()
+    } else {
+        Value::Null
+    };
+    json["merged_at"] = if pull.merged {
+        "2026-01-02T00:00:00Z".into()
+    } else {
+        Value::Null
+    };
     json["user"] = app_user();
     json["url"] = format!("{api}/pulls/{}", pull.number).into();
     json["html_url"] = format!("https://github.com/{full}/pull/{}", pull.number).into();
@@ -182,6 +195,9 @@ pub(super) fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
         head["repo"]["fork"] = true.into();
         head["repo"]["clone_url"] = format!("https://github.com/{fork}.git").into();
     }
+    if pull.head_repo_deleted {
+        json["head"]["repo"] = Value::Null;
+    }
     json
 }
 
@@ -191,11 +207,13 @@ pub(super) fn suite_json(state: &SimState, repo: &Repo, suite: &CheckSuite) -> V
     json["head_branch"] = suite.head_branch.clone().into();
     json["head_sha"] = suite.head_sha.clone().into();
     json["after"] = suite.head_sha.clone().into();
-    json["status"] = "completed".into();
-    json["conclusion"] = suite.conclusion.clone().into();
+    json["status"] = suite.status.clone().into();
+    json["conclusion"] = null_if_empty(&suite.conclusion);
     json["pull_requests"] = json!([]);
     json["repository"] = repo_json(state, repo);
-    json["latest_check_runs_count"] = suite.runs.len().into();
+    let latest: std::collections::HashSet<&str> =
+        suite.runs.iter().map(|r| r.name.as_str()).collect();
+    json["latest_check_runs_count"] = latest.len().into();
     json["created_at"] = rfc3339(suite.created_at).into();
     json["updated_at"] = rfc3339(suite.created_at).into();
     json["head_commit"]["id"] = suite.head_sha.clone().into();
@@ -208,8 +226,8 @@ pub(super) fn run_json(repo: &Repo, suite: &CheckSuite, run: &CheckRun) -> Value
     json["id"] = run.id.into();
     json["name"] = run.name.clone().into();
     json["head_sha"] = suite.head_sha.clone().into();
-    json["status"] = "completed".into();
-    json["conclusion"] = run.conclusion.clone().into();
+    json["status"] = run.status.clone().into();
+    json["conclusion"] = null_if_empty(&run.conclusion);
     json["details_url"] = format!(
         "https://github.com/{full}/actions/runs/{}/job/{}",
         suite.id, run.id
@@ -223,6 +241,15 @@ pub(super) fn run_json(repo: &Repo, suite: &CheckSuite, run: &CheckRun) -> Value
     json["check_suite"] = json!({"id": suite.id});
     json["pull_requests"] = json!([]);
     json["started_at"] = rfc3339(suite.created_at).into();
-    json["completed_at"] = rfc3339(suite.created_at).into();
+    json["completed_at"] = if run.status == "completed" {
+        rfc3339(suite.created_at).into()
+    } else {
+        Value::Null
+    };
     json
+}
+
+/// An empty string as `null` (a conclusion not reached yet).
+fn null_if_empty(s: &str) -> Value {
+    if s.is_empty() { Value::Null } else { s.into() }
 }

@@ -43,7 +43,6 @@ use axum::Router;
 use axum::routing::{get, patch, post};
 
 pub use apps::{APP_ID, APP_SLUG, app_private_key};
-pub use auth::token_allows;
 pub use faults::Fault;
 pub use json::{github_error, repo_json, rfc3339, user_json};
 pub use state::{
@@ -75,11 +74,15 @@ impl GitHubSim {
         let root = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Job logs are served by a second host, as GitHub's storage is.
+        let blobs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let blob_addr = blobs.local_addr().unwrap();
         let state: Shared = Arc::new(Mutex::new(SimState {
             token_lifetime: Duration::from_secs(3600),
             next_id: 1000,
             root: root.path().to_path_buf(),
             base_url: format!("http://{addr}"),
+            blob_base_url: format!("http://{blob_addr}"),
             webhook_secret: webhook_secret.to_string(),
             ..Default::default()
         }));
@@ -133,7 +136,10 @@ impl GitHubSim {
                 "/repos/{owner}/{repo}/pulls",
                 post(pulls::create_pull).get(pulls::list_pulls),
             )
-            .route("/repos/{owner}/{repo}/pulls/{number}", get(pulls::get_pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}",
+                get(pulls::get_pull).patch(pulls::update_pull),
+            )
             .route(
                 "/repos/{owner}/{repo}/pulls/{number}/requested_reviewers",
                 post(pulls::request_reviewers),
@@ -159,7 +165,6 @@ impl GitHubSim {
                 "/repos/{owner}/{repo}/actions/jobs/{id}/logs",
                 get(checks::job_log_redirect),
             )
-            .route("/_blobs/job-logs/{id}", get(checks::job_log_blob))
             .route(
                 "/git/{owner}/{repo}/{*rest}",
                 get(git::git_http).post(git::git_http),
@@ -170,8 +175,15 @@ impl GitHubSim {
                 faults::faults_and_log,
             ))
             .with_state(state.clone());
+        let storage = Router::new()
+            .route("/_blobs/job-logs/{id}", get(checks::job_log_blob))
+            .with_state(state.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            let api = axum::serve(listener, app);
+            let storage = axum::serve(blobs, storage);
+            let (api, storage) = tokio::join!(api, storage);
+            api.unwrap();
+            storage.unwrap();
         });
         GitHubSim {
             addr,
@@ -230,6 +242,8 @@ impl GitHubSim {
             installation_id,
             default_branch: "main".into(),
             archived: false,
+            private: false,
+            drafts: true,
             collaborators: collaborators
                 .iter()
                 .map(|(l, r)| (l.to_string(), r.to_string()))
@@ -238,6 +252,14 @@ impl GitHubSim {
         state.repos.push(repo.clone());
         git::init_bare(&state.root, &repo, files);
         repo
+    }
+
+    /// Change a repository's settings (privacy, plan); returns it as changed.
+    pub fn update_repo(&self, repo: &Repo, change: impl FnOnce(&mut Repo)) -> Repo {
+        let mut state = self.state.lock().unwrap();
+        let stored = state.repos.iter_mut().find(|r| r.id == repo.id).unwrap();
+        change(stored);
+        stored.clone()
     }
 
     /// The bare repository behind `repo` (for assertions with git).

@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -77,14 +77,13 @@ pub(super) async fn list_pulls(
     AuthorizedRepo(repo): AuthorizedRepo,
 ) -> Response {
     let s = state.lock().unwrap();
-    if query.state.as_deref().is_some_and(|st| st == "closed") {
-        return axum::Json(json!([])).into_response();
-    }
+    let wanted = query.state.as_deref().unwrap_or("open");
     let full = repo.full_name();
     let found: Vec<Value> = s
         .pulls
         .iter()
         .filter(|p| p.repo == full)
+        .filter(|p| wanted == "all" || p.state == wanted)
         .filter(|p| {
             query.head.as_deref().is_none_or(|h| {
                 let owner = p
@@ -143,7 +142,17 @@ pub(super) async fn create_pull(
         return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
     let full = repo.full_name();
-    if s.pulls.iter().any(|p| p.repo == full && p.head == head) {
+    let draft = request["draft"].as_bool().unwrap_or(false);
+    if draft && repo.private && !repo.drafts {
+        return validation_failed(
+            "Draft pull requests are not supported in this repository.",
+            "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+        );
+    }
+    if s.pulls
+        .iter()
+        .any(|p| p.repo == full && p.head == head && p.state == "open")
+    {
         // GitHub's shape: the reason is in `errors`, the message is generic.
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -169,12 +178,59 @@ pub(super) async fn create_pull(
         base: base.into(),
         title: title.into(),
         body: request["body"].as_str().unwrap_or("").into(),
-        draft: request["draft"].as_bool().unwrap_or(false),
+        draft,
+        state: "open".into(),
+        merged: false,
         reviewers: vec![],
         head_repo: None,
+        head_repo_deleted: false,
     };
     s.pulls.push(pull.clone());
     (StatusCode::CREATED, axum::Json(pull_json(&s, &repo, &pull))).into_response()
+}
+
+/// GitHub's 422 with one custom reason.
+fn validation_failed(reason: &str, documentation_url: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({
+            "message": "Validation Failed",
+            "errors": [{"resource": "PullRequest", "code": "custom", "message": reason}],
+            "documentation_url": documentation_url,
+            "status": "422",
+        })),
+    )
+        .into_response()
+}
+
+/// `PATCH /repos/{owner}/{repo}/pulls/{number}`: title, body, state.
+pub(super) async fn update_pull(
+    State(state): State<Shared>,
+    Path((_, _, number)): Path<(String, String, i64)>,
+    AuthorizedRepo(repo): AuthorizedRepo,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let full = repo.full_name();
+    let Some(pull) = s
+        .pulls
+        .iter_mut()
+        .find(|p| p.repo == full && p.number == number)
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if let Some(title) = request["title"].as_str() {
+        pull.title = title.into();
+    }
+    if let Some(body) = request["body"].as_str() {
+        pull.body = body.into();
+    }
+    if let Some(state) = request["state"].as_str() {
+        pull.state = state.into();
+    }
+    let pull = pull.clone();
+    axum::Json(pull_json(&s, &repo, &pull)).into_response()
 }
 
 pub(super) async fn request_reviewers(
@@ -235,7 +291,8 @@ pub(super) async fn graphql(
         .into_response();
     };
     let (owner, name) = pull.repo.split_once('/').unwrap();
-    if let Err(r) = authorized_repo(&s, owner, name, &headers) {
+    let path = format!("/repos/{}/pulls/{}", pull.repo, pull.number);
+    if let Err(r) = authorized_repo(&s, owner, name, &Method::POST, &path, &headers) {
         return r;
     }
     if let Some(p) = s.pulls.iter_mut().find(|p| p.node_id == id) {
@@ -305,10 +362,28 @@ impl GitHubSim {
             title: format!("Work on {head}"),
             body: String::new(),
             draft: false,
+            state: "open".into(),
+            merged: false,
             reviewers: vec![],
             head_repo: fork.map(str::to_string),
+            head_repo_deleted: false,
         });
         number
+    }
+
+    /// Close pull request `number`, merged or not.
+    pub fn close_pull(&self, number: i64, merged: bool) {
+        let mut s = self.state.lock().unwrap();
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        pull.state = "closed".into();
+        pull.merged = merged;
+    }
+
+    /// The fork holding pull request `number`'s head branch is deleted (`head.repo` is null).
+    pub fn delete_head_repo(&self, number: i64) {
+        let mut s = self.state.lock().unwrap();
+        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+        pull.head_repo_deleted = true;
     }
 
     /// A person comments on a pull request (its conversation tab): the `issue_comment` webhook

@@ -26,7 +26,11 @@ pub struct Repo {
     pub installation_id: i64,
     pub default_branch: String,
     pub archived: bool,
-    /// login → role (`admin`, `maintain`, `write`, `triage`, `read`).
+    pub private: bool,
+    /// The owner's plan has draft pull requests (GitHub Free has none on private repositories).
+    pub drafts: bool,
+    /// login → role: a base role (`admin`, `maintain`, `write`, `triage`, `read`) or a custom
+    /// one with the base role it builds on (`ci-manager=write`).
     pub collaborators: HashMap<String, String>,
 }
 
@@ -61,6 +65,24 @@ pub(super) struct Token {
     pub(super) installation_id: i64,
     pub(super) repo_ids: Vec<i64>,
     pub(super) expires_at: u64,
+    /// What the token may do: permission → `read` or `write`.
+    pub(super) permissions: Permissions,
+}
+
+/// GitHub App permissions: name (`contents`, `checks`, …) → `read` or `write`.
+pub type Permissions = HashMap<String, String>;
+
+/// The permissions `app-manifest.json` asks for: what an installation grants unless a test says
+/// otherwise.
+pub fn manifest_permissions() -> Permissions {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("app-manifest.json");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["default_permissions"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// One request the simulator answered.
@@ -81,15 +103,23 @@ pub struct Pull {
     pub title: String,
     pub body: String,
     pub draft: bool,
+    /// `open` or `closed`.
+    pub state: String,
+    pub merged: bool,
     pub reviewers: Vec<String>,
     /// Where the head branch lives when it is not `repo`: a fork's full name.
     pub head_repo: Option<String>,
+    /// The fork holding the head branch was deleted (`head.repo` is null).
+    pub head_repo_deleted: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct CheckRun {
     pub id: i64,
     pub name: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// Empty while the run has not completed (`null` on GitHub).
     pub conclusion: String,
     pub title: String,
     pub summary: String,
@@ -104,6 +134,9 @@ pub struct CheckSuite {
     pub repo: String,
     pub head_branch: String,
     pub head_sha: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// Empty while the suite has not completed.
     pub conclusion: String,
     pub runs: Vec<CheckRun>,
     pub created_at: u64,
@@ -121,6 +154,8 @@ pub struct HookDelivery {
     pub payload: Value,
     pub installation_id: Option<i64>,
     pub repository_id: Option<i64>,
+    /// Seconds since the epoch.
+    pub delivered_at: u64,
 }
 
 #[derive(Default)]
@@ -147,6 +182,14 @@ pub struct SimState {
     pub comments: Vec<Comment>,
     pub reactions: Vec<Reaction>,
     pub(super) tokens: HashMap<String, Token>,
+    /// Installations whose permissions differ from the manifest's (an installation that has
+    /// not accepted newly requested ones): installation id → its permissions.
+    pub installation_permissions: HashMap<i64, Permissions>,
+    /// Where job logs are stored: a second host, as GitHub's are.
+    pub blob_base_url: String,
+    /// Log downloads that came with an `Authorization` header (GitHub's storage must never
+    /// see the App's credentials).
+    pub blob_requests_with_credentials: usize,
     pub tokens_minted: usize,
     /// Lifetime of minted installation tokens (GitHub: one hour).
     pub token_lifetime: Duration,
@@ -171,6 +214,14 @@ impl SimState {
 
     pub fn next(&mut self) -> i64 {
         self.id()
+    }
+
+    /// The permissions installation `installation_id` grants.
+    pub fn installation_grants(&self, installation_id: i64) -> Permissions {
+        self.installation_permissions
+            .get(&installation_id)
+            .cloned()
+            .unwrap_or_else(manifest_permissions)
     }
 
     pub(super) fn next_delivery(&mut self) -> String {

@@ -1,15 +1,15 @@
 //! Webhooks: signed deliveries to the service (one at a time, or to replicas in turn), GitHub's
 //! record of each attempt (`GET /app/hook/deliveries`) and redelivery.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::GitHubSim;
 use super::auth::check_app_jwt;
-use super::json::github_error;
-use super::state::{HookDelivery, Shared};
+use super::json::{github_error, rfc3339};
+use super::state::{HookDelivery, Shared, now};
 
 /// Sign and send a webhook to the service (when one is connected).
 pub async fn send_webhook_with(state: &Shared, event: &str, payload: &Value) -> Option<u16> {
@@ -54,6 +54,7 @@ async fn deliver(
         payload: payload.clone(),
         installation_id: payload["installation"]["id"].as_i64(),
         repository_id: payload["repository"]["id"].as_i64(),
+        delivered_at: now(),
     });
     status
 }
@@ -84,22 +85,45 @@ async fn post_webhook(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct DeliveriesQuery {
+    per_page: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The App's deliveries, newest first, a page at a time: `per_page` (at most 100, 30 unless
+/// given) and an opaque `cursor`, with the next page's URL in a `Link` header, as GitHub pages
+/// this list.
 pub(super) async fn list_hook_deliveries(
     State(state): State<Shared>,
+    Query(query): Query<DeliveriesQuery>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_app_jwt(&headers) {
         return r;
     }
     let s = state.lock().unwrap();
-    // Newest first, as GitHub lists them.
-    let list: Vec<Value> = s
+    let per_page = query.per_page.unwrap_or(30).clamp(1, 100);
+    // The cursor names the delivery the page starts after.
+    let after: Option<i64> = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => match cursor.strip_prefix("v1_").and_then(|id| id.parse().ok()) {
+            Some(id) => Some(id),
+            None => return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor"),
+        },
+    };
+    let newest_first: Vec<&HookDelivery> = s
         .hook_deliveries
         .iter()
         .rev()
+        .filter(|d| after.is_none_or(|a| d.id < a))
+        .collect();
+    let page = &newest_first[..newest_first.len().min(per_page)];
+    let list: Vec<Value> = page
+        .iter()
         .map(|d| {
             json!({
-                "id": d.id, "guid": d.guid, "delivered_at": "2026-01-01T00:00:00Z",
+                "id": d.id, "guid": d.guid, "delivered_at": rfc3339(d.delivered_at),
                 "redelivery": d.redelivery, "duration": 0.01,
                 "status": if (200..300).contains(&d.status_code) { "OK" } else { "Invalid HTTP Response" },
                 "status_code": d.status_code, "event": d.event, "action": d.action,
@@ -108,7 +132,17 @@ pub(super) async fn list_hook_deliveries(
             })
         })
         .collect();
-    axum::Json(Value::Array(list)).into_response()
+    let mut response = axum::Json(Value::Array(list)).into_response();
+    if newest_first.len() > per_page
+        && let Some(last) = page.last()
+    {
+        let next = format!(
+            "<{}/app/hook/deliveries?per_page={per_page}&cursor=v1_{}>; rel=\"next\"",
+            s.base_url, last.id
+        );
+        response.headers_mut().insert("link", next.parse().unwrap());
+    }
+    response
 }
 
 pub(super) async fn redeliver(
