@@ -161,7 +161,9 @@ async fn merged_pull_requests_and_deleted_forks_are_refused_with_the_reason() {
     let s = story(&[], &[PASSING_CI, JSON_STEP]).await;
     let merged = s.sim.open_pull(&s.repo, "done", None, ("X", "x\n"));
     s.sim.close_pull(merged, true);
-    s.sim.pr_comment(&s.repo, merged, "writer", "/amp add json").await;
+    s.sim
+        .pr_comment(&s.repo, merged, "writer", "/amp add json")
+        .await;
     let task = s.wait_for_state("failed", 60).await;
     let reason = task.error_message.clone().unwrap_or_default();
     assert!(reason.contains(&format!("#{merged} is closed")), "{reason}");
@@ -170,7 +172,9 @@ async fn merged_pull_requests_and_deleted_forks_are_refused_with_the_reason() {
         .sim
         .open_pull(&s.repo, "patch-2", Some("someone/widgets"), ("Y", "y\n"));
     s.sim.delete_head_repo(orphan);
-    s.sim.pr_comment(&s.repo, orphan, "writer", "/amp add json").await;
+    s.sim
+        .pr_comment(&s.repo, orphan, "writer", "/amp add json")
+        .await;
     let task = eventually(60, "the second task fails", || async {
         let t = s.wait_for_state("failed", 60).await;
         (t.issue_number == orphan).then_some(t)

@@ -525,7 +525,12 @@ mod tests {
         );
         let runs = [run("test", "completed", Some("success"), ACTIONS, 1)];
         assert_eq!(
-            names(decide(&with(&[not_started.clone()]), &runs, &[], Some(OWN))),
+            names(decide(
+                &with(std::slice::from_ref(&not_started)),
+                &runs,
+                &[],
+                Some(OWN)
+            )),
             [format!("app {ACTIONS}")]
         );
         assert_eq!(
