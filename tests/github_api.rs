@@ -15,6 +15,16 @@ use common::github_sim::{APP_ID, GitHubSim, app_private_key};
 use secrecy::ExposeSecret;
 
 fn client(sim: &GitHubSim) -> Arc<GitHub> {
+    client_with(
+        sim,
+        Options {
+            backoff: Duration::from_millis(10),
+            ..Options::default()
+        },
+    )
+}
+
+fn client_with(sim: &GitHubSim, options: Options) -> Arc<GitHub> {
     let env = [
         ("WEBHOOK_SECRET", "unused"),
         ("APP_ID", &APP_ID.to_string()),
@@ -25,14 +35,7 @@ fn client(sim: &GitHubSim) -> Arc<GitHub> {
     let config =
         Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .unwrap();
-    GitHub::new(
-        &config,
-        Options {
-            backoff: Duration::from_millis(10),
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    GitHub::new(&config, options).unwrap()
 }
 
 /// Run git in `dir`, returning whether it succeeded and its stderr.
@@ -207,6 +210,21 @@ async fn every_operation_against_the_simulator() {
     assert!(log.contains("building"), "{log}");
     // The log comes from another host, which never sees the App's credentials.
     assert_eq!(sim.state.lock().unwrap().blob_requests_with_credentials, 0);
+    // A log over the size limit keeps its end.
+    let capped = client_with(
+        &sim,
+        Options {
+            max_log_bytes: 12,
+            ..Options::default()
+        },
+    );
+    let cut = capped.job_log(&r, run.id).await.unwrap();
+    assert!(cut.starts_with("[… the start of this log was cut"), "{cut}");
+    assert!(
+        log.trim_end()
+            .ends_with(cut.trim_end().lines().last().unwrap()),
+        "{cut}"
+    );
 
     gh.mark_ready_for_review(&r, &pr.node_id).await.unwrap();
     assert!(!sim.pulls()[0].draft);
@@ -261,6 +279,20 @@ async fn lists_are_read_to_their_end_and_checks_are_the_latest_runs() {
     // than 150 that succeeded).
     {
         let mut s = sim.state.lock().unwrap();
+        // Older than GitHub's three days of redelivery: left out.
+        let id = s.next();
+        s.hook_deliveries.push(common::github_sim::HookDelivery {
+            id,
+            guid: "too-old".into(),
+            event: "issue_comment".into(),
+            action: Some("created".into()),
+            status_code: 502,
+            redelivery: false,
+            payload: serde_json::json!({}),
+            installation_id: Some(91),
+            repository_id: Some(repo.id),
+            delivered_at: common::github_sim::now() - 4 * 24 * 3600,
+        });
         for i in 0..151 {
             let id = s.next();
             s.hook_deliveries.push(common::github_sim::HookDelivery {
@@ -278,7 +310,7 @@ async fn lists_are_read_to_their_end_and_checks_are_the_latest_runs() {
         }
     }
     let deliveries = gh.hook_deliveries().await.unwrap();
-    assert_eq!(deliveries.len(), 151);
+    assert_eq!(deliveries.len(), 151, "the old one is left out");
     assert_eq!(deliveries.last().unwrap().guid, "guid-0");
     assert_eq!(sim.requests("GET", "/app/hook/deliveries").len(), 2);
 }

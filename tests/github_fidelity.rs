@@ -56,11 +56,11 @@ async fn without_draft_pull_requests_a_marked_regular_one_is_opened_and_made_rea
     // asked to review; no GraphQL call for a pull request that was never a draft.
     assert!(!pull.title.starts_with("[WIP]"), "{}", pull.title);
     assert_eq!(pull.reviewers, ["writer"]);
-    let said = s.sim.app_comments(&repo, pull.number);
-    assert!(
-        said.iter().any(|c| c.body.contains("ready for review")),
-        "{said:?}"
-    );
+    eventually(10, "one comment saying it is ready", || async {
+        let said = s.sim.app_comments(&repo, pull.number);
+        (said.len() == 1 && said[0].body.contains("Ready for review")).then_some(())
+    })
+    .await;
     assert!(s.sim.requests("POST", "/graphql").is_empty());
     assert_eq!(task.pr_number, Some(pull.number));
 }

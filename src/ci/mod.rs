@@ -35,6 +35,9 @@ use crate::texts::{comments, prompts};
 use crate::webhook::events::{CheckSuiteAction, CheckSuiteEvent};
 use verdict::{Detail, Failure, Verdict};
 
+/// GitHub's words for a call the installation's permissions do not allow.
+const NO_PERMISSION: &str = "Resource not accessible by integration";
+
 /// `check_suite` webhooks.
 pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Result<Outcome> {
     if !event.action.is(CheckSuiteAction::Completed) {
@@ -147,11 +150,12 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
     let repo = task.repo();
     let verdict = match verdict_for(ctx, &github, &repo, sha.as_str()).await {
         Ok(verdict) => verdict,
-        // The installation does not let the App read the checks (a permission not granted):
-        // asking again will not change that, so the wait ends with the reason.
-        Err(e) if e.status() == Some(403) => {
+        // GitHub refused for good (a permission the installation has not granted, a repository
+        // gone): asking again will not change that, so the wait ends with the reason.
+        Err(e) if e.is_permanent() => {
             warn!(task_id = %task.id, error = %e, "GitHub refused to show the commit's checks");
-            let note = notes::ci_unreadable(e.github_message().unwrap_or_default());
+            let said = e.github_message().unwrap_or_default();
+            let note = notes::ci_unreadable(said, said == NO_PERMISSION);
             return end(ctx, task, sha, TaskState::NeedsHuman, &note).await;
         }
         Err(e) => return Err(e.into()),
@@ -197,44 +201,60 @@ async fn succeed(
     {
         return Ok(());
     }
-    // Both are idempotent on GitHub, so doing them before the state change is safe when two
-    // deliveries get here at once; the state change below picks one to report.
+    // The steps on GitHub are idempotent, so doing them before the state change is safe when
+    // two deliveries get here at once; the state change below picks one to report. A refusal
+    // (a pull request closed meanwhile, a reviewer without access) is logged, not retried.
+    let mut say_ready_on = None;
     if let Some(number) = task.pr_number {
         let pull = github
             .get_pull(repo, number)
             .await
             .context("reading the pull request")?;
-        if pull.draft == Some(true) {
-            github
-                .mark_ready_for_review(repo, &pull.node_id)
-                .await
-                .context("marking the pull request ready for review")?;
-        } else if let Some(title) = prompts::ready_title(&pull.title) {
-            // Opened as work in progress where drafts are not available: the title loses its
-            // mark, and a comment says it is ready.
-            github
-                .retitle_pull(repo, number, title)
-                .await
-                .context("marking the pull request ready for review")?;
-            let said = comments::ready_for_review(&task.requester_login);
-            github
-                .create_comment(repo, number, &said)
-                .await
-                .context("saying the pull request is ready for review")?;
-        }
-        match github
-            .request_reviewer(repo, number, &task.requester_login)
-            .await
-        {
-            Ok(_) => {}
-            // GitHub refuses a reviewer without access, or the pull request's author.
-            Err(e) if e.is_permanent() => {
-                warn!(task_id = %task.id, error = %e, "requesting a review failed")
-            }
-            Err(e) => return Err(e).context("requesting a review"),
+        if pull.is_open() {
+            let readied = if pull.draft == Some(true) {
+                github.mark_ready_for_review(repo, &pull.node_id).await
+            } else if let Some(title) =
+                prompts::ready_title(&pull.title).filter(|_| !task.is_pull_request)
+            {
+                // Opened by this task as work in progress where drafts are not available: the
+                // title loses its mark, and once the task has ended a comment says it is ready.
+                say_ready_on = Some(number);
+                github.retitle_pull(repo, number, title).await
+            } else {
+                Ok(())
+            };
+            permanent_is_logged(task, "marking the pull request ready for review", readied)?;
+            let asked = github
+                .request_reviewer(repo, number, &task.requester_login)
+                .await;
+            permanent_is_logged(task, "requesting a review", asked)?;
         }
     }
-    end(ctx, task, sha, TaskState::Succeeded, note).await
+    let ended = ended(ctx, task, sha, TaskState::Succeeded, note).await?;
+    if ended && let Some(number) = say_ready_on {
+        let said = comments::ready_for_review(&task.requester_login);
+        if let Err(e) = github.create_comment(repo, number, &said).await {
+            warn!(task_id = %task.id, error = %e, "saying the pull request is ready failed");
+        }
+    }
+    Ok(())
+}
+
+/// A step GitHub refused for good is logged; one that may work later fails the decision, which
+/// is made again.
+fn permanent_is_logged(
+    task: &task::Model,
+    what: &'static str,
+    result: Result<(), GitHubError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_permanent() => {
+            warn!(task_id = %task.id, error = %e, "{what} failed");
+            Ok(())
+        }
+        Err(e) => Err(e).context(what),
+    }
 }
 
 /// End a task that waits for CI, while `sha` is still its head.
@@ -245,9 +265,20 @@ async fn end(
     to: TaskState,
     note: &str,
 ) -> anyhow::Result<()> {
+    ended(ctx, task, sha, to, note).await.map(drop)
+}
+
+/// [`end`], saying whether this call ended it (another may have first).
+async fn ended(
+    ctx: &Ctx,
+    task: &task::Model,
+    sha: &CommitSha,
+    to: TaskState,
+    note: &str,
+) -> anyhow::Result<bool> {
     let mv = Move::to(to).saying(note).at_head(sha);
     if ctx.lifecycle.transition(task, mv).await?.is_none() {
-        return Ok(());
+        return Ok(false);
     }
     info!(task_id = %task.id, state = %to, "CI loop ended the task");
     if to == TaskState::Succeeded {
@@ -257,7 +288,7 @@ async fn end(
                 (now_ms() - task.created_at).max(0) as u64
             ));
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn failed(

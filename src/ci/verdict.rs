@@ -74,7 +74,7 @@ pub fn decide(
         .collect();
     let not_started: Vec<&CheckSuite> = suites
         .iter()
-        .filter(|s| !own_suites.contains(&s.id) && s.latest_check_runs_count == 0)
+        .filter(|s| !own_suites.contains(&s.id) && s.latest_check_runs_count == Some(0))
         .filter(|s| s.status.as_deref() == Some("completed"))
         .filter(|s| {
             s.conclusion
@@ -140,8 +140,9 @@ fn suite_failure(suite: &CheckSuite) -> Failure {
     let title = if conclusion == "startup_failure" {
         "The workflow did not start (startup_failure), so it has no jobs or logs. GitHub reports \
          this for a workflow file that is not valid (its YAML, its `on:` or `jobs:`), a reusable \
-         workflow or action it may not use, or a job that cannot be scheduled. Check the \
-         workflow files under .github/workflows that this branch changed or relies on."
+         workflow or action it may not use, or a job that cannot be scheduled. This App cannot \
+         push changes to files under .github/workflows: if the cause is there, change nothing \
+         and say so in your summary, naming the file and the fix."
             .to_string()
     } else {
         format!("The check suite concluded `{conclusion}` without any check runs.")
@@ -409,7 +410,7 @@ mod tests {
                 name: Some(format!("app {app}")),
                 slug: None,
             }),
-            latest_check_runs_count: 1,
+            latest_check_runs_count: Some(1),
         }
     }
 
@@ -417,7 +418,7 @@ mod tests {
         CheckSuite {
             status: Some(status.into()),
             conclusion: conclusion.map(str::to_string),
-            latest_check_runs_count: 0,
+            latest_check_runs_count: Some(0),
             ..suite(id, app)
         }
     }

@@ -11,8 +11,8 @@
 //!   message, for the caller to turn into a reply;
 //! - a typed function per operation the service uses ([`operations`]), its answer read into a
 //!   narrow struct ([`models`]); a write whose answer cannot be read is not retried (it was done);
-//! - redirects are not followed with the App's credentials: only a job log's download, and that
-//!   without them and with a size limit.
+//! - redirects followed (octocrab's policy drops the credentials when a redirect leaves the API's
+//!   host, as a job log's download does), a job log's size capped.
 
 mod models;
 mod operations;
@@ -86,12 +86,14 @@ pub enum GitHubError {
         path: String,
         message: String,
     },
-    /// A 2xx whose body is not what GitHub's schema describes.
+    /// A 2xx whose body is not what GitHub's schema describes. `done`: the call changed
+    /// something on GitHub (a write other than minting a token), so it is not made again.
     #[error("GitHub's answer to {method} {path} does not parse: {message}")]
     Unreadable {
         method: Method,
         path: String,
         message: String,
+        done: bool,
     },
     #[error("the GitHub App is not configured (APP_ID and PRIVATE_KEY are needed)")]
     NotConfigured,
@@ -115,7 +117,7 @@ impl GitHubError {
         match self {
             GitHubError::Status { status, .. } => (400..500).contains(status),
             GitHubError::NotConfigured => true,
-            GitHubError::Unreadable { method, .. } => *method != Method::GET,
+            GitHubError::Unreadable { done, .. } => *done,
             GitHubError::Transport { .. } | GitHubError::Other(_) => false,
         }
     }
@@ -129,11 +131,12 @@ impl GitHubError {
     }
 }
 
-/// A 2xx or 3xx answer.
+/// A 2xx answer.
 struct Answer {
-    status: StatusCode,
     headers: HeaderMap,
     bytes: Bytes,
+    /// The body's start was dropped to keep it within the size asked for.
+    cut: bool,
 }
 
 #[derive(Clone)]
@@ -218,6 +221,20 @@ impl GitHub {
     /// A token for one repository of one installation, from the cache while it has more than
     /// the refresh margin left.
     pub async fn repo_token(&self, repo: &RepoRef) -> Result<SecretString, GitHubError> {
+        Ok(self.cached_token(repo).await?.token)
+    }
+
+    /// Whether the installation lets the App write `permission` (`workflows`, say) in `repo`, as
+    /// its installation token says.
+    pub async fn may_write(&self, repo: &RepoRef, permission: &str) -> Result<bool, GitHubError> {
+        let cached = self.cached_token(repo).await?;
+        Ok(cached
+            .permissions
+            .get(permission)
+            .is_some_and(|level| level == "write" || level == "admin"))
+    }
+
+    async fn cached_token(&self, repo: &RepoRef) -> Result<CachedToken, GitHubError> {
         let key = (repo.installation_id, repo.repo_id);
         let mut tokens = self.tokens.lock().await;
         if let Some(cached) = tokens.get(&key)
@@ -226,7 +243,7 @@ impl GitHub {
                 .duration_since(SystemTime::now())
                 .is_ok_and(|left| left > self.options.token_refresh_margin)
         {
-            return Ok(cached.token.clone());
+            return Ok(cached.clone());
         }
         let minted: MintedToken = self
             .call(
@@ -244,26 +261,13 @@ impl GitHub {
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
         let token = SecretString::from(minted.token);
         debug!(installation = repo.installation_id, repo = %repo.full_name, "minted an installation token");
-        tokens.insert(
-            key,
-            CachedToken {
-                token: token.clone(),
-                expires_at,
-                permissions: minted.permissions,
-            },
-        );
-        Ok(token)
-    }
-
-    /// Whether the installation lets the App write `permission` (`workflows`, say) in `repo`, as
-    /// its installation token says.
-    pub async fn may_write(&self, repo: &RepoRef, permission: &str) -> Result<bool, GitHubError> {
-        self.repo_token(repo).await?;
-        let tokens = self.tokens.lock().await;
-        Ok(tokens
-            .get(&(repo.installation_id, repo.repo_id))
-            .and_then(|cached| cached.permissions.get(permission))
-            .is_some_and(|level| level == "write" || level == "admin"))
+        let cached = CachedToken {
+            token,
+            expires_at,
+            permissions: minted.permissions,
+        };
+        tokens.insert(key, cached.clone());
+        Ok(cached)
     }
 
     async fn forget_token(&self, repo: &RepoRef) {
@@ -297,6 +301,7 @@ impl GitHub {
             method: method.clone(),
             path: shown(path),
             message: e.to_string(),
+            done: *method != Method::GET && !path.ends_with("/access_tokens"),
         })
     }
 
@@ -308,25 +313,19 @@ impl GitHub {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<(HeaderMap, Bytes), GitHubError> {
-        let answer = self.send(auth, method.clone(), path, body).await?;
-        if answer.status.is_redirection() {
-            return Err(GitHubError::Status {
-                status: answer.status.as_u16(),
-                method,
-                path: shown(path),
-                message: "a redirect, which is not followed here".into(),
-            });
-        }
+        let answer = self.send(auth, method, path, body, None).await?;
         Ok((answer.headers, answer.bytes))
     }
 
-    /// One call with the retry policy; a 2xx or 3xx answer, or the error.
+    /// One call with the retry policy; the 2xx answer, or the error. With `keep`, at most the
+    /// last `keep` bytes of the body are kept.
     async fn send(
         &self,
         auth: Auth<'_>,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
+        keep: Option<usize>,
     ) -> Result<Answer, GitHubError> {
         // What logs and errors show of the path (a manifest code is a credential).
         let shown_path = shown(path);
@@ -356,13 +355,13 @@ impl GitHub {
                 .build_request(builder, body)
                 .map_err(|e| GitHubError::Other(format!("building {method} {shown_path}: {e}")))?;
             let outcome =
-                tokio::time::timeout(self.options.call_timeout, self.exchange(request)).await;
+                tokio::time::timeout(self.options.call_timeout, self.exchange(request, keep)).await;
             let failure = match outcome {
                 Ok(Ok(response)) => Ok(response),
                 Ok(Err(message)) => Err(message),
                 Err(_) => Err(format!("no answer within {:?}", self.options.call_timeout)),
             };
-            let (status, headers, bytes) = match failure {
+            let (status, headers, bytes, cut) = match failure {
                 Ok(response) => response,
                 Err(message) if attempt < self.options.max_attempts => {
                     let wait = self.backoff(attempt);
@@ -378,11 +377,11 @@ impl GitHub {
                     });
                 }
             };
-            if status.is_success() || status.is_redirection() {
+            if status.is_success() {
                 return Ok(Answer {
-                    status,
                     headers,
                     bytes,
+                    cut,
                 });
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
@@ -420,7 +419,8 @@ impl GitHub {
     async fn exchange(
         &self,
         request: http::Request<octocrab::OctoBody>,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        keep: Option<usize>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes, bool), String> {
         let response = match self.http.execute(request).await {
             Ok(response) => response,
             Err(e) => {
@@ -437,61 +437,29 @@ impl GitHub {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
         );
-        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((parts.status, parts.headers, bytes))
-    }
-
-    /// GET `url` (outside the API: a redirect's target) without credentials, keeping at most the
-    /// last `max_log_bytes` of the body.
-    async fn download(&self, url: &str) -> Result<(Bytes, bool), GitHubError> {
-        let failed = |message: String| GitHubError::Transport {
-            method: Method::GET,
-            path: "a job log's download".into(),
-            message,
+        let Some(limit) = keep else {
+            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            return Ok((parts.status, parts.headers, bytes, false));
         };
-        let request = http::Request::builder()
-            .method(Method::GET)
-            .uri(url)
-            .body(octocrab::OctoBody::empty())
-            .map_err(|e| failed(e.to_string()))?;
-        let fetch = async {
-            let response = self
-                .http
-                .execute(request)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(GitHubError::Status {
-                    status: status.as_u16(),
-                    method: Method::GET,
-                    path: "a job log's download".into(),
-                    message: "the log's storage refused the download".into(),
-                });
-            }
-            let limit = self.options.max_log_bytes;
-            let mut body = response.into_body();
-            let mut kept: Vec<u8> = Vec::new();
-            let mut cut = false;
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| failed(e.to_string()))?;
-                if let Some(data) = frame.data_ref() {
-                    kept.extend_from_slice(data);
-                    if kept.len() > limit.saturating_mul(2) {
-                        kept.drain(..kept.len() - limit);
-                        cut = true;
-                    }
+        // Read on, holding at most twice the limit, and keep the end.
+        let mut body = body;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut cut = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Some(data) = frame.data_ref() {
+                kept.extend_from_slice(data);
+                if kept.len() > limit.saturating_mul(2) {
+                    kept.drain(..kept.len() - limit);
+                    cut = true;
                 }
             }
-            if kept.len() > limit {
-                kept.drain(..kept.len() - limit);
-                cut = true;
-            }
-            Ok((Bytes::from(kept), cut))
-        };
-        tokio::time::timeout(self.options.call_timeout * 4, fetch)
-            .await
-            .map_err(|_| failed("no whole answer in time".into()))?
+        }
+        if kept.len() > limit {
+            kept.drain(..kept.len() - limit);
+            cut = true;
+        }
+        Ok((parts.status, parts.headers, Bytes::from(kept), cut))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

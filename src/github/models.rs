@@ -222,8 +222,9 @@ pub struct CheckSuite {
     pub conclusion: Option<String>,
     #[serde(default)]
     pub app: Option<AppRef>,
+    /// Absent when GitHub does not say: not taken for "no runs".
     #[serde(default)]
-    pub latest_check_runs_count: u64,
+    pub latest_check_runs_count: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -219,7 +219,11 @@ impl GitHub {
                 || page
                     .iter()
                     .any(|d| d.delivered_at().is_some_and(|at| at < oldest_wanted));
-            all.extend(page);
+            // GitHub redelivers nothing older than the window: those are left out.
+            all.extend(
+                page.into_iter()
+                    .filter(|d| d.delivered_at().is_none_or(|at| at >= oldest_wanted)),
+            );
             let next = next_cursor(&headers);
             match next {
                 Some(cursor) if !reached_window_end => {
@@ -448,35 +452,25 @@ impl GitHub {
         .await
     }
 
-    /// A GitHub Actions job's log as text. GitHub answers with a redirect to short-lived storage,
-    /// which is followed without the App's credentials.
+    /// A GitHub Actions job's log as text, its end when it is longer than `max_log_bytes`. GitHub
+    /// answers with a redirect to short-lived storage on another host, which is followed without
+    /// the App's credentials.
     pub async fn job_log(&self, repo: &RepoRef, job_id: u64) -> Result<String, GitHubError> {
         let path = format!("/repos/{}/actions/jobs/{job_id}/logs", repo.full_name);
+        let limit = self.options.max_log_bytes;
         let answer = self
-            .send(Auth::Repo(repo), Method::GET, &path, None::<&Value>)
+            .send(
+                Auth::Repo(repo),
+                Method::GET,
+                &path,
+                None::<&Value>,
+                Some(limit),
+            )
             .await?;
-        let location = answer
-            .headers
-            .get(http::header::LOCATION)
-            .and_then(|l| l.to_str().ok());
-        let (bytes, cut) = match location {
-            Some(url) if answer.status.is_redirection() => self.download(url).await?,
-            _ if answer.status.is_redirection() => {
-                return Err(GitHubError::Other(format!(
-                    "GitHub's redirect for job {job_id}'s log has no location"
-                )));
-            }
-            _ => {
-                let limit = self.options.max_log_bytes;
-                let from = answer.bytes.len().saturating_sub(limit);
-                (answer.bytes.slice(from..), from > 0)
-            }
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        Ok(if cut {
+        let text = String::from_utf8_lossy(&answer.bytes);
+        Ok(if answer.cut {
             format!(
-                "[… the start of this log was cut: only its last {} bytes were downloaded …]\n{text}",
-                self.options.max_log_bytes
+                "[… the start of this log was cut: only its last {limit} bytes were downloaded …]\n{text}"
             )
         } else {
             text.into_owned()

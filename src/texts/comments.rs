@@ -138,12 +138,12 @@ pub fn round_result(round: &task_round::Model) -> String {
     }
 }
 
-/// The answer to `/amp help` (and to `/amp` alone).
-/// On a pull request opened as work in progress (no drafts in the repository), once CI passed.
+/// On a pull request opened as work in progress (no drafts in the repository), once it is ready.
 pub fn ready_for_review(requester: &str) -> String {
-    format!("CI passed: this pull request is ready for review, @{requester}.")
+    format!("Ready for review, @{requester}: the work-in-progress mark is removed.")
 }
 
+/// The answer to `/amp help` (and to `/amp` alone).
 pub fn help() -> String {
     "**amp-orchestrator** runs the Amp coding agent on this repository and opens a pull request.\n\n\
      | Command | What it does |\n\

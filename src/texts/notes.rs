@@ -73,7 +73,7 @@ pub fn no_ci(waited: Duration) -> String {
 }
 
 /// The agent's change touches workflow files, which the App may not push.
-pub fn workflows_not_pushed(files: &[String]) -> String {
+pub fn workflows_not_pushed(files: &[String], patch_kept: bool) -> String {
     let files = files
         .iter()
         .map(|f| format!("`{f}`"))
@@ -81,9 +81,13 @@ pub fn workflows_not_pushed(files: &[String]) -> String {
         .join(", ");
     format!(
         "The change edits workflow files ({files}), and GitHub lets an App push those only with \
-         the `workflows` permission, which this App does not have. Nothing was pushed. The whole \
-         change is on the task page as a patch: apply it and push it yourself, or ask again \
-         without touching `.github/workflows`."
+         the `workflows` permission, which this App does not have. This change was not pushed; \
+         {} or comment `/amp <what to do>` asking for the change without workflow files.",
+        if patch_kept {
+            "it is on the task page as a patch: apply it and push it yourself,"
+        } else {
+            "it is too large to keep on the task page. Make it yourself,"
+        }
     )
 }
 
@@ -92,13 +96,19 @@ pub fn unpushed_patch(patch: &str) -> String {
     format!("The change, not pushed (apply it with `git apply`):\n{patch}")
 }
 
-/// GitHub refused to show the commit's checks or statuses.
-pub fn ci_unreadable(github_said: &str) -> String {
+/// GitHub refused to show the commit's checks or statuses; `missing_permission`: because the
+/// installation has not granted what the App needs.
+pub fn ci_unreadable(github_said: &str, missing_permission: bool) -> String {
+    let what_to_do = if missing_permission {
+        "The App needs read access to checks and commit statuses on this repository: the App's \
+         owner gives it \"Checks: read\" and \"Commit statuses: read\" in the App's settings, an \
+         owner of the installation accepts them, then comment `/amp retry`."
+    } else {
+        "Once that is resolved on GitHub, comment `/amp retry`."
+    };
     format!(
         "GitHub refused to show this commit's checks ({}), so the service cannot tell whether CI \
-         passed. The App needs read access to checks, commit statuses and actions on this \
-         repository: an owner can accept the App's requested permissions in the installation's \
-         settings, then comment `/amp retry`. The pull request is not marked ready for review.",
+         passed. {what_to_do} The pull request is not marked ready for review.",
         github_said.trim_end_matches('.')
     )
 }
@@ -178,8 +188,10 @@ mod tests {
             ci_passed(2, Duration::from_millis(754_300)),
             no_ci(Duration::from_secs(600)),
             ci_stuck(Duration::from_secs(3600), 6),
-            ci_unreadable("Resource not accessible by integration"),
-            workflows_not_pushed(&[".github/workflows/ci.yml".into()]),
+            ci_unreadable("Resource not accessible by integration", true),
+            ci_unreadable("Not Found", false),
+            workflows_not_pushed(&[".github/workflows/ci.yml".into()], true),
+            workflows_not_pushed(&[".github/workflows/ci.yml".into()], false),
             ci_gave_up(GiveUp::OutOfRounds(3), "`test`", None),
             ci_gave_up(GiveUp::NoProgress, "`test`, `lint`", Some("`test`")),
             ci_failed("`test`", 2, 3, None),

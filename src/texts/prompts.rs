@@ -9,8 +9,9 @@ pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
         "You are working in a clone of the GitHub repository {repo}, checked out in the current \
          directory on branch {branch}.\n\
          Make the change requested below. Keep it focused on the request. Do not commit, push or \
-         open pull requests: that is done for you after you finish. End with a short summary of \
-         what you changed and why.\n\n\
+         open pull requests: that is done for you after you finish. Do not change files under \
+         .github/workflows: they cannot be pushed from here (say in your summary what they \
+         would need instead). End with a short summary of what you changed and why.\n\n\
          {what} #{number}: {title}\n\n{body}\n\n\
          Request from @{login}:\n{prompt}\n",
         repo = task.repo_full_name,

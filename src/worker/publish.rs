@@ -50,9 +50,17 @@ pub async fn publish(
         .repo_token(&repo)
         .await
         .map_err(|e| github_failure("getting a token for the push failed", &e))?;
-    ws.push(&token, &run.task.clone_url, &head.sha, &target.branch)
+    if let Err(e) = ws
+        .push(&token, &run.task.clone_url, &head.sha, &target.branch)
         .await
-        .map_err(|e| Failure::internal("pushing the branch failed", e))?;
+    {
+        // Workflow files a check above could not see (GitHub has the last word).
+        let workflows = refused_workflows(&e.to_string());
+        if !workflows.is_empty() {
+            return Err(keep_unpushed(run, ws, target, &workflows).await);
+        }
+        return Err(Failure::internal("pushing the branch failed", e).into());
+    }
     run.journal
         .info(&format!("Pushed {} at {}", target.branch, head.sha))
         .await;
@@ -92,10 +100,13 @@ async fn refuse_unpushable_workflows(
     github: &GitHub,
     target: &Target,
 ) -> Result<(), End> {
-    let base = &target.clone_branch;
-    let default = &run.task.default_branch;
+    let pushed = run.task.head_sha.clone();
     let workflows = ws
-        .workflow_changes(base, default)
+        .workflow_changes(
+            pushed.as_ref(),
+            &target.clone_branch,
+            &run.task.default_branch,
+        )
         .await
         .map_err(|e| Failure::internal("listing the changed files failed", e))?;
     if workflows.is_empty() {
@@ -108,16 +119,48 @@ async fn refuse_unpushable_workflows(
     if allowed {
         return Ok(());
     }
-    match ws.patch(base, default, MAX_KEPT_PATCH).await {
-        Ok(patch) => run.journal.info(&notes::unpushed_patch(&patch)).await,
-        Err(e) => {
-            run.journal
-                .error("The change could not be read back to keep it here")
-                .await;
-            tracing::warn!(task_id = %run.task.id, error = %e, "reading the unpushed change failed");
+    Err(keep_unpushed(run, ws, target, &workflows).await)
+}
+
+/// GitHub's refusal of a push that touches workflow files: the files it names, if that is what
+/// `message` is.
+fn refused_workflows(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .filter(|l| l.contains("without `workflows` permission"))
+        .filter_map(|l| l.split('`').nth(1))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Keep the change that could not be pushed on the task page, and end the run for a person.
+async fn keep_unpushed(
+    run: &mut Job<'_>,
+    ws: &Workspace,
+    target: &Target,
+    files: &[String],
+) -> End {
+    let pushed = run.task.head_sha.clone();
+    let patch = ws
+        .patch(
+            pushed.as_ref(),
+            &target.clone_branch,
+            &run.task.default_branch,
+            MAX_KEPT_PATCH,
+        )
+        .await;
+    let kept = match patch {
+        Ok(Some(patch)) => {
+            run.journal.info(&notes::unpushed_patch(&patch)).await;
+            true
         }
-    }
-    Err(End::NeedsHuman(notes::workflows_not_pushed(&workflows)))
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(task_id = %run.task.id, error = %e, "reading the unpushed change failed");
+            false
+        }
+    };
+    End::NeedsHuman(notes::workflows_not_pushed(files, kept))
 }
 
 /// Open the task's draft pull request; its number.
@@ -186,4 +229,16 @@ async fn open_pull(
         .info(&format!("Opened {kind} {}", pr.html_url))
         .await;
     Ok(pr.number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_workflows;
+
+    #[test]
+    fn github_s_refusal_names_the_workflow_files() {
+        let said = "remote: error: GH013\n ! [remote rejected] amp/1-x -> amp/1-x (refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission)\nerror: failed to push some refs";
+        assert_eq!(refused_workflows(said), [".github/workflows/ci.yml"]);
+        assert!(refused_workflows("fatal: unable to access").is_empty());
+    }
 }

@@ -21,6 +21,17 @@ use crate::lifecycle::Journal;
 const PUSHED_RANGE: &str = "b=\"origin/$BASE\" && \
      { git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; }";
 
+/// Sets `$b` to what the remote branch holds: `$PUSHED` (the commit the task pushed last) when
+/// the workspace has it, otherwise as [`PUSHED_RANGE`].
+const REMOTE_TIP: &str = "b=\"\"; \
+     if [ -n \"$PUSHED\" ] && git rev-parse -q --verify \"$PUSHED^{commit}\" >/dev/null; then \
+       b=\"$PUSHED\"; \
+     else b=\"origin/$BASE\"; git rev-parse -q --verify \"$b\" >/dev/null || b=\"origin/$DEFAULT\"; fi";
+
+/// Git without the repository's replacements, path quoting or text conversion, which the agent
+/// may have set up to hide what a commit changes.
+const PLAIN_GIT: &str = "git --no-replace-objects -c core.quotePath=false";
+
 /// The user the agent and every command in its container run as.
 pub const AGENT_USER: &str = "1000:1000";
 
@@ -236,19 +247,21 @@ impl Workspace {
         Ok(Head { sha, ahead })
     }
 
-    /// The workflow files (`.github/workflows/…`) that the commits `HEAD` has and `base` lacks
-    /// add, change or remove (`base` as in [`Workspace::head`]).
+    /// The workflow files (`.github/workflows/…`) that the commits `HEAD` has and the remote
+    /// branch lacks add, change or remove (merges included). The remote branch holds `pushed`,
+    /// the commit the task pushed last, if any; otherwise `base` as in [`Workspace::head`].
     pub async fn workflow_changes(
         &self,
+        pushed: Option<&CommitSha>,
         base: &str,
         default: &str,
     ) -> Result<Vec<String>, ShellError> {
         let out = self
             .sh(
                 &format!(
-                    "{PUSHED_RANGE} && git log --name-only --format= \"$b..HEAD\" -- .github/workflows"
+                    "{REMOTE_TIP}; {PLAIN_GIT} log -m --name-only --format= \"$b..HEAD\" -- .github/workflows"
                 ),
-                vec![format!("BASE={base}"), format!("DEFAULT={default}")],
+                remote_tip_env(pushed, base, default),
             )
             .await?;
         let mut files: Vec<String> = out
@@ -262,33 +275,27 @@ impl Workspace {
         Ok(files)
     }
 
-    /// The change `HEAD` makes to `base`, as a patch, cut at `limit` bytes.
+    /// The change `HEAD` makes to the remote branch (as in [`Workspace::workflow_changes`]), as
+    /// a patch `git apply` takes, binary files included; `None` when it is over `limit` bytes.
     pub async fn patch(
         &self,
+        pushed: Option<&CommitSha>,
         base: &str,
         default: &str,
         limit: usize,
-    ) -> Result<String, ShellError> {
+    ) -> Result<Option<String>, ShellError> {
+        let mut env = remote_tip_env(pushed, base, default);
+        env.push(format!("LIMIT={}", limit + 1));
         let out = self
             .sh(
                 &format!(
-                    "{PUSHED_RANGE} && git -c core.pager=cat diff --no-color --no-ext-diff \"$b\" HEAD | head -c \"$LIMIT\""
+                    "{REMOTE_TIP}; {PLAIN_GIT} -c core.pager=cat diff --binary --no-textconv \
+                     --full-index --no-color --no-ext-diff \"$b\" HEAD | head -c \"$LIMIT\""
                 ),
-                vec![
-                    format!("BASE={base}"),
-                    format!("DEFAULT={default}"),
-                    format!("LIMIT={}", limit + 1),
-                ],
+                env,
             )
             .await?;
-        Ok(if out.len() > limit {
-            format!(
-                "{}\n[… the patch is longer than {limit} bytes: cut here …]",
-                crate::text::clip(&out, limit)
-            )
-        } else {
-            out
-        })
+        Ok((out.len() <= limit).then_some(out))
     }
 
     /// Kill whatever an interrupted run left running in the container.
@@ -350,4 +357,13 @@ impl Workspace {
         };
         tokio::spawn(async move { engine.exec(&container, exec, output).await })
     }
+}
+
+/// The environment [`REMOTE_TIP`] reads.
+fn remote_tip_env(pushed: Option<&CommitSha>, base: &str, default: &str) -> Vec<String> {
+    vec![
+        format!("PUSHED={}", pushed.map(|s| s.as_str()).unwrap_or_default()),
+        format!("BASE={base}"),
+        format!("DEFAULT={default}"),
+    ]
 }

@@ -293,7 +293,24 @@ pub(super) async fn graphql(
     let (owner, name) = pull.repo.split_once('/').unwrap();
     let path = format!("/repos/{}/pulls/{}", pull.repo, pull.number);
     if let Err(r) = authorized_repo(&s, owner, name, &Method::POST, &path, &headers) {
-        return r;
+        // GraphQL answers 200 with the refusal among its errors (401 stays 401).
+        if r.status() != StatusCode::FORBIDDEN {
+            return r;
+        }
+        return axum::Json(
+            json!({"data": {"markPullRequestReadyForReview": null}, "errors": [{
+            "type": "FORBIDDEN", "path": ["markPullRequestReadyForReview"],
+            "message": "Resource not accessible by integration"}]}),
+        )
+        .into_response();
+    }
+    if pull.state != "open" {
+        return axum::Json(
+            json!({"data": {"markPullRequestReadyForReview": null}, "errors": [{
+            "type": "UNPROCESSABLE", "path": ["markPullRequestReadyForReview"],
+            "message": "Pull request is closed"}]}),
+        )
+        .into_response();
     }
     if let Some(p) = s.pulls.iter_mut().find(|p| p.node_id == id) {
         p.draft = false;
