@@ -1,5 +1,5 @@
 //! Faults served on request (error statuses, rate limits, slow or lost answers), the middleware
-//! that serves them and logs every request, and the fallback that records a request the
+//! that serves them, logs every request and records the API's exchanges, and the fallback that records a request the
 //! simulator does not know.
 
 use std::time::Duration;
@@ -10,6 +10,7 @@ use axum::response::Response;
 
 use super::GitHubSim;
 use super::json::github_error;
+use super::recording::{Recorder, is_api_path};
 use super::state::{Logged, Shared, now};
 
 /// A fault served instead of the next matching request (each is used once).
@@ -31,9 +32,29 @@ pub enum Fault {
     Reshaped(u16, String),
 }
 
-/// Serve the first injected fault that matches the request (or the request itself), and log it.
+/// Serve the first injected fault that matches the request (or the request itself), and log it;
+/// when the simulator records its exchanges ([`super::recording`]), record the API's.
 pub(super) async fn faults_and_log(
     State(state): State<Shared>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let recorder = state.lock().unwrap().recorder.clone();
+    match recorder {
+        Some(recorder) if is_api_path(request.uri().path()) => {
+            let (request, recorded) = match Recorder::take_request(request).await {
+                Ok(taken) => taken,
+                Err(refused) => return refused,
+            };
+            let response = serve_with_faults(&state, request, next).await;
+            recorder.record(recorded, response).await
+        }
+        _ => serve_with_faults(&state, request, next).await,
+    }
+}
+
+async fn serve_with_faults(
+    state: &Shared,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {

@@ -20,6 +20,7 @@
 //! - [`ci`]: the CI that runs on a push and reports a check suite;
 //! - [`git`]: bare repositories served over git's smart HTTP;
 //! - [`faults`]: injected faults, the request log and unknown requests;
+//! - [`recording`]: the record of the API's exchanges, checked against GitHub's published schemas;
 //! - [`json`]: bodies shaped like GitHub's.
 #![allow(clippy::result_large_err)]
 
@@ -32,6 +33,7 @@ pub mod git;
 mod issues;
 mod json;
 mod pulls;
+mod recording;
 mod state;
 mod webhooks;
 
@@ -62,7 +64,17 @@ pub struct GitHubSim {
 impl Drop for GitHubSim {
     fn drop(&mut self) {
         self.server.abort();
-        let unknown = self.state.lock().unwrap().unknown.clone();
+        let (unknown, recorder) = {
+            let state = self.state.lock().unwrap();
+            (state.unknown.clone(), state.recorder.clone())
+        };
+        if let Some(Err(e)) = recorder.map(|r| r.flush()) {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
         if !unknown.is_empty() && !std::thread::panicking() {
             panic!("the service made requests the GitHub simulator does not know: {unknown:?}");
         }
@@ -84,6 +96,7 @@ impl GitHubSim {
             base_url: format!("http://{addr}"),
             blob_base_url: format!("http://{blob_addr}"),
             webhook_secret: webhook_secret.to_string(),
+            recorder: recording::Recorder::from_env(addr.port()),
             ..Default::default()
         }));
         let app = Router::new()

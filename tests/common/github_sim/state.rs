@@ -10,6 +10,7 @@ use axum::http::Method;
 use serde_json::Value;
 
 use super::faults::Fault;
+use super::recording::Recorder;
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -204,6 +205,8 @@ pub struct SimState {
     pub(super) manifest_codes: HashMap<String, (Value, String)>,
     /// Codes exchanged for an App's credentials (each works once).
     pub manifest_conversions: usize,
+    /// Where the API's exchanges are recorded, when they are.
+    pub(super) recorder: Option<Arc<Recorder>>,
 }
 
 impl SimState {
