@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install (on Debian) and start what the test suite needs: PostgreSQL 15, the Docker engine, Chromium
-# with chromedriver, and the pinned Amp CLI. Idempotent: anything already present or running is left
+# with chromedriver, the pinned Amp CLI, and GitHub's published API schemas. Idempotent: anything already present or running is left
 # as it is. Source it, then call the ensure_* functions.
 #
 # Each failure says what failed and shows that command's own output. No pipeline here ends before
@@ -8,6 +8,8 @@
 # under `pipefail` the writer's SIGPIPE would turn success into a failure that depends on timing.
 
 AMP_CLI_VERSION="${AMP_CLI_VERSION:-0.0.1790142911-g7618fb}"
+GITHUB_OPENAPI_VERSION="${GITHUB_OPENAPI_VERSION:-23.0.2}"
+GITHUB_GRAPHQL_SCHEMA_VERSION="${GITHUB_GRAPHQL_SCHEMA_VERSION:-15.26.1}"
 TOOLS_DIR="${TOOLS_DIR:-$(pwd)/target/test-tools}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -132,6 +134,31 @@ ensure_amp_cli() {
   [ -x "$bin" ] || { log "npm finished but $bin is missing"; return 1; }
   export AMP_CLI_BIN="$bin"
   log "Amp CLI ready"
+}
+
+# GitHub's published descriptions of its API, pinned: the REST API's OpenAPI description and the
+# GraphQL schema, which the GitHub simulator's recorded exchanges are checked against
+# (tests/github_schema.rs).
+ensure_github_schema() {
+  local dir="$TOOLS_DIR/github-schema"
+  local openapi="$dir/node_modules/@octokit/openapi/generated/api.github.com.json"
+  local graphql="$dir/node_modules/@octokit/graphql-schema/schema.graphql"
+  local pins="$dir/versions"
+  local packages=("@octokit/openapi@$GITHUB_OPENAPI_VERSION" "@octokit/graphql-schema@$GITHUB_GRAPHQL_SCHEMA_VERSION")
+  local installed=""
+  if [ -f "$pins" ]; then installed=$(<"$pins"); fi
+  if [ ! -f "$openapi" ] || [ ! -f "$graphql" ] || [ "$installed" != "${packages[*]}" ]; then
+    command -v npm >/dev/null 2>&1 || { log "npm is needed to install GitHub's API schemas"; return 1; }
+    log "installing ${packages[*]}"
+    mkdir -p "$dir"
+    quietly npm install --no-audit --no-fund --prefix "$dir" "${packages[@]}" || return 1
+    printf '%s\n' "${packages[*]}" >"$pins" || { log "cannot write $pins"; return 1; }
+  fi
+  [ -f "$openapi" ] || { log "npm finished but $openapi is missing"; return 1; }
+  [ -f "$graphql" ] || { log "npm finished but $graphql is missing"; return 1; }
+  export GITHUB_OPENAPI="$openapi"
+  export GITHUB_GRAPHQL_SCHEMA="$graphql"
+  log "GitHub's API schemas ready"
 }
 
 # Run one of the ignored benchmark tests (tests/bench_*.rs) in release mode with what the tests

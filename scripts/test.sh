@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite, on SQLite and on PostgreSQL, after installing and starting what it needs
-# (PostgreSQL 15, the Docker engine, Chromium with chromedriver and the pinned Amp CLI, on Debian).
-# Extra arguments go to `cargo test`.
+# (PostgreSQL 15, the Docker engine, Chromium with chromedriver, the pinned Amp CLI and GitHub's
+# published API schemas, on Debian); then check every exchange the GitHub simulator served in it
+# against those schemas (tests/github_schema.rs). Extra arguments go to the suite's `cargo test`.
 #
 # Under CI=true a service that cannot be installed or started is a failure; elsewhere it is too,
 # because the suite has no "skip" mode: a test without its database fails rather than passing.
@@ -25,6 +26,12 @@ ensure_amp_cli || fail "the Amp CLI could not be installed from npm"
 TEST_REAL_AMP_IMAGE=$(./scripts/build-test-agent-image.sh --real-amp "$AMP_CLI_BIN") ||
   fail "the test image with the real Amp CLI could not be built"
 export TEST_REAL_AMP_IMAGE
+ensure_github_schema || fail "GitHub's published API schemas could not be installed from npm"
+# Each GitHub simulator of this run records the exchanges it serves here, for the check after the
+# suite; nothing from an earlier run stays.
+export GITHUB_SIM_RECORD_DIR="$PWD/target/github-sim-exchanges"
+rm -rf "$GITHUB_SIM_RECORD_DIR" || fail "could not empty $GITHUB_SIM_RECORD_DIR"
+mkdir -p "$GITHUB_SIM_RECORD_DIR" || fail "could not create $GITHUB_SIM_RECORD_DIR"
 
 if ! command -v cargo >/dev/null 2>&1; then
   fail "cargo is not installed (https://rustup.rs)"
@@ -33,4 +40,11 @@ fi
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 locked=()
 if [ -f Cargo.lock ]; then locked=(--locked); fi
-cargo test --workspace "${locked[@]}" "$@"
+cargo test --workspace "${locked[@]}" "$@" || fail "the test suite failed"
+if [ "$#" -gt 0 ] && ! compgen -G "$GITHUB_SIM_RECORD_DIR/*.jsonl" >/dev/null; then
+  # A part of the suite chosen by the arguments that started no simulator: nothing to check.
+  printf '[test] no GitHub simulator exchanges were recorded by this part of the suite; the schema check is skipped\n' >&2
+  exit 0
+fi
+cargo test "${locked[@]}" --test github_schema -- --ignored --nocapture ||
+  fail "the GitHub simulator's exchanges do not all follow GitHub's published API schemas"
