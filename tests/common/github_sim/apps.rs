@@ -23,6 +23,11 @@ pub fn app_private_key() -> String {
     std::fs::read_to_string(fixtures_dir().join("../app/test-app-key.pem")).unwrap()
 }
 
+/// What the App may do (`app-manifest.json`), as GitHub lists it on the App.
+pub(super) fn app_permissions() -> Value {
+    json!(super::state::manifest_permissions())
+}
+
 pub(super) fn app_public_key() -> Vec<u8> {
     std::fs::read(fixtures_dir().join("../app/test-app-key.pub.pem")).unwrap()
 }
@@ -136,13 +141,29 @@ pub(super) async fn get_repo_installation(
     let Some(repo) = find_repo(&s, &owner, &name) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
+    let account = user_json(&repo.owner, "Organization");
+    let id = repo.installation_id;
     axum::Json(json!({
-        "id": repo.installation_id,
-        "account": user_json(&repo.owner, "Organization"),
+        "id": id,
+        "account": account,
         "app_id": APP_ID,
         "app_slug": APP_SLUG,
+        "target_id": account["id"],
         "target_type": "Organization",
         "repository_selection": "selected",
+        "single_file_name": null,
+        "access_tokens_url": format!("https://api.github.com/app/installations/{id}/access_tokens"),
+        "repositories_url": "https://api.github.com/installation/repositories",
+        "html_url": format!(
+            "https://github.com/organizations/{}/settings/installations/{id}",
+            repo.owner
+        ),
+        "events": ["issue_comment", "check_suite"],
+        "permissions": s.installation_grants(repo.installation_id),
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "suspended_by": null,
+        "suspended_at": null,
     }))
     .into_response()
 }

@@ -178,10 +178,13 @@ pub(super) async fn combined_status(
     } else {
         "success"
     };
+    let commit_url = format!("https://api.github.com/repos/{full}/commits/{sha}");
     axum::Json(json!({
         "state": combined, "sha": sha, "total_count": latest.len(),
         "statuses": paging.page(&latest),
         "repository": repo_json(&s, &repo),
+        "url": format!("{commit_url}/status"),
+        "commit_url": commit_url,
     }))
     .into_response()
 }
@@ -243,7 +246,9 @@ impl GitHubSim {
             repo.full_name(),
             sha.to_string(),
             json!({
-                "id": id, "context": context, "state": state,
+                "id": id, "node_id": format!("SC_sim{id}"), "context": context, "state": state,
+                "url": format!("https://api.github.com/repos/{}/statuses/{sha}", repo.full_name()),
+                "avatar_url": "https://avatars.githubusercontent.com/u/9919?v=4",
                 "description": format!("{context} says {state}"),
                 "target_url": format!("https://ci.example.com/{id}"),
                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",

@@ -11,7 +11,7 @@ use super::GitHubSim;
 use super::apps::APP_SLUG;
 use super::auth::AuthorizedRepo;
 use super::json::{
-    app_user, comment_json, github_error, issue_json, repo_json, rfc3339, user_json,
+    app_user, comment_json, full_repo_json, github_error, issue_json, repo_json, rfc3339, user_json,
 };
 use super::state::{Comment, Reaction, Repo, Shared, now};
 use crate::common::fixtures::fixture;
@@ -21,7 +21,7 @@ pub(super) async fn get_repo(
     AuthorizedRepo(repo): AuthorizedRepo,
 ) -> Response {
     let s = state.lock().unwrap();
-    axum::Json(repo_json(&s, &repo)).into_response()
+    axum::Json(full_repo_json(&s, &repo)).into_response()
 }
 
 pub(super) async fn get_permission(
@@ -44,10 +44,21 @@ pub(super) async fn get_permission(
         "triage" => "read",
         other => other,
     };
+    // The user as a collaborator: with their role and what it allows.
+    let mut user = user_json(&login, "User");
+    let role_in = |roles: &[&str]| roles.contains(&role.as_str());
+    user["permissions"] = json!({
+        "admin": role_in(&["admin"]),
+        "maintain": role_in(&["admin", "maintain"]),
+        "push": role_in(&["admin", "maintain", "write"]),
+        "triage": role_in(&["admin", "maintain", "write", "triage"]),
+        "pull": true,
+    });
+    user["role_name"] = role.clone().into();
     axum::Json(json!({
         "permission": legacy,
         "role_name": role,
-        "user": user_json(&login, "User"),
+        "user": user,
     }))
     .into_response()
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::apps::{APP_ID, APP_SLUG};
+use super::apps::{APP_ID, APP_SLUG, app_permissions};
 use super::git::{bare_path, branches};
 use super::state::{CheckRun, CheckSuite, Comment, Pull, Repo, SimState};
 use crate::common::fixtures::fixture;
@@ -40,6 +40,8 @@ pub fn user_json(login: &str, user_type: &str) -> Value {
     user["login"] = login.into();
     user["id"] = id.into();
     user["type"] = user_type.into();
+    // In URLs a bot's login is percent-encoded (`amp-orchestrator%5Bbot%5D`), as GitHub writes it.
+    let in_url = login.replace('[', "%5B").replace(']', "%5D");
     for key in [
         "url",
         "html_url",
@@ -54,14 +56,48 @@ pub fn user_json(login: &str, user_type: &str) -> Value {
         "received_events_url",
     ] {
         if let Some(s) = user[key].as_str() {
-            user[key] = s.replace("Codertocat", login).into();
+            user[key] = s.replace("Codertocat", &in_url).into();
         }
+    }
+    if user_type == "Bot" {
+        // A bot's page is its App's.
+        let slug = login.strip_suffix("[bot]").unwrap_or(login);
+        user["html_url"] = format!("https://github.com/apps/{slug}").into();
     }
     user
 }
 
 pub(super) fn app_user() -> Value {
     user_json(&format!("{APP_SLUG}[bot]"), "Bot")
+}
+
+/// The App as GitHub's REST API shows it on the comments it makes (an `integration`).
+pub(super) fn app_json(owner: &str) -> Value {
+    json!({
+        "id": APP_ID,
+        "slug": APP_SLUG,
+        "node_id": "MDM6QXBwNDI0Mg==",
+        "client_id": "Iv1.8a61f9b3a7aba766",
+        "owner": user_json(owner, "Organization"),
+        "name": APP_SLUG,
+        "description": "Runs the Amp coding agent on /amp comments",
+        "external_url": "https://amp.example.test",
+        "html_url": format!("https://github.com/apps/{APP_SLUG}"),
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "permissions": app_permissions(),
+        "events": ["issue_comment", "check_suite"],
+    })
+}
+
+/// A repository as `GET /repos/{owner}/{repo}` answers (a `full-repository`): the repository
+/// with the counts and settings only that answer has.
+pub(super) fn full_repo_json(state: &SimState, repo: &Repo) -> Value {
+    let mut json = repo_json(state, repo);
+    json["has_discussions"] = false.into();
+    json["network_count"] = 0.into();
+    json["subscribers_count"] = 1.into();
+    json
 }
 
 pub fn repo_json(state: &SimState, repo: &Repo) -> Value {
@@ -128,12 +164,31 @@ pub(super) fn comment_json(c: &Comment) -> Value {
     )
     .into();
     if c.via_app {
-        json["performed_via_github_app"] =
-            json!({"id": APP_ID, "slug": APP_SLUG, "name": APP_SLUG});
+        let owner = c.repo.split('/').next().unwrap_or_default();
+        json["performed_via_github_app"] = app_json(owner);
     }
     json
 }
 
+/// A pull request as `GET` and `POST …/pulls` answer (a `pull-request`): the listed shape with
+/// its merge state, counts and who may change it.
+pub(super) fn full_pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
+    let mut json = pull_json(state, repo, pull);
+    json["merged"] = false.into();
+    json["mergeable"] = Value::Null;
+    json["mergeable_state"] = "unknown".into();
+    json["merged_by"] = Value::Null;
+    json["maintainer_can_modify"] = false.into();
+    json["comments"] = 0.into();
+    json["review_comments"] = 0.into();
+    json["commits"] = 1.into();
+    json["additions"] = 1.into();
+    json["deletions"] = 0.into();
+    json["changed_files"] = 1.into();
+    json
+}
+
+/// A pull request as lists answer it (a `pull-request-simple`).
 pub(super) fn pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
     let mut json = fixture("rest/pull_requests_list.json")[0].clone();
     let full = repo.full_name();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::GitHubSim;
 use super::auth::{AuthorizedRepo, authorized_repo};
 use super::git::{bare_path, branches, git};
-use super::json::{github_error, pull_json};
+use super::json::{full_pull_json, github_error, pull_json};
 use super::state::{Comment, Pull, Repo, Shared};
 
 pub(super) async fn create_ref(
@@ -113,7 +113,7 @@ pub(super) async fn get_pull(
         .iter()
         .find(|p| p.repo == full && p.number == number)
     {
-        Some(pull) => axum::Json(pull_json(&s, &repo, pull)).into_response(),
+        Some(pull) => axum::Json(full_pull_json(&s, &repo, pull)).into_response(),
         None => github_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -186,7 +186,11 @@ pub(super) async fn create_pull(
         head_repo_deleted: false,
     };
     s.pulls.push(pull.clone());
-    (StatusCode::CREATED, axum::Json(pull_json(&s, &repo, &pull))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(full_pull_json(&s, &repo, &pull)),
+    )
+        .into_response()
 }
 
 /// GitHub's 422 with one custom reason.
