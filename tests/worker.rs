@@ -214,10 +214,15 @@ both_backends!(
             task.head_sha.as_ref().map(|h| h.as_str()),
             Some(git(&bare, &["rev-parse", "feature/dates"]).as_str())
         );
-        // No new pull request; the status comment links the existing one.
+        // No new pull request; the status comment links the existing one. (It does from the
+        // start, so the wait is for the state: the comment is edited just after it is stored.)
         assert_eq!(s.sim.pulls().len(), 1);
-        let status = s.status_saying(number, &format!("/pull/{number}")).await;
-        assert!(status.body.contains("`awaiting_ci`"), "{}", status.body);
+        let status = s.status_saying(number, "`awaiting_ci`").await;
+        assert!(
+            status.body.contains(&format!("/pull/{number}")),
+            "{}",
+            status.body
+        );
 
         s.sim
             .pr_comment(&s.repo, number, "writer", "/amp stop")
