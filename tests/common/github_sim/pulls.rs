@@ -234,7 +234,7 @@ pub(super) async fn update_pull(
         pull.state = state.into();
     }
     let pull = pull.clone();
-    axum::Json(pull_json(&s, &repo, &pull)).into_response()
+    axum::Json(full_pull_json(&s, &repo, &pull)).into_response()
 }
 
 pub(super) async fn request_reviewers(
