@@ -322,3 +322,62 @@ fn permission_levels<'de, D: serde::Deserializer<'de>>(
         .filter_map(|(name, level)| level.as_str().map(|l| (name, l.to_string())))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn answers_with_what_github_s_schema_lets_be_absent_or_null() {
+        let issue: IssueDetails = read(json!({
+            "number": 7, "title": "Flag", "body": null, "user": null, "labels": [], "state": "open"
+        }));
+        assert_eq!(
+            (issue.number, issue.body, issue.pull_request.is_none()),
+            (7, None, true)
+        );
+
+        let pull: PullDetails = read(json!({
+            "number": 9, "node_id": "PR_x", "html_url": "https://github.com/o/r/pull/9",
+            "title": "T", "state": "closed", "user": null,
+            "head": {"ref": "patch-1", "sha": "abc", "repo": null},
+            "base": {"ref": "main", "sha": "def"}
+        }));
+        assert!(!pull.is_open());
+        assert!(pull.head.repo.is_none() && pull.draft.is_none() && pull.merged.is_none());
+
+        let app: AppRegistration = read(json!({
+            "id": 1, "name": "amp", "owner": {"slug": "enterprise"},
+            "html_url": "https://github.com/apps/amp-orchestrator-7", "client_id": "c",
+            "client_secret": "s", "webhook_secret": null, "pem": "k"
+        }));
+        assert_eq!(app.slug(), "amp-orchestrator-7");
+        assert!(app.owner.unwrap().login.is_none());
+
+        let token: MintedToken = read(json!({
+            "token": "ghs_x", "expires_at": "2026-01-01T00:00:00Z",
+            "permissions": {"contents": "write", "future_thing": {"nested": true}}
+        }));
+        assert_eq!(token.permissions.len(), 1);
+
+        let role: CollaboratorPermission =
+            read(json!({"permission": "write", "role_name": "ci-manager", "user": null}));
+        assert_eq!(role.role(), Role::Write);
+        let role: CollaboratorPermission =
+            read(json!({"permission": "write", "role_name": "maintain", "user": null}));
+        assert_eq!(role.role(), Role::Maintain);
+
+        let suite: CheckSuite = read(json!({
+            "id": 3, "head_sha": "abc", "status": "queued", "conclusion": null, "app": null
+        }));
+        assert_eq!(suite.latest_check_runs_count, None);
+
+        let delivery: HookDelivery = read(json!({"id": 1, "guid": "g"}));
+        assert!(delivery.delivered_at().is_none());
+    }
+}
