@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use http::Method;
-use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::models::*;
@@ -18,6 +17,18 @@ const MAX_PAGES: u32 = 10;
 const DELIVERIES_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl GitHub {
+    /// A write whose answer the service does not need: its success is all that counts, whatever
+    /// the body GitHub answers with.
+    async fn write(
+        &self,
+        auth: Auth<'_>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), GitHubError> {
+        self.call_raw(auth, method, path, body).await.map(drop)
+    }
+
     /// React to an issue comment (`+1`, `eyes`, `rocket`, …). GitHub answers 200 with the existing
     /// reaction when the App already reacted, so this is safe to repeat.
     pub async fn react_to_comment(
@@ -26,18 +37,16 @@ impl GitHub {
         comment_id: i64,
         content: &str,
     ) -> Result<(), GitHubError> {
-        let _: IgnoredAny = self
-            .call(
-                Auth::Repo(repo),
-                Method::POST,
-                &format!(
-                    "/repos/{}/issues/comments/{comment_id}/reactions",
-                    repo.full_name
-                ),
-                Some(&json!({ "content": content })),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!(
+                "/repos/{}/issues/comments/{comment_id}/reactions",
+                repo.full_name
+            ),
+            Some(&json!({ "content": content })),
+        )
+        .await
     }
 
     /// Post a comment on an issue or pull request.
@@ -63,15 +72,13 @@ impl GitHub {
         comment_id: i64,
         body: &str,
     ) -> Result<(), GitHubError> {
-        let _: IgnoredAny = self
-            .call(
-                Auth::Repo(repo),
-                Method::PATCH,
-                &format!("/repos/{}/issues/comments/{comment_id}", repo.full_name),
-                Some(&json!({ "body": body })),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            Auth::Repo(repo),
+            Method::PATCH,
+            &format!("/repos/{}/issues/comments/{comment_id}", repo.full_name),
+            Some(&json!({ "body": body })),
+        )
+        .await
     }
 
     /// The repository (clone URL, default branch, archived flag).
@@ -132,15 +139,13 @@ impl GitHub {
         number: i64,
         title: &str,
     ) -> Result<(), GitHubError> {
-        let _: IgnoredAny = self
-            .call(
-                Auth::Repo(repo),
-                Method::PATCH,
-                &format!("/repos/{}/pulls/{number}", repo.full_name),
-                Some(&json!({ "title": title })),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            Auth::Repo(repo),
+            Method::PATCH,
+            &format!("/repos/{}/pulls/{number}", repo.full_name),
+            Some(&json!({ "title": title })),
+        )
+        .await
     }
 
     /// The open pull request from `branch` of the repository itself, if there is one.
@@ -258,15 +263,13 @@ impl GitHub {
 
     /// Ask GitHub to deliver a webhook delivery again.
     pub async fn redeliver(&self, delivery_id: i64) -> Result<(), GitHubError> {
-        let _: IgnoredAny = self
-            .call(
-                Auth::App,
-                Method::POST,
-                &format!("/app/hook/deliveries/{delivery_id}/attempts"),
-                None::<&Value>,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            Auth::App,
+            Method::POST,
+            &format!("/app/hook/deliveries/{delivery_id}/attempts"),
+            None::<&Value>,
+        )
+        .await
     }
 
     /// Open an issue.
@@ -350,18 +353,16 @@ impl GitHub {
         pr_number: i64,
         login: &str,
     ) -> Result<(), GitHubError> {
-        let _: IgnoredAny = self
-            .call(
-                Auth::Repo(repo),
-                Method::POST,
-                &format!(
-                    "/repos/{}/pulls/{pr_number}/requested_reviewers",
-                    repo.full_name
-                ),
-                Some(&json!({ "reviewers": [login] })),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            Auth::Repo(repo),
+            Method::POST,
+            &format!(
+                "/repos/{}/pulls/{pr_number}/requested_reviewers",
+                repo.full_name
+            ),
+            Some(&json!({ "reviewers": [login] })),
+        )
+        .await
     }
 
     /// The check suites of a commit (every page).

@@ -73,12 +73,20 @@ pub fn no_ci(waited: Duration) -> String {
 }
 
 /// The agent's change touches workflow files, which the App may not push.
+///
+/// The file names come from the agent's commits: at most [`NAMED_FILES`] are named, each without
+/// backticks (which could end the code span and let the rest be read as Markdown or a mention)
+/// and cut to a sane length.
 pub fn workflows_not_pushed(files: &[String], patch_kept: bool) -> String {
-    let files = files
+    let mut named: Vec<String> = files
         .iter()
-        .map(|f| format!("`{f}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .take(NAMED_FILES)
+        .map(|f| format!("`{}`", crate::text::clip(&f.replace('`', ""), 120)))
+        .collect();
+    if files.len() > NAMED_FILES {
+        named.push(format!("and {} more", files.len() - NAMED_FILES));
+    }
+    let files = named.join(", ");
     format!(
         "The change edits workflow files ({files}), and GitHub lets an App push those only with \
          the `workflows` permission, which this App does not have. This change was not pushed; \
@@ -90,6 +98,9 @@ pub fn workflows_not_pushed(files: &[String], patch_kept: bool) -> String {
         }
     )
 }
+
+/// The most workflow files a note names.
+const NAMED_FILES: usize = 10;
 
 /// The change kept on the task page when it could not be pushed.
 pub fn unpushed_patch(patch: &str) -> String {
@@ -198,5 +209,22 @@ mod tests {
             ci_failed("`test`", 1, 3, Some("`test`")),
         ];
         insta::assert_snapshot!("notes", notes.join("\n\n"));
+    }
+
+    #[test]
+    fn workflow_file_names_from_the_agent_are_bounded_and_stay_code() {
+        let hostile: Vec<String> = (0..500)
+            .map(|i| {
+                format!(
+                    ".github/workflows/x{i}`@everyone` Closes #1 `{}",
+                    "y".repeat(500)
+                )
+            })
+            .collect();
+        let note = workflows_not_pushed(&hostile, true);
+        assert!(note.len() < 3000, "{} bytes", note.len());
+        assert!(note.contains("and 490 more"), "{note}");
+        assert_eq!(note.matches('`').count() % 2, 0, "{note}");
+        assert!(!note.contains("`@everyone`"), "{note}");
     }
 }

@@ -5,7 +5,7 @@ use super::job::{BOT_NAME, github_failure};
 use super::outcome::End;
 use super::target::Target;
 use super::workspace::{Head, Workspace};
-use crate::domain::{Failure, TaskState};
+use crate::domain::{Failure, LogLine, TaskState};
 use crate::github::GitHub;
 use crate::store::tasks::{self, Progress};
 use crate::texts::{notes, prompts};
@@ -151,7 +151,12 @@ async fn keep_unpushed(
         .await;
     let kept = match patch {
         Ok(Some(patch)) => {
-            run.journal.info(&notes::unpushed_patch(&patch)).await;
+            // On the task page only (the event store masks secrets); the service's log gets its
+            // size, not the agent's text.
+            tracing::info!(task_id = %run.task.id, bytes = patch.len(), "kept the unpushed change on the task page");
+            run.journal
+                .line(LogLine::info(notes::unpushed_patch(&patch)))
+                .await;
             true
         }
         Ok(None) => false,
