@@ -191,6 +191,7 @@ pub async fn start_with(
         reconcile_soon: std::sync::atomic::AtomicBool::new(false),
         handoff: CancellationToken::new(),
         shutdown: CancellationToken::new(),
+        wrong_admin_tokens: Default::default(),
     });
     if ctx.config.app_id.is_none() && !ctx.look_for_registered_app().await {
         if ctx.config.webhook_secrets.is_empty() {

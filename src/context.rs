@@ -63,6 +63,8 @@ pub struct AppContext {
     pub handoff: CancellationToken,
     /// Cancelled on SIGTERM/SIGINT: stop accepting work, finish what is in hand.
     pub shutdown: CancellationToken,
+    /// Wrong admin tokens tried lately (guessing is slowed down).
+    pub wrong_admin_tokens: crate::pages::guard::WrongTokens,
 }
 
 pub type Ctx = Arc<AppContext>;

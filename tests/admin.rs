@@ -15,6 +15,11 @@ const FILES: &[(&str, &str)] = &[
     (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
 ];
 
+/// Requests that read a repository or an installation, which creating a task starts with.
+fn repo_calls(sim: &common::github_sim::GitHubSim) -> usize {
+    sim.requests("GET", "/repos/").len() + sim.requests("GET", "/installation").len()
+}
+
 both_backends!(
     admin_pages_and_the_api_need_the_token,
     |db: TestDb| async move {
@@ -105,11 +110,121 @@ both_backends!(
         let r = http
             .post(url("/api/tasks"))
             .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
             .body("{not json")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
+        // A repository name that would steer the API path is refused before GitHub is asked.
+        let before = repo_calls(&s.sim);
+        let r = http
+            .post(url("/api/tasks"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"repo": "a/../../app/installation", "prompt": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("is not a repository name"),
+            "{body}"
+        );
+        assert_eq!(repo_calls(&s.sim), before, "GitHub was not asked");
+        assert!(task::Entity::find().all(&s.conn).await.unwrap().is_empty());
+    }
+);
+
+both_backends!(
+    other_sites_cannot_make_a_browser_create_tasks,
+    |db: TestDb| async move {
+        let s = story_with(db, &[("ADMIN_TOKEN", TOKEN)], FILES).await;
+        let http = reqwest::Client::new();
+        let url = |p: &str| s.service.url(p);
+        let before = repo_calls(&s.sim);
+        // A page elsewhere auto-submits `<form enctype="text/plain">` whose name and value make
+        // JSON; the browser adds the Basic credentials it remembers.
+        let forged = r#"{"repo":"octo-org/widgets","prompt":"leak the secrets","x":"=1"}"#;
+        let r = http
+            .post(url("/api/tasks"))
+            .basic_auth("admin", Some(TOKEN))
+            .header("content-type", "text/plain")
+            .header("origin", "https://evil.example")
+            .header("sec-fetch-site", "cross-site")
+            .body(forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        // Without the browser's fetch headers: Basic is not taken by the API at all…
+        let r = http
+            .post(url("/api/tasks"))
+            .basic_auth("admin", Some(TOKEN))
+            .header("content-type", "text/plain")
+            .body(forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("only as `Authorization: Bearer")
+        );
+        // …and with the right token the body must still be JSON.
+        let r = http
+            .post(url("/api/tasks"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "text/plain")
+            .body(forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415);
+        // The form: a foreign Origin is refused even without Sec-Fetch-Site.
+        for (origin, site) in [
+            (Some("https://evil.example"), None),
+            (Some("null"), None),
+            (None, Some("same-site")),
+            (None, Some("cross-site")),
+        ] {
+            let mut request = http
+                .post(url("/tasks"))
+                .basic_auth("me", Some(TOKEN))
+                .form(&[("repo", "octo-org/widgets"), ("prompt", "x")]);
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            if let Some(site) = site {
+                request = request.header("sec-fetch-site", site);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 403, "{origin:?} {site:?}");
+        }
+        assert_eq!(repo_calls(&s.sim), before, "nothing reached GitHub");
+        assert!(task::Entity::find().all(&s.conn).await.unwrap().is_empty());
+        // This site's own form, as a browser sends it, gets through to the task's checks (here:
+        // an issue that does not exist).
+        let r = http
+            .post(url("/tasks"))
+            .basic_auth("me", Some(TOKEN))
+            .header("origin", s.service.base.as_str())
+            .header("sec-fetch-site", "same-origin")
+            .form(&[
+                ("repo", "octo-org/widgets"),
+                ("issue", "999"),
+                ("prompt", "x"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains("reading issue #999"));
     }
 );
 
@@ -247,3 +362,41 @@ both_backends!(
         assert_eq!(task::Entity::find().all(&s.conn).await.unwrap().len(), 1);
     }
 );
+
+/// Guessing the admin token: after a burst of wrong tokens every admin request gets a 429 with
+/// `Retry-After` for a while, the right token included, so answers say nothing about guesses.
+#[tokio::test]
+async fn wrong_admin_tokens_are_slowed_down() {
+    let db = TestDb::new(common::db::Backend::Sqlite).await;
+    let mut env = common::service::test_env(&db);
+    env.insert("ADMIN_TOKEN".into(), TOKEN.into());
+    let mut service = common::TestService::start_with(env).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = http
+            .get(service.url("/api/tasks/AAAAAAAAAAAAAAAAAAAAAAAA"))
+            .bearer_auth(format!("guess-{i:04}-0123456789abcdef"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        (amp_orchestrator::pages::guard::WRONG_TOKEN_BURST as usize
+            ..=amp_orchestrator::pages::guard::WRONG_TOKEN_BURST as usize + 1)
+            .contains(&wrong),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let r = http
+        .get(service.url("/tasks"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    service.stop().await;
+}

@@ -1,8 +1,9 @@
 //! What needs `ADMIN_TOKEN`: the list of tasks (`GET /tasks`), the form to create one
 //! (`GET /tasks/new`, `POST /tasks`) and the JSON API (`POST /api/tasks`,
-//! `GET /api/tasks/{public_id}`). The token comes as `Authorization: Bearer <token>` (the API) or
-//! as the password of HTTP Basic authentication (a browser). Without `ADMIN_TOKEN` configured
-//! these pages do not exist.
+//! `GET /api/tasks/{public_id}`). The token comes as `Authorization: Bearer <token>` (the API,
+//! which takes nothing else) or as the password of HTTP Basic authentication (a browser); see
+//! [`super::guard`] for what keeps other sites out. Without `ADMIN_TOKEN` configured these pages
+//! do not exist.
 //!
 //! A task made here goes through the normal pipeline: on a new issue opened for it, or on a given
 //! issue, with the same status comment, worker and CI loop as an `/amp` comment.
@@ -13,11 +14,10 @@ use axum::Json;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
+
+use super::guard::{self, Via};
 
 use crate::context::Ctx;
 use crate::domain::TaskState;
@@ -25,47 +25,11 @@ use crate::entities::task;
 use crate::github::GitHubError;
 use crate::lifecycle::{Created, TaskRequest};
 use crate::store::tasks;
-use crate::texts::prompts;
+use crate::texts::{prompts, refusals};
 
-/// The response to send when the request does not carry the admin token.
+/// The refusal for a page request without the admin token (Bearer, or a browser's Basic).
 pub(crate) fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = &ctx.config.admin_token else {
-        return Some(super::not_found());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            if let Some(token) = v.strip_prefix("Bearer ") {
-                return Some(token.trim().to_string());
-            }
-            let basic = v.strip_prefix("Basic ")?;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(basic.trim())
-                .ok()?;
-            let pair = String::from_utf8(decoded).ok()?;
-            pair.split_once(':')
-                .map(|(_, password)| password.to_string())
-        });
-    let ok =
-        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.expose_secret().as_bytes())));
-    if ok {
-        return None;
-    }
-    Some(
-        (
-            StatusCode::UNAUTHORIZED,
-            [
-                (
-                    header::WWW_AUTHENTICATE,
-                    "Basic realm=\"amp-orchestrator admin\"",
-                ),
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            ],
-            "The admin token is missing or wrong.\n",
-        )
-            .into_response(),
-    )
+    guard::admin_refusal(ctx, headers, Via::BearerOrBasic)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -234,6 +198,15 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
         ));
     };
     let full_name = request.repo.trim().to_string();
+    if !crate::domain::ids::is_repo_full_name(&full_name) {
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{:?} is not a repository name like owner/name",
+                full_name.chars().take(200).collect::<String>()
+            ),
+        ));
+    }
     let github_error = |what: &str, e: GitHubError| match e.status() {
         Some(404) => refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -319,21 +292,10 @@ pub async fn submit(
     headers: HeaderMap,
     Form(request): Form<Request>,
 ) -> Response {
-    if let Some(r) = refusal(&ctx, &headers) {
-        return r;
-    }
     // A browser sends Basic credentials on any request to this site: only this site's own form
     // may create tasks.
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|site| site != "same-origin" && site != "none")
-    {
-        return (
-            StatusCode::FORBIDDEN,
-            "Cross-site form posts are refused.\n",
-        )
-            .into_response();
+    if let Some(r) = guard::cross_site_refusal(&ctx, &headers).or_else(|| refusal(&ctx, &headers)) {
+        return r;
     }
     match create(&ctx, request.clone()).await {
         Ok(task) => Redirect::to(&format!("/tasks/{}", task.public_id)).into_response(),
@@ -377,8 +339,27 @@ pub async fn api_create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refusal(&ctx, &headers) {
+    if let Some(r) = guard::cross_site_refusal(&ctx, &headers)
+        .or_else(|| guard::admin_refusal(&ctx, &headers, Via::Bearer))
+    {
         return r;
+    }
+    // Only JSON: a browser cannot send it to another site without asking first (CORS), while a
+    // `text/plain` form body can be shaped to parse as JSON.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let is_json = content_type.is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({"error": refusals::json_only(content_type)})),
+        )
+            .into_response();
     }
     let request: Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -402,7 +383,7 @@ pub async fn api_show(
     headers: HeaderMap,
     Path(public_id): Path<String>,
 ) -> Response {
-    if let Some(r) = refusal(&ctx, &headers) {
+    if let Some(r) = guard::admin_refusal(&ctx, &headers, Via::Bearer) {
         return r;
     }
     match tasks::get_by_public_id(&ctx.db, &public_id).await {

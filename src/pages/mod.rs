@@ -3,6 +3,7 @@
 //! files the pages use.
 
 pub mod admin;
+pub mod guard;
 pub mod log;
 pub mod metrics;
 pub mod setup;

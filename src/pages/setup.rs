@@ -25,6 +25,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::context::Ctx;
+use crate::domain::ids::is_login;
 use crate::entities::github_app;
 use crate::github::GitHub;
 
@@ -42,13 +43,6 @@ pub fn manifest(public_url: &str) -> Value {
     manifest["redirect_url"] = Value::String(format!("{base}/setup/callback"));
     manifest["setup_url"] = Value::String(format!("{base}/"));
     manifest
-}
-
-/// Whether `name` can be a GitHub organization's login.
-fn is_login(name: &str) -> bool {
-    (1..=39).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
 }
 
 #[derive(Template, WebTemplate)]
@@ -316,14 +310,5 @@ mod tests {
             serde_json::json!(["issue_comment", "check_suite"])
         );
         assert_eq!(m["default_permissions"]["contents"], "write");
-    }
-
-    #[test]
-    fn organization_names_are_checked() {
-        assert!(is_login("octo-org"));
-        assert!(!is_login("-octo"));
-        assert!(!is_login("a/b"));
-        assert!(!is_login(""));
-        assert!(!is_login(&"a".repeat(40)));
     }
 }

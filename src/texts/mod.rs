@@ -7,5 +7,6 @@ pub mod comments;
 pub mod failures;
 pub mod notes;
 pub mod prompts;
+pub mod refusals;
 
 pub use comments::TaskView;
