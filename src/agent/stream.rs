@@ -8,6 +8,11 @@
 use serde_json::Value;
 
 use crate::domain::AgentLine;
+use crate::text::{clip, inert};
+
+/// How much of the agent's final message (or failure) goes on to GitHub: a pull request body
+/// holds at most 65,536 characters, and a summary is a few paragraphs.
+pub const AGENT_WORDS_MAX: usize = 16 * 1024;
 
 /// How much of a tool's input or output a log line keeps.
 const SHORT: usize = 300;
@@ -215,8 +220,23 @@ impl TurnTracker {
         self.thread_id.as_deref()
     }
 
-    /// Decide, given the process's exit code and its stderr.
+    /// Decide, given the process's exit code and its stderr. The words in the outcome are the
+    /// agent's, which anyone who can write an issue can steer: they come bounded and inert
+    /// ([`crate::text::inert`]: no mentions, no closing keywords), ready for GitHub.
     pub fn finish(self, exit_code: Option<i64>, stderr: &str) -> TurnOutcome {
+        match self.decide(exit_code, stderr) {
+            TurnOutcome::Succeeded { thread_id, message } => TurnOutcome::Succeeded {
+                thread_id,
+                message: inert(&clip(&message, AGENT_WORDS_MAX)),
+            },
+            TurnOutcome::Failed { thread_id, reason } => TurnOutcome::Failed {
+                thread_id,
+                reason: inert(&clip(&reason, AGENT_WORDS_MAX)),
+            },
+        }
+    }
+
+    fn decide(self, exit_code: Option<i64>, stderr: &str) -> TurnOutcome {
         let stderr = stderr.trim();
         let fallback = |what: &str| {
             if stderr.is_empty() {
@@ -379,5 +399,30 @@ mod tests {
                 reason: "the agent exited with status 2".into()
             }
         );
+    }
+
+    #[test]
+    fn the_agent_cannot_mention_or_close_through_its_words() {
+        let steered = r#"{"type":"result","is_error":false,"result":"Done. Fixes #1, closes #2, cc @octo-org/owners"}"#;
+        let TurnOutcome::Succeeded { message, .. } = turn(&[steered], Some(0), "") else {
+            panic!("the turn succeeded");
+        };
+        assert!(
+            !message.contains("Fixes #1") && !message.contains("closes #2"),
+            "{message}"
+        );
+        assert!(!message.contains("@octo-org"), "{message}");
+        assert_eq!(
+            message.replace('\u{200D}', ""),
+            "Done. Fixes #1, closes #2, cc @octo-org/owners"
+        );
+        let long = format!(
+            r#"{{"type":"result","is_error":true,"result":"{}"}}"#,
+            "x".repeat(100_000)
+        );
+        let TurnOutcome::Failed { reason, .. } = turn(&[&long], Some(1), "") else {
+            panic!("the turn failed");
+        };
+        assert!(reason.len() < AGENT_WORDS_MAX + 16, "{}", reason.len());
     }
 }
