@@ -372,10 +372,11 @@ both_backends!(the_same_delivery_twice_acts_once, |db: TestDb| async move {
     assert_eq!(task::Entity::find().count(&s.conn).await.unwrap(), 1);
 });
 
-/// An installation event for the story's installation cancels its queued task; returns the
-/// installation's stored row afterwards.
+/// The owner changes the story's installation on GitHub (`on_github`), and its event cancels the
+/// queued task; returns the installation's stored row afterwards.
 async fn installation_event_cancels_queued_task(
     s: &Story,
+    on_github: fn(&common::github_sim::GitHubSim, i64),
     fixture: &str,
     issue: i64,
 ) -> amp_orchestrator::entities::installation::Model {
@@ -385,6 +386,7 @@ async fn installation_event_cancels_queued_task(
     s.expect_app_comments(issue, 1).await;
     s.settle().await;
 
+    on_github(&s.sim, s.repo.installation_id);
     let mut payload = common::fixture(fixture);
     payload["installation"]["id"] = s.repo.installation_id.into();
     let delivery = format!("installation-{issue}");
@@ -409,6 +411,7 @@ both_backends!(uninstalling_cancels_queued_tasks, |db: TestDb| async move {
     let s = story(db).await;
     let installation = installation_event_cancels_queued_task(
         &s,
+        |sim, id| sim.uninstall(id),
         "webhooks/installation/deleted.payload.json",
         11,
     )
@@ -420,6 +423,7 @@ both_backends!(suspending_cancels_queued_tasks, |db: TestDb| async move {
     let s = story(db).await;
     let installation = installation_event_cancels_queued_task(
         &s,
+        |sim, id| sim.suspend_installation(id),
         "webhooks/installation/suspend.payload.json",
         16,
     )

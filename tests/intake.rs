@@ -6,6 +6,7 @@ use amp_orchestrator::domain::TaskState;
 use amp_orchestrator::entities::{delivery, task, task_event};
 use amp_orchestrator::store::deliveries as inbox_store;
 use common::fixtures::issue_comment;
+use common::service::FIXTURE_INSTALLATION;
 use common::{TestDb, TestService, eventually, fixture_bytes};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -125,12 +126,12 @@ both_backends!(oversized_bodies_get_413, |db: TestDb| async move {
 both_backends!(
     a_delivery_is_committed_before_the_2xx_and_processed_once,
     |db: TestDb| async move {
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
         let body = serde_json::to_vec(&issue_comment(
             "created",
             "/amp add a --json flag",
-            Some(42),
+            Some(FIXTURE_INSTALLATION),
         ))
         .unwrap();
 
@@ -143,7 +144,7 @@ both_backends!(
         assert_eq!(stored[0].delivery_id, "guid-1");
         assert_eq!(stored[0].event, "issue_comment");
         assert_eq!(stored[0].action.as_deref(), Some("created"));
-        assert_eq!(stored[0].installation_id, Some(42));
+        assert_eq!(stored[0].installation_id, Some(FIXTURE_INSTALLATION));
         assert_eq!(
             inbox_store::payload(&conn, stored[0].id).await.unwrap(),
             body
@@ -286,12 +287,12 @@ both_backends!(
 both_backends!(
     an_amp_prompt_becomes_a_queued_task,
     |db: TestDb| async move {
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
         let mut payload = issue_comment(
             "created",
             "Thanks!\n\n/amp add a --json flag\nto the export command",
-            Some(7),
+            Some(FIXTURE_INSTALLATION),
         );
         payload["sender"]["login"] = "octocat".into();
         payload["sender"]["id"] = 583231.into();
@@ -310,7 +311,7 @@ both_backends!(
         .await;
         assert_eq!(task.state, TaskState::Queued);
         assert_eq!(task.prompt, "add a --json flag\nto the export command");
-        assert_eq!(task.installation_id, 7);
+        assert_eq!(task.installation_id, FIXTURE_INSTALLATION);
         assert_eq!(
             task.repo_full_name,
             payload["repository"]["full_name"].as_str().unwrap()
@@ -345,11 +346,15 @@ both_backends!(
 both_backends!(
     edits_count_only_new_commands_and_bots_are_ignored,
     |db: TestDb| async move {
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
 
         // The edit keeps the same prompt and fixes a typo elsewhere: nothing new to do.
-        let mut edited = issue_comment("edited", "Fixed typo.\n/amp fix the flaky test", Some(3));
+        let mut edited = issue_comment(
+            "edited",
+            "Fixed typo.\n/amp fix the flaky test",
+            Some(FIXTURE_INSTALLATION),
+        );
         edited["changes"]["body"]["from"] = "Fixd typo.\n/amp fix the flaky test".into();
         let (status, _) = service
             .webhook(
@@ -361,7 +366,7 @@ both_backends!(
         assert_eq!(status, 202);
 
         // A comment by a bot (this App included) never triggers work.
-        let mut by_bot = issue_comment("created", "/amp do something", Some(3));
+        let mut by_bot = issue_comment("created", "/amp do something", Some(FIXTURE_INSTALLATION));
         by_bot["sender"]["type"] = "Bot".into();
         by_bot["sender"]["login"] = "amp-orchestrator[bot]".into();
         by_bot["comment"]["user"] = by_bot["sender"].clone();
@@ -383,7 +388,11 @@ both_backends!(
         assert_eq!(task::Entity::find().count(&conn).await.unwrap(), 0);
 
         // The edit adds a prompt that was not there before: it counts.
-        let mut edited = issue_comment("edited", "/amp fix the flaky test", Some(3));
+        let mut edited = issue_comment(
+            "edited",
+            "/amp fix the flaky test",
+            Some(FIXTURE_INSTALLATION),
+        );
         edited["changes"]["body"]["from"] = "please fix the flaky test".into();
         service
             .webhook(
@@ -404,15 +413,16 @@ both_backends!(
     installation_events_keep_the_table_current,
     |db: TestDb| async move {
         use amp_orchestrator::entities::installation;
-        let service = TestService::start(&db).await;
+        let (service, github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
-        let created = common::fixture("webhooks/installation/created.payload.json");
-        let id = created["installation"]["id"].as_i64().unwrap();
+        let mut created = common::fixture("webhooks/installation/created.payload.json");
+        let id = FIXTURE_INSTALLATION;
+        created["installation"]["id"] = id.into();
         service
             .webhook(
                 "installation",
                 "inst-1",
-                &fixture_bytes("webhooks/installation/created.payload.json"),
+                &serde_json::to_vec(&created).unwrap(),
             )
             .await;
         let row = eventually(10, "the installation is stored", || async {
@@ -430,6 +440,8 @@ both_backends!(
         );
         assert!(row.suspended_at.is_none() && row.deleted_at.is_none());
 
+        // Uninstalled on GitHub, which then says so.
+        github.uninstall(id);
         let mut deleted = common::fixture("webhooks/installation/deleted.payload.json");
         deleted["installation"]["id"] = id.into();
         service
@@ -506,10 +518,14 @@ both_backends!(
     |db: TestDb| async move {
         // GitHub redelivering while the original is still in flight: the copies may be committed in
         // the same batch or in different ones; either way one is queued and the rest are duplicates.
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
-        let body =
-            serde_json::to_vec(&issue_comment("created", "/amp only once", Some(3))).unwrap();
+        let body = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp only once",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
         let ids: Vec<String> = (0..40)
             .map(|i| {
                 if i % 2 == 0 {

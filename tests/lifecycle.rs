@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use amp_orchestrator::entities::{delivery, task};
 use amp_orchestrator::store::deliveries::{self, DeliveryStatus, NewDelivery};
 use common::fixtures::issue_comment;
+use common::service::FIXTURE_INSTALLATION;
 use common::{TestDb, TestService, eventually};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
@@ -198,9 +199,14 @@ both_backends!(
     |db: TestDb| async move {
         let conn = db.connect().await;
         // One delivery stored but never picked up, and one a dead process had claimed.
-        let pending =
-            serde_json::to_vec(&issue_comment("created", "/amp first prompt", Some(9))).unwrap();
-        let mut claimed_payload = issue_comment("created", "/amp second prompt", Some(9));
+        let pending = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp first prompt",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
+        let mut claimed_payload =
+            issue_comment("created", "/amp second prompt", Some(FIXTURE_INSTALLATION));
         claimed_payload["issue"]["number"] = 2.into();
         let claimed = serde_json::to_vec(&claimed_payload).unwrap();
         for (id, body) in [("before-crash-1", &pending), ("before-crash-2", &claimed)] {
@@ -211,7 +217,7 @@ both_backends!(
                         delivery_id: id,
                         event: "issue_comment",
                         action: Some("created"),
-                        installation_id: Some(9),
+                        installation_id: Some(FIXTURE_INSTALLATION),
                         status: DeliveryStatus::Pending,
                         payload: body,
                         error: None,
@@ -230,7 +236,7 @@ both_backends!(
             "the dead process held one, with a lease already expired"
         );
 
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         for id in ["before-crash-1", "before-crash-2"] {
             eventually(15, "the stored delivery is processed", || async {
                 delivery::Entity::find()
@@ -260,9 +266,14 @@ both_backends!(
     |db: TestDb| async move {
         // A worker that dies after creating the task but before recording the outcome: the delivery
         // is processed again after its lease expires, and the task is not created twice.
-        let service = TestService::start(&db).await;
+        let (service, _github) = TestService::start_with_github(&db).await;
         let conn = db.connect().await;
-        let body = serde_json::to_vec(&issue_comment("created", "/amp once", Some(9))).unwrap();
+        let body = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp once",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
         service.webhook("issue_comment", "twice-1", &body).await;
         eventually(10, "processed", || async {
             delivery::Entity::find()

@@ -5,9 +5,12 @@
 
 mod common;
 
-use common::TestDb;
+use amp_orchestrator::domain::TaskState;
+use common::fixtures::issue_comment;
 use common::github_sim::git::git;
+use common::service::FIXTURE_INSTALLATION;
 use common::story::story_with;
+use common::{TestDb, TestService};
 
 const JOINER: char = '\u{200D}';
 
@@ -62,5 +65,166 @@ both_backends!(
         }
         // The project's own closing keyword is the only one, for the task's issue.
         assert!(body.starts_with("Closes #21\n"), "{body}");
+    }
+);
+
+/// The store's tasks and the status of each delivery, once every delivery sent is processed.
+async fn settled(
+    conn: &sea_orm::DatabaseConnection,
+    ids: &[&str],
+) -> Vec<amp_orchestrator::entities::task::Model> {
+    use amp_orchestrator::entities::{delivery, task};
+    use sea_orm::EntityTrait;
+    common::eventually(15, "every delivery is processed", || async {
+        let all = delivery::Entity::find().all(conn).await.unwrap();
+        ids.iter()
+            .all(|id| {
+                all.iter().any(|d| {
+                    d.delivery_id == *id && matches!(d.status.as_str(), "done" | "ignored")
+                })
+            })
+            .then_some(())
+    })
+    .await;
+    task::Entity::find().all(conn).await.unwrap()
+}
+
+async fn delivery_error(conn: &sea_orm::DatabaseConnection, id: &str) -> String {
+    use amp_orchestrator::entities::delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let d = delivery::Entity::find()
+        .filter(delivery::Column::DeliveryId.eq(id))
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    format!("{} {}", d.status, d.error.unwrap_or_default())
+}
+
+both_backends!(
+    a_comment_replayed_under_a_new_delivery_id_does_nothing,
+    |db: TestDb| async move {
+        let (service, github) = TestService::start_with_github(&db).await;
+        let conn = db.connect().await;
+        let body = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp delete the tests",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
+        // The signed body as GitHub sent it once, then again and again by someone who saw it,
+        // each time with a delivery id of their own.
+        for id in ["original", "replay-1", "replay-2"] {
+            let (status, json) = service.webhook("issue_comment", id, &body).await;
+            assert_eq!(status, 202, "{json}");
+        }
+        let tasks = settled(&conn, &["original", "replay-1", "replay-2"]).await;
+        assert_eq!(tasks.len(), 1, "one comment, one task");
+        assert_eq!(tasks[0].delivery_id.as_deref(), Some("original"));
+        for id in ["replay-1", "replay-2"] {
+            let outcome = delivery_error(&conn, id).await;
+            assert!(
+                outcome.contains("acted on already (delivery original)"),
+                "{outcome}"
+            );
+        }
+        // One 👀 and one status comment, for the original only.
+        let comments = github.requests("POST", "/issues/1/comments");
+        assert_eq!(comments.len(), 1, "{comments:?}");
+
+        // An edit is a new version of the comment: it counts once too.
+        let mut edited = issue_comment(
+            "edited",
+            "/amp delete the tests\n/amp status",
+            Some(FIXTURE_INSTALLATION),
+        );
+        edited["changes"]["body"]["from"] = "/amp delete the tests".into();
+        edited["comment"]["updated_at"] = "2026-12-01T10:00:00Z".into();
+        let edited = serde_json::to_vec(&edited).unwrap();
+        for id in ["edit", "edit-replay"] {
+            service.webhook("issue_comment", id, &edited).await;
+        }
+        settled(&conn, &["edit", "edit-replay"]).await;
+        assert!(delivery_error(&conn, "edit").await.starts_with("done"));
+        assert!(
+            delivery_error(&conn, "edit-replay")
+                .await
+                .contains("acted on already (delivery edit)")
+        );
+        assert_eq!(
+            github.requests("POST", "/issues/1/comments").len(),
+            2,
+            "one status reply for the edit"
+        );
+    }
+);
+
+both_backends!(
+    without_an_app_no_command_is_acted_on,
+    |db: TestDb| async move {
+        // A webhook secret and no App: nobody's access can be checked, so nobody commands.
+        let service = TestService::start(&db).await;
+        let conn = db.connect().await;
+        let body = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp add a --json flag",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
+        let (status, _) = service.webhook("issue_comment", "no-app-1", &body).await;
+        assert_eq!(status, 202);
+        assert!(settled(&conn, &["no-app-1"]).await.is_empty());
+        let outcome = delivery_error(&conn, "no-app-1").await;
+        assert!(
+            outcome.contains("cannot be checked without a GitHub App"),
+            "{outcome}"
+        );
+    }
+);
+
+both_backends!(
+    a_replayed_uninstall_does_not_stop_an_installation_in_use,
+    |db: TestDb| async move {
+        let (service, github) = TestService::start_with_github(&db).await;
+        let conn = db.connect().await;
+        let body = serde_json::to_vec(&issue_comment(
+            "created",
+            "/amp add a --json flag",
+            Some(FIXTURE_INSTALLATION),
+        ))
+        .unwrap();
+        service.webhook("issue_comment", "prompt", &body).await;
+        // An old signed `deleted` (or `suspend`) event, sent again while the App is installed.
+        for (id, fixture) in [
+            ("old-deleted", "webhooks/installation/deleted.payload.json"),
+            ("old-suspend", "webhooks/installation/suspend.payload.json"),
+        ] {
+            let mut event = common::fixture(fixture);
+            event["installation"]["id"] = FIXTURE_INSTALLATION.into();
+            service
+                .webhook("installation", id, &serde_json::to_vec(&event).unwrap())
+                .await;
+        }
+        let tasks = settled(&conn, &["prompt", "old-deleted", "old-suspend"]).await;
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            tasks[0].state,
+            TaskState::Queued,
+            "the task was not cancelled"
+        );
+        let stored = amp_orchestrator::store::installations::get(&conn, FIXTURE_INSTALLATION)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            stored.deleted_at.is_none() && stored.suspended_at.is_none(),
+            "{stored:?}"
+        );
+        assert_eq!(
+            github
+                .requests("GET", &format!("/app/installations/{FIXTURE_INSTALLATION}"))
+                .len(),
+            2
+        );
     }
 );

@@ -1,9 +1,11 @@
 //! sea-orm entities, one module per table (see `migrations/` for the schema and its reasons).
 
+pub mod command_seen;
 pub mod delivery;
 pub mod delivery_payload;
 pub mod github_app;
 pub mod installation;
+pub mod refusal_reply;
 pub mod setup_state;
 pub mod task;
 pub mod task_event;

@@ -10,6 +10,15 @@ pub struct IdOnly {
     pub id: i64,
 }
 
+/// An installation as GitHub has it now (`GET /app/installations/{id}`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct InstallationNow {
+    pub id: i64,
+    /// Set while the installation is suspended.
+    #[serde(default)]
+    pub suspended_at: Option<String>,
+}
+
 /// A comment the App posted.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CommentRef {

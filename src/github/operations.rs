@@ -261,6 +261,26 @@ impl GitHub {
         .await
     }
 
+    /// An installation of this App as GitHub has it now; `None` when it is gone (uninstalled).
+    pub async fn installation(
+        &self,
+        installation_id: i64,
+    ) -> Result<Option<InstallationNow>, GitHubError> {
+        match self
+            .call(
+                Auth::App,
+                Method::GET,
+                &format!("/app/installations/{installation_id}"),
+                None::<&Value>,
+            )
+            .await
+        {
+            Ok(now) => Ok(Some(now)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Ask GitHub to deliver a webhook delivery again.
     pub async fn redeliver(&self, delivery_id: i64) -> Result<(), GitHubError> {
         self.write(

@@ -1,7 +1,9 @@
 //! `issue_comment` webhooks: where `/amp` commands come from.
 //!
-//! Order: bots are ignored silently; the commenter's role on the repository is checked (one reply
-//! when it is not enough); then each command is acted on. A prompt becomes a task, gets a 👀 on
+//! Order: bots are ignored silently; a comment acted on before (a copy under a new delivery id) is
+//! ignored; the commenter's role on the repository is checked, and without a GitHub App to ask
+//! nothing is done (one reply an hour per user and issue when the role is not enough); then each
+//! command is acted on. A prompt becomes a task, gets a 👀 on
 //! the comment and one status comment; control commands get a short reply. Errors split the way
 //! people need them: what they can act on is a reply; anything else is an internal error, retried
 //! with the delivery and, when it keeps failing, answered with one generic reply (details in the
@@ -19,11 +21,15 @@ use crate::entities::task;
 use crate::github::GitHub;
 use crate::lifecycle::status_comment::AnnounceError;
 use crate::lifecycle::{Created, Move, Stopped, TaskRequest};
+use crate::store::commands::{self as commands_seen, Seen};
 use crate::store::deliveries::Outcome;
 use crate::store::rounds::{self, NewRound};
 use crate::store::tasks;
 use crate::texts::{TaskView, comments, notes, prompts};
 use crate::webhook::events::IssueCommentEvent;
+
+/// A user without access who keeps commenting is told so at most this often per issue.
+pub const REFUSAL_REPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 pub async fn handle(
     ctx: &Ctx,
@@ -48,32 +54,62 @@ pub async fn handle(
         warn!(repo = %event.repository.full_name, "command on an archived repository ignored");
         return Ok(Outcome::Ignored("repository archived".into()));
     }
+    // One comment is one command, however often it arrives: a signed body replayed under a new
+    // delivery id (anyone who saw one can) finds the first delivery's record.
+    match commands_seen::first_seen(&ctx.db, &event.command_key(), delivery_id)
+        .await
+        .context("recording the command")?
+    {
+        Seen::First => {}
+        Seen::Before { delivery_id: first } => {
+            warn!(first_delivery = %first, "this comment was acted on already; a copy under a new delivery id is ignored");
+            return Ok(Outcome::Ignored(format!(
+                "comment acted on already (delivery {first})"
+            )));
+        }
+    }
     let repo = event.repository.repo_ref(installation.id);
-    let github = ctx.github();
+    // Who may command the agent is GitHub's answer; without an App to ask, nobody.
+    let Some(github) = ctx.github() else {
+        warn!(login = %event.sender.login, "command refused: without a GitHub App the commenter's access cannot be checked");
+        return Ok(Outcome::Ignored(
+            "the commenter's access cannot be checked without a GitHub App".into(),
+        ));
+    };
     let turn = Turn {
         ctx,
         delivery_id,
         event,
         repo: &repo,
-        github: github.as_ref(),
+        github: &github,
     };
 
-    if let Some(github) = turn.github {
-        let role = github
-            .collaborator_role(&repo, &event.sender.login)
-            .await
-            .context("checking the commenter's permission")?;
-        let minimum = ctx.config.required_permission;
-        if role < minimum {
-            info!(login = %event.sender.login, role = %role, "command refused: not enough access");
+    let role = github
+        .collaborator_role(&repo, &event.sender.login)
+        .await
+        .context("checking the commenter's permission")?;
+    let minimum = ctx.config.required_permission;
+    if role < minimum {
+        info!(login = %event.sender.login, role = %role, "command refused: not enough access");
+        // A storm of comments from one user gets one answer an hour, not one each.
+        let due = commands_seen::refusal_due(
+            &ctx.db,
+            repo.repo_id,
+            event.issue.number,
+            &event.sender.login,
+            REFUSAL_REPLY_EVERY.as_millis() as i64,
+        )
+        .await
+        .context("recording the refusal")?;
+        if due {
             turn.reply(&comments::not_permitted(
                 &event.sender.login,
                 role.as_str(),
                 minimum.as_str(),
             ))
             .await?;
-            return Ok(Outcome::Done);
         }
+        return Ok(Outcome::Done);
     }
 
     for command in commands {
@@ -117,7 +153,7 @@ pub async fn report_failure(
         delivery_id,
         event,
         repo: &repo,
-        github: Some(&github),
+        github: &github,
     };
     let view = task.as_ref().map(|t| turn.view(t));
     turn.reply(&comments::internal_error(view.as_ref())).await
@@ -129,7 +165,7 @@ struct Turn<'a> {
     delivery_id: &'a str,
     event: &'a IssueCommentEvent,
     repo: &'a RepoRef,
-    github: Option<&'a Arc<GitHub>>,
+    github: &'a Arc<GitHub>,
 }
 
 impl Turn<'_> {
@@ -144,11 +180,8 @@ impl Turn<'_> {
     /// Post a reply on the issue. A refusal GitHub will never accept (4xx) is logged, not
     /// retried; a GitHub that cannot answer now fails the delivery so it is tried again.
     async fn reply(&self, body: &str) -> anyhow::Result<()> {
-        let Some(github) = self.github else {
-            info!("GitHub is not configured; reply not posted");
-            return Ok(());
-        };
-        match github
+        match self
+            .github
             .create_comment(self.repo, self.event.issue.number, body)
             .await
         {
@@ -163,10 +196,8 @@ impl Turn<'_> {
 
     /// React 👀 to the command's comment. It may be gone, or reactions refused: logged.
     async fn acknowledge(&self) -> anyhow::Result<()> {
-        let Some(github) = self.github else {
-            return Ok(());
-        };
-        match github
+        match self
+            .github
             .react_to_comment(self.repo, self.event.comment.id, "eyes")
             .await
         {

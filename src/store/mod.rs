@@ -3,6 +3,7 @@
 //! Hot or concurrency-sensitive statements (claims with leases, sequence numbers) are written as SQL
 //! that runs on both backends; the rest goes through sea-orm entities.
 
+pub mod commands;
 pub mod deliveries;
 pub mod delivery_writer;
 pub mod github_app;

@@ -302,6 +302,9 @@ pub struct Comment {
     /// Set when an App posted the comment (this one included).
     #[serde(default)]
     pub performed_via_github_app: Option<AppRef>,
+    /// Changes with every edit; part of what makes one version of a comment one command.
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 impl IssueCommentEvent {
@@ -311,6 +314,26 @@ impl IssueCommentEvent {
             .as_ref()
             .and_then(|c| c.body.as_ref())
             .map(|b| b.from.as_str())
+    }
+
+    /// What identifies this version of the comment, from what GitHub signed: the repository,
+    /// issue, comment id, action, `updated_at` and body. The same comment delivered again (under
+    /// any delivery id) has the same key; an edit has a new one.
+    pub fn command_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        for part in [
+            self.repository.id.to_string().as_str(),
+            self.issue.number.to_string().as_str(),
+            self.comment.id.to_string().as_str(),
+            self.action.as_str(),
+            self.comment.updated_at.as_deref().unwrap_or(""),
+            self.comment.body.as_str(),
+        ] {
+            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(part.as_bytes());
+        }
+        hex::encode(digest.finalize())
     }
 
     /// The `/amp` commands this event brings: all of a new comment's, and only those an edit

@@ -30,9 +30,31 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
     ])
 }
 
+/// The installation the webhook examples' repository (`Codertocat/Hello-World`) has in
+/// [`TestService::start_with_github`].
+pub const FIXTURE_INSTALLATION: i64 = 42;
+
 impl TestService {
+    /// The service without a GitHub App: webhooks are verified and stored, and no command is acted
+    /// on (nobody's access can be checked).
     pub async fn start(db: &TestDb) -> Self {
         Self::start_with(test_env(db)).await
+    }
+
+    /// The service with the GitHub simulator as its App, where the webhook examples' repository
+    /// is installed ([`FIXTURE_INSTALLATION`]) and their commenters (`Codertocat`, `octocat`) may
+    /// write, so the examples' commands are acted on.
+    pub async fn start_with_github(db: &TestDb) -> (Self, super::github_sim::GitHubSim) {
+        let sim = super::github_sim::GitHubSim::start(SECRET).await;
+        sim.add_repo(
+            "Codertocat/Hello-World",
+            FIXTURE_INSTALLATION,
+            &[("Codertocat", "admin"), ("octocat", "write")],
+        );
+        let mut env = test_env(db);
+        env.extend(sim.service_env());
+        let service = Self::start_full(env, super::story::tunables()).await;
+        (service, sim)
     }
 
     pub async fn start_with(env: HashMap<String, String>) -> Self {

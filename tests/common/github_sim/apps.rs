@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::GitHubSim;
 use super::auth::{check_app_jwt, grants};
 use super::json::{github_error, repo_json, rfc3339, user_json};
-use super::state::{Permissions, Shared, Token, find_repo, now};
+use super::state::{Permissions, Shared, SimState, Token, find_repo, now};
 use crate::common::fixtures::fixtures_dir;
 
 pub const APP_ID: u64 = 4242;
@@ -49,8 +49,14 @@ pub(super) async fn create_token(
         .filter(|r| r.installation_id == installation)
         .map(|r| r.id)
         .collect();
-    if installed.is_empty() {
+    if installed.is_empty() || s.uninstalled.contains(&installation) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if s.suspended_installations.contains_key(&installation) {
+        return github_error(
+            StatusCode::FORBIDDEN,
+            "This installation has been suspended",
+        );
     }
     let by_name: Option<Vec<i64>> = request["repositories"].as_array().map(|names| {
         names
@@ -141,9 +147,40 @@ pub(super) async fn get_repo_installation(
     let Some(repo) = find_repo(&s, &owner, &name) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
-    let account = user_json(&repo.owner, "Organization");
-    let id = repo.installation_id;
-    axum::Json(json!({
+    if s.uninstalled.contains(&repo.installation_id) {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    axum::Json(installation_json(&s, repo.installation_id, &repo.owner)).into_response()
+}
+
+/// `GET /app/installations/{id}`: 404 once uninstalled; `suspended_at` set while suspended.
+pub(super) async fn get_installation(
+    State(state): State<Shared>,
+    Path(installation): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_app_jwt(&headers) {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let owner = s
+        .repos
+        .iter()
+        .find(|r| r.installation_id == installation)
+        .map(|r| r.owner.clone());
+    match owner {
+        Some(owner) if !s.uninstalled.contains(&installation) => {
+            axum::Json(installation_json(&s, installation, &owner)).into_response()
+        }
+        _ => github_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// An installation of the App on `owner`'s account, as GitHub describes it.
+fn installation_json(s: &SimState, id: i64, owner: &str) -> Value {
+    let account = user_json(owner, "Organization");
+    let suspended_at = s.suspended_installations.get(&id).cloned();
+    json!({
         "id": id,
         "account": account,
         "app_id": APP_ID,
@@ -155,17 +192,15 @@ pub(super) async fn get_repo_installation(
         "access_tokens_url": format!("https://api.github.com/app/installations/{id}/access_tokens"),
         "repositories_url": "https://api.github.com/installation/repositories",
         "html_url": format!(
-            "https://github.com/organizations/{}/settings/installations/{id}",
-            repo.owner
+            "https://github.com/organizations/{owner}/settings/installations/{id}"
         ),
         "events": ["issue_comment", "check_suite"],
-        "permissions": s.installation_grants(repo.installation_id),
+        "permissions": s.installation_grants(id),
         "created_at": "2026-01-01T00:00:00Z",
         "updated_at": "2026-01-01T00:00:00Z",
-        "suspended_by": null,
-        "suspended_at": null,
-    }))
-    .into_response()
+        "suspended_by": suspended_at.as_ref().map(|_| user_json(owner, "User")),
+        "suspended_at": suspended_at,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -287,6 +322,24 @@ impl GitHubSim {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
+    }
+
+    /// The owner suspends installation `installation_id` (GitHub then refuses its tokens).
+    pub fn suspend_installation(&self, installation_id: i64) {
+        self.state
+            .lock()
+            .unwrap()
+            .suspended_installations
+            .insert(installation_id, "2026-01-02T00:00:00Z".into());
+    }
+
+    /// The owner removes installation `installation_id`.
+    pub fn uninstall(&self, installation_id: i64) {
+        self.state
+            .lock()
+            .unwrap()
+            .uninstalled
+            .insert(installation_id);
     }
 
     /// Make every installation token issued so far invalid, as if it had expired.

@@ -104,6 +104,10 @@ impl GitHubSim {
                 "/app/installations/{installation}/access_tokens",
                 post(apps::create_token),
             )
+            .route(
+                "/app/installations/{installation}",
+                get(apps::get_installation),
+            )
             .route("/settings/apps/new", post(apps::new_app_for_user))
             .route(
                 "/organizations/{org}/settings/apps/new",

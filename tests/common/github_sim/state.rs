@@ -186,6 +186,10 @@ pub struct SimState {
     /// Installations whose permissions differ from the manifest's (an installation that has
     /// not accepted newly requested ones): installation id → its permissions.
     pub installation_permissions: HashMap<i64, Permissions>,
+    /// Installations suspended by their owner: installation id → when (GitHub's time format).
+    pub suspended_installations: HashMap<i64, String>,
+    /// Installations removed by their owner (their repositories stay, for assertions).
+    pub uninstalled: std::collections::HashSet<i64>,
     /// Where job logs are stored: a second host, as GitHub's are.
     pub blob_base_url: String,
     /// Log downloads that came with an `Authorization` header (GitHub's storage must never
