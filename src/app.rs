@@ -157,6 +157,12 @@ pub async fn start_with(
         {
             redactor.add(secret.expose_secret());
         }
+        let keys = &config.secret_keys;
+        for key in keys.current.iter().chain(&keys.previous) {
+            for spelling in key.spellings() {
+                redactor.add(&spelling);
+            }
+        }
     }
     let identity = Arc::new(IdentityCell::from_config(
         config.clone(),
