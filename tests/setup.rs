@@ -312,6 +312,7 @@ async fn setup_needs_the_admin_token() {
 
 both_backends!(one_app_per_deployment, |db: TestDb| async move {
     let store = db.connect().await;
+    let key = amp_orchestrator::sealed::SecretKey::generate();
     let app = |app_id: i64, slug: &str| amp_orchestrator::entities::github_app::Model {
         slot: 1,
         app_id,
@@ -325,12 +326,12 @@ both_backends!(one_app_per_deployment, |db: TestDb| async move {
         private_key: "k".into(),
         created_at: 1,
     };
-    let first = amp_orchestrator::store::github_app::save(&store, app(1, "first"))
+    let first = amp_orchestrator::store::github_app::save(&store, app(1, "first"), &key)
         .await
         .unwrap();
     assert_eq!(first.app_id, 1);
     // A registration that finishes second gets the first one back.
-    let second = amp_orchestrator::store::github_app::save(&store, app(2, "second"))
+    let second = amp_orchestrator::store::github_app::save(&store, app(2, "second"), &key)
         .await
         .unwrap();
     assert_eq!(second.app_id, 1);
