@@ -1,10 +1,11 @@
 //! Who the service is on GitHub: the App client and the webhook secrets it accepts.
 //!
 //! Three ways to get one, in order: `APP_ID`/`PRIVATE_KEY`/`WEBHOOK_SECRET` in the environment;
-//! an App registered earlier through the manifest flow and kept in the database; or none yet,
-//! which is **setup mode**: `GET /` offers to register an App, and once the callback stores its
-//! credentials every replica switches to them without a restart (the one that took the
-//! callback at once, the others at their next look at the database).
+//! an App registered earlier through the manifest flow and kept in the database (its credentials
+//! encrypted with `SECRET_KEY`; when they do not decrypt, the service does not act as it); or
+//! none yet, which is **setup mode**: `GET /` offers to register an App, and once the callback
+//! stores its credentials every replica switches to them without a restart (the one that took
+//! the callback at once, the others at their next look at the database).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

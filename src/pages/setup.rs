@@ -4,8 +4,11 @@
 //! GitHub's "new App" page, for the signed-in account or, with `?organization=`, for an
 //! organization. GitHub creates the App and sends the browser back to `GET /setup/callback`
 //! with a one-time code, which is exchanged for the App's id, private key and webhook secret
-//! (`POST /app-manifests/{code}/conversions`). They are stored in the database and the service
-//! acts as the new App at once; the page then links to the App's installation page.
+//! (`POST /app-manifests/{code}/conversions`). They are stored in the database, encrypted with
+//! `SECRET_KEY`, and the service acts as the new App at once; the page then links to the App's
+//! installation page. Without `SECRET_KEY` the page says how to make one and offers nothing to
+//! register, and a callback is refused before its code is exchanged (GitHub hands the
+//! credentials over once; what cannot be stored would be lost).
 //!
 //! Whoever registers the App owns it on GitHub, so the setup page needs `ADMIN_TOKEN` (as the
 //! Basic password a browser asks for); without one configured it only says how to go on. A
