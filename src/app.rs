@@ -91,6 +91,39 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     response
 }
 
+/// Bring the stored App's credentials under `SECRET_KEY`: plain text from before encryption
+/// existed, or values sealed with a key now in `SECRET_KEY_PREVIOUS`. Once, at start.
+async fn seal_stored_credentials(
+    db: &sea_orm::DatabaseConnection,
+    config: &Config,
+) -> anyhow::Result<()> {
+    use crate::store::github_app::{Resealed, reseal};
+    let keys = &config.secret_keys;
+    let key_id = keys.current.as_ref().map(|k| k.id()).unwrap_or_default();
+    match reseal(db, keys)
+        .await
+        .context("sealing the registered App's credentials")?
+    {
+        Resealed::Unchanged | Resealed::ChangedMeanwhile => {}
+        Resealed::Sealed { from } => {
+            info!(key_id, from = %from.join(", "), "the registered GitHub App's credentials are now encrypted with SECRET_KEY");
+            if from.iter().any(|f| f == "plain text") {
+                // Leave no copy of the plain text in SQLite's write-ahead log.
+                db::checkpoint(db).await;
+            }
+        }
+        Resealed::PlainTextWithoutKey => tracing::warn!(
+            "the registered GitHub App's credentials are stored unencrypted: set SECRET_KEY \
+             (make one with `openssl rand -base64 32`) and restart to encrypt them"
+        ),
+        // Adopting the App reports it, with the same reason.
+        Resealed::Unopenable(e) => {
+            tracing::debug!(error = %e, "the stored credentials were not resealed")
+        }
+    }
+    Ok(())
+}
+
 /// A started service.
 pub struct Running {
     pub addr: SocketAddr,
@@ -157,6 +190,12 @@ pub async fn start_with(
         {
             redactor.add(secret.expose_secret());
         }
+        let keys = &config.secret_keys;
+        for key in keys.current.iter().chain(&keys.previous) {
+            for spelling in key.spellings() {
+                redactor.add(&spelling);
+            }
+        }
     }
     let identity = Arc::new(IdentityCell::from_config(
         config.clone(),
@@ -165,6 +204,7 @@ pub async fn start_with(
     )?);
     let db = db::connect(&config.database_url).await?;
     db::migrate(&db).await?;
+    seal_stored_credentials(&db, &config).await?;
     let (deliveries, writer) = DeliveryWriter::start(db.clone());
     let store_label = store_label(&config.database_url);
     let bus = Arc::new(EventBus::new());

@@ -12,6 +12,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::Role;
+use crate::sealed::{HOW_TO_MAKE_A_KEY, Keyring, SecretKey};
 
 /// Where the service's SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_PATH: &str = "./data/amp-orchestrator.sqlite";
@@ -89,6 +90,9 @@ pub struct Config {
     /// The least repository role that may run `/amp` commands: write, maintain or admin.
     pub required_permission: Role,
     pub admin_token: Option<SecretString>,
+    /// `SECRET_KEY`, which encrypts the App credentials the setup flow stores, and
+    /// `SECRET_KEY_PREVIOUS`, older keys that only decrypt (rotation).
+    pub secret_keys: Keyring,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -245,6 +249,7 @@ impl Config {
         {
             problems.push("ADMIN_TOKEN must be at least 16 characters".into());
         }
+        let secret_keys = parse_secret_keys(&get, &mut problems);
         let redact_values: Vec<SecretString> = get("REDACT_VALUES")
             .map(|v| {
                 v.split(',')
@@ -321,6 +326,7 @@ impl Config {
             docker_host,
             required_permission,
             admin_token,
+            secret_keys,
             log_level,
             log_format,
         })
@@ -380,6 +386,47 @@ fn normalize_private_key(key: &str) -> SecretString {
         key.to_string()
     };
     SecretString::from(key)
+}
+
+/// `SECRET_KEY` and the comma-separated `SECRET_KEY_PREVIOUS`. Errors name the variable, never
+/// the value.
+fn parse_secret_keys(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Keyring {
+    let current = get("SECRET_KEY").and_then(|v| match SecretKey::parse(&v) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            problems.push(format!("SECRET_KEY {e}; {HOW_TO_MAKE_A_KEY}"));
+            None
+        }
+    });
+    let mut previous = Vec::new();
+    if let Some(list) = get("SECRET_KEY_PREVIOUS") {
+        let entries: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for (n, entry) in entries.iter().enumerate() {
+            match SecretKey::parse(entry) {
+                Ok(key) => previous.push(key),
+                Err(e) if entries.len() == 1 => {
+                    problems.push(format!("SECRET_KEY_PREVIOUS {e}; {HOW_TO_MAKE_A_KEY}"))
+                }
+                Err(e) => problems.push(format!(
+                    "SECRET_KEY_PREVIOUS key {} of {} {e}",
+                    n + 1,
+                    entries.len()
+                )),
+            }
+        }
+        if get("SECRET_KEY").is_none() {
+            problems.push(
+                "SECRET_KEY_PREVIOUS is set but SECRET_KEY is not (SECRET_KEY_PREVIOUS only \
+                 decrypts; set the new key as SECRET_KEY)"
+                    .into(),
+            );
+        }
+    }
+    Keyring { current, previous }
 }
 
 fn is_http_url(value: &str) -> bool {
@@ -578,6 +625,66 @@ mod tests {
         for secret in ["old-secret", "new-secret", "sgamp_key"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
+    }
+
+    #[test]
+    fn secret_keys_are_base64_or_hex_and_never_printed() {
+        let b64 = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+        let hex = "abcdef123456789aabcdef123456789aabcdef123456789aabcdef123456789a";
+        let c = config(&[
+            ("SECRET_KEY", b64),
+            ("SECRET_KEY_PREVIOUS", &format!("{hex}, ")),
+        ])
+        .unwrap();
+        let current = c.secret_keys.current.as_ref().unwrap();
+        assert_eq!(current.id().len(), 8);
+        assert_eq!(c.secret_keys.previous.len(), 1);
+        assert_ne!(c.secret_keys.previous[0].id(), current.id());
+        // Unpadded base64 is the same key.
+        let unpadded = config(&[("SECRET_KEY", b64.trim_end_matches('='))]).unwrap();
+        assert_eq!(unpadded.secret_keys.current.unwrap().id(), current.id());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(b64) && !debug.contains(hex), "{debug}");
+        assert!(config(&[]).unwrap().secret_keys.current.is_none());
+    }
+
+    #[test]
+    fn bad_secret_keys_say_how_to_make_one() {
+        let err = config(&[("SECRET_KEY", "hunter2-is-my-password")]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![
+                "SECRET_KEY is neither base64 nor 64 hex digits; make one with \
+                 `openssl rand -base64 32`"
+            ]
+        );
+        let short = "AAECAwQFBgcICQoLDA0ODw==";
+        let err = config(&[("SECRET_KEY", short)]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![
+                "SECRET_KEY must be 32 bytes, got 16 (as base64 or 64 hex digits); make one \
+                 with `openssl rand -base64 32`"
+            ]
+        );
+        let good = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+        let err = config(&[
+            ("SECRET_KEY", good),
+            ("SECRET_KEY_PREVIOUS", &format!("{good},{short}")),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![
+                "SECRET_KEY_PREVIOUS key 2 of 2 must be 32 bytes, got 16 (as base64 or 64 hex digits)"
+            ]
+        );
+        assert!(!err.to_string().contains(short));
+        let err = config(&[("SECRET_KEY_PREVIOUS", good)]).unwrap_err();
+        assert!(
+            err.problems[0].starts_with("SECRET_KEY_PREVIOUS is set but SECRET_KEY is not"),
+            "{err}"
+        );
     }
 
     #[test]

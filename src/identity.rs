@@ -1,17 +1,18 @@
 //! Who the service is on GitHub: the App client and the webhook secrets it accepts.
 //!
 //! Three ways to get one, in order: `APP_ID`/`PRIVATE_KEY`/`WEBHOOK_SECRET` in the environment;
-//! an App registered earlier through the manifest flow and kept in the database; or none yet,
-//! which is **setup mode**: `GET /` offers to register an App, and once the callback stores its
-//! credentials every replica switches to them without a restart (the one that took the
-//! callback at once, the others at their next look at the database).
+//! an App registered earlier through the manifest flow and kept in the database (its credentials
+//! encrypted with `SECRET_KEY`; when they do not decrypt, the service does not act as it); or
+//! none yet, which is **setup mode**: `GET /` offers to register an App, and once the callback
+//! stores its credentials every replica switches to them without a restart (the one that took
+//! the callback at once, the others at their next look at the database).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use secrecy::SecretString;
-use tracing::{info, warn};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::entities::github_app;
@@ -57,6 +58,9 @@ pub struct IdentityCell {
     config: Arc<Config>,
     options: github::Options,
     redactor: Arc<Redactor>,
+    /// Why the App stored in the database cannot be used (its credentials do not decrypt with
+    /// the keys configured, or are no App's), when it cannot.
+    unusable: RwLock<Option<String>>,
 }
 
 impl IdentityCell {
@@ -80,6 +84,7 @@ impl IdentityCell {
             config,
             options,
             redactor,
+            unusable: RwLock::new(None),
         })
     }
 
@@ -107,20 +112,25 @@ impl IdentityCell {
     }
 
     /// Act as the App stored in the database from now on (plus any `WEBHOOK_SECRET` from the
-    /// environment, still accepted); its secrets are masked like the configured ones.
+    /// environment, still accepted); its secrets are masked like the configured ones. Fails
+    /// when its credentials do not decrypt with `SECRET_KEY` or `SECRET_KEY_PREVIOUS`.
     pub fn adopt(&self, app: &github_app::Model) -> anyhow::Result<()> {
-        let key = SecretString::from(app.private_key.clone());
+        let credentials = crate::store::github_app::credentials(app, &self.config.secret_keys)?;
         let github = GitHub::for_app(
             &self.config.github_api_url,
             Some(app.app_id as u64),
-            Some(&key),
+            Some(&credentials.private_key),
             self.options.clone(),
         )?;
-        let mut webhook_secrets = vec![SecretString::from(app.webhook_secret.clone())];
+        let mut webhook_secrets = vec![credentials.webhook_secret.clone()];
         webhook_secrets.extend(self.config.webhook_secrets.iter().cloned());
-        self.redactor.add(&app.private_key);
-        self.redactor.add(&app.webhook_secret);
-        self.redactor.add(&app.client_secret);
+        for secret in [
+            &credentials.private_key,
+            &credentials.webhook_secret,
+            &credentials.client_secret,
+        ] {
+            self.redactor.add(secret.expose_secret());
+        }
         let identity = Identity {
             github: Some(github),
             webhook_secrets,
@@ -147,20 +157,46 @@ impl IdentityCell {
         match crate::store::github_app::current(db).await {
             Ok(Some(app)) => match self.adopt(&app) {
                 Ok(()) => {
+                    self.set_unusable(None);
                     info!(app_id = app.app_id, slug = %app.slug, "using the GitHub App registered through setup");
                     true
                 }
                 Err(e) => {
-                    warn!(error = %format!("{e:#}"), "the registered GitHub App's credentials are unusable");
+                    let problem = format!("{e:#}");
+                    // Said once at error level; the looks every few seconds repeat it quietly.
+                    if self.unusable().as_deref() == Some(problem.as_str()) {
+                        debug!(app_id = app.app_id, error = %problem, "the registered GitHub App's credentials are unusable");
+                    } else {
+                        error!(app_id = app.app_id, error = %problem, "the registered GitHub App's credentials are unusable; the service does not act as it");
+                    }
+                    self.set_unusable(Some(problem));
                     false
                 }
             },
-            Ok(None) => false,
+            Ok(None) => {
+                self.set_unusable(None);
+                false
+            }
             Err(e) => {
                 warn!(error = %e, "reading the registered GitHub App failed");
                 false
             }
         }
+    }
+
+    /// Why the App stored in the database cannot be used, as of the last look for it.
+    pub fn unusable(&self) -> Option<String> {
+        self.unusable
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_unusable(&self, problem: Option<String>) {
+        *self
+            .unusable
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = problem;
     }
 
     /// While in setup mode, look for an App registered through another replica; ends once there

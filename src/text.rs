@@ -70,7 +70,8 @@ pub fn inert(text: &str) -> String {
     let mut previous: Option<char> = None;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
-        let starts_word = previous.is_none_or(|p| !(p.is_alphanumeric() || p == '_'));
+        // `_` does not count as part of a word here: `_fixes #3_` is emphasis around a keyword.
+        let starts_word = previous.is_none_or(|p| !p.is_alphanumeric());
         if c == '@'
             && previous.is_none_or(|p| !(p.is_alphanumeric() || matches!(p, '_' | '-' | '.' | '/')))
             && rest[1..].starts_with(|n: char| n.is_ascii_alphanumeric())
@@ -146,6 +147,7 @@ mod tests {
             format!("f{j}ixed https://github.com/o/r/issues/2")
         );
         assert_eq!(inert("closes GH-7"), format!("c{j}loses GH-7"));
+        assert_eq!(inert("_fixes #3_"), format!("_f{j}ixes #3_"));
         // Ordinary words, addresses and code stay as they are.
         for plain in [
             "This fixes the flaky test.",

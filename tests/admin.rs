@@ -15,6 +15,23 @@ const FILES: &[(&str, &str)] = &[
     (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
 ];
 
+/// `POST /api/tasks` with the admin token and `request`: the answer's status and its `error`.
+async fn api_refusal(s: &common::story::Story, request: Value) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(s.service.url("/api/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 /// Requests that read a repository or an installation, which creating a task starts with.
 fn repo_calls(sim: &common::github_sim::GitHubSim) -> usize {
     sim.requests("GET", "/repos/").len() + sim.requests("GET", "/installation").len()
@@ -91,21 +108,12 @@ both_backends!(
             .unwrap();
         assert_eq!(r.status(), 403);
         // Bad requests get clear answers.
-        let r = http
-            .post(url("/api/tasks"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"repo": "octo-org/nowhere", "prompt": "x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 422);
-        let body: Value = r.json().await.unwrap();
+        let (status, error) =
+            api_refusal(&s, json!({"repo": "octo-org/nowhere", "prompt": "x"})).await;
+        assert_eq!(status, 422);
         assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("is the App installed on octo-org/nowhere"),
-            "{body}"
+            error.contains("is the App installed on octo-org/nowhere"),
+            "{error}"
         );
         let r = http
             .post(url("/api/tasks"))
@@ -118,22 +126,13 @@ both_backends!(
         assert_eq!(r.status(), 400);
         // A repository name that would steer the API path is refused before GitHub is asked.
         let before = repo_calls(&s.sim);
-        let r = http
-            .post(url("/api/tasks"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"repo": "a/../../app/installation", "prompt": "x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 422);
-        let body: Value = r.json().await.unwrap();
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("is not a repository name"),
-            "{body}"
-        );
+        let (status, error) = api_refusal(
+            &s,
+            json!({"repo": "a/../../app/installation", "prompt": "x"}),
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert!(error.contains("is not a repository name"), "{error}");
         assert_eq!(repo_calls(&s.sim), before, "GitHub was not asked");
         assert!(task::Entity::find().all(&s.conn).await.unwrap().is_empty());
     }

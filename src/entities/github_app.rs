@@ -15,6 +15,8 @@ pub struct Model {
     pub owner_login: String,
     pub html_url: String,
     pub client_id: String,
+    /// The three credentials are stored sealed with `SECRET_KEY` (`enc:v1:…`, see
+    /// [`crate::sealed`]); [`crate::store::github_app::credentials`] opens them.
     pub client_secret: String,
     pub webhook_secret: String,
     pub private_key: String,

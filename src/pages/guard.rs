@@ -146,17 +146,15 @@ pub fn admin_refusal(ctx: &Ctx, headers: &HeaderMap, via: Via) -> Option<Respons
                     .is_some_and(|v| v.starts_with("Basic ")),
         ),
     );
-    if via == Via::BearerOrBasic {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Basic realm=\"amp-orchestrator admin\""),
-        );
-    } else {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer realm=\"amp-orchestrator admin\""),
-        );
-    }
+    // A browser asks for a password only when offered Basic; the API names its own scheme.
+    let challenge = match via {
+        Via::BearerOrBasic => "Basic realm=\"amp-orchestrator admin\"",
+        Via::Bearer => "Bearer realm=\"amp-orchestrator admin\"",
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static(challenge),
+    );
     Some(response)
 }
 

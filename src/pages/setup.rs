@@ -4,8 +4,11 @@
 //! GitHub's "new App" page, for the signed-in account or, with `?organization=`, for an
 //! organization. GitHub creates the App and sends the browser back to `GET /setup/callback`
 //! with a one-time code, which is exchanged for the App's id, private key and webhook secret
-//! (`POST /app-manifests/{code}/conversions`). They are stored in the database and the service
-//! acts as the new App at once; the page then links to the App's installation page.
+//! (`POST /app-manifests/{code}/conversions`). They are stored in the database, encrypted with
+//! `SECRET_KEY`, and the service acts as the new App at once; the page then links to the App's
+//! installation page. Without `SECRET_KEY` the page says how to make one and offers nothing to
+//! register, and a callback is refused before its code is exchanged (GitHub hands the
+//! credentials over once; what cannot be stored would be lost).
 //!
 //! Whoever registers the App owns it on GitHub, so the setup page needs `ADMIN_TOKEN` (as the
 //! Basic password a browser asks for); without one configured it only says how to go on. A
@@ -55,6 +58,11 @@ pub struct SetupPage {
     pub error: Option<String>,
     pub webhook_url: String,
     pub permissions: Vec<(String, String)>,
+    /// `SECRET_KEY` is not set: nothing can be stored, so no registration is offered.
+    pub needs_key: bool,
+    /// An App is stored already but its credentials cannot be used (why): none is offered
+    /// either, as it would not replace that one.
+    pub unusable: Option<String>,
 }
 
 /// Setup mode without `ADMIN_TOKEN`: how to go on.
@@ -95,6 +103,36 @@ pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response
         return refused;
     }
     let web = ctx.config.web_url();
+    let manifest = manifest(&ctx.config.public_url);
+    let permissions = manifest["default_permissions"]
+        .as_object()
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.replace('_', " "), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let webhook_url = manifest["hook_attributes"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Nothing to register: say why, and hand out no state.
+    let unusable = ctx.identity.unusable();
+    let needs_key = ctx.config.secret_keys.current.is_none();
+    if unusable.is_some() || needs_key {
+        return SetupPage {
+            version: env!("CARGO_PKG_VERSION"),
+            action: String::new(),
+            manifest: String::new(),
+            organization: String::new(),
+            error: None,
+            webhook_url,
+            permissions,
+            needs_key,
+            unusable,
+        }
+        .into_response();
+    }
     let organization = query.organization.unwrap_or_default().trim().to_string();
     let (organization, error) = if organization.is_empty() || is_login(&organization) {
         (organization, None)
@@ -117,26 +155,16 @@ pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response
     } else {
         format!("{web}/organizations/{organization}/settings/apps/new?state={state}")
     };
-    let manifest = manifest(&ctx.config.public_url);
-    let permissions = manifest["default_permissions"]
-        .as_object()
-        .map(|p| {
-            p.iter()
-                .map(|(k, v)| (k.replace('_', " "), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
     let page = SetupPage {
         version: env!("CARGO_PKG_VERSION"),
         action,
-        webhook_url: manifest["hook_attributes"]["url"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        webhook_url,
         manifest: manifest.to_string(),
         organization,
         error,
         permissions,
+        needs_key: false,
+        unusable: None,
     };
     let mut response = page.into_response();
     // The form posts to GitHub, which the site-wide policy (`form-action 'self'`) forbids.
@@ -202,6 +230,35 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
             None => super::not_found(),
         };
     }
+    // Refused before the code is exchanged: GitHub hands the credentials over once, and what
+    // cannot be stored would be lost. The state is not used up either, so a reload once the
+    // service is fixed (within the hour the code lasts) goes on.
+    if let Some(problem) = ctx.identity.unusable() {
+        warn!(
+            "an App registration came back, but an App whose credentials cannot be used is stored already; its code was not exchanged"
+        );
+        return message(
+            StatusCode::CONFLICT,
+            &format!(
+                "This deployment has a GitHub App stored already, whose credentials cannot be \
+                 used: {problem}. The new App's credentials were not fetched from GitHub. Fix the \
+                 key and restart, or delete the stored App; then reload this page within the hour \
+                 (or delete the new App on GitHub and start again from the home page)."
+            ),
+        );
+    }
+    let Some(key) = ctx.config.secret_keys.current.clone() else {
+        warn!(
+            "an App registration came back, but SECRET_KEY is not set; its code was not exchanged"
+        );
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SECRET_KEY is not set, so the new App's credentials could not be stored encrypted; \
+             they were not fetched from GitHub. Set SECRET_KEY (make one with `openssl rand \
+             -base64 32`), restart the service and reload this page within the hour (or delete \
+             the App on GitHub and start again from the home page).",
+        );
+    };
     let (Some(code), Some(state)) = (callback.code, callback.state) else {
         return message(
             StatusCode::BAD_REQUEST,
@@ -266,7 +323,7 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         created_at: crate::db::now_ms(),
     };
     // One App per deployment: when another registration was stored first, that one is used.
-    let stored = match crate::store::github_app::save(&ctx.db, model).await {
+    let stored = match crate::store::github_app::save(&ctx.db, model, &key).await {
         Ok(stored) => stored,
         Err(e) => return super::internal_error(e),
     };

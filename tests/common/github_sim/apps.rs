@@ -281,6 +281,7 @@ pub(super) async fn convert_manifest(
         .as_str()
         .map(str::to_string);
     let name = manifest["name"].as_str().unwrap_or(APP_SLUG).to_string();
+    s.client_secret = format!("{:040x}", rand::random::<u128>());
     let body = json!({
         "id": APP_ID,
         "slug": APP_SLUG,
@@ -295,7 +296,7 @@ pub(super) async fn convert_manifest(
         "permissions": manifest["default_permissions"],
         "events": manifest["default_events"],
         "client_id": "Iv1.8a61f9b3a7aba766",
-        "client_secret": format!("{:040x}", rand::random::<u128>()),
+        "client_secret": s.client_secret,
         "webhook_secret": secret,
         "pem": app_private_key(),
     });

@@ -209,6 +209,8 @@ pub struct SimState {
     pub(super) manifest_codes: HashMap<String, (Value, String)>,
     /// Codes exchanged for an App's credentials (each works once).
     pub manifest_conversions: usize,
+    /// The client secret handed over with the last App created from a manifest.
+    pub client_secret: String,
     /// Where the API's exchanges are recorded, when they are.
     pub(super) recorder: Option<Arc<Recorder>>,
 }
