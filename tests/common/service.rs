@@ -33,6 +33,8 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
 /// The installation the webhook examples' repository (`Codertocat/Hello-World`) has in
 /// [`TestService::start_with_github`].
 pub const FIXTURE_INSTALLATION: i64 = 42;
+/// The repository id the webhook examples carry (`Codertocat/Hello-World`).
+pub const FIXTURE_REPOSITORY: i64 = 186853002;
 
 impl TestService {
     /// The service without a GitHub App: webhooks are verified and stored, and no command is acted
@@ -46,10 +48,12 @@ impl TestService {
     /// write, so the examples' commands are acted on.
     pub async fn start_with_github(db: &TestDb) -> (Self, super::github_sim::GitHubSim) {
         let sim = super::github_sim::GitHubSim::start(SECRET).await;
-        sim.add_repo(
+        sim.add_repo_numbered(
             "Codertocat/Hello-World",
+            FIXTURE_REPOSITORY,
             FIXTURE_INSTALLATION,
             &[("Codertocat", "admin"), ("octocat", "write")],
+            &[("README.md", "# Hello-World\n")],
         );
         let mut env = test_env(db);
         env.extend(sim.service_env());

@@ -249,9 +249,22 @@ impl GitHubSim {
         collaborators: &[(&str, &str)],
         files: &[(&str, &str)],
     ) -> Repo {
+        let id = self.state.lock().unwrap().id();
+        self.add_repo_numbered(full_name, id, installation_id, collaborators, files)
+    }
+
+    /// Like [`GitHubSim::add_repo_with_files`], under a given repository id: the one a recorded
+    /// webhook example names, so the example's repository is this one.
+    pub fn add_repo_numbered(
+        &self,
+        full_name: &str,
+        id: i64,
+        installation_id: i64,
+        collaborators: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> Repo {
         let (owner, name) = full_name.split_once('/').unwrap();
         let mut state = self.state.lock().unwrap();
-        let id = state.id();
         let repo = Repo {
             id,
             owner: owner.into(),
