@@ -232,6 +232,8 @@ pub async fn start_with(
         handoff: CancellationToken::new(),
         shutdown: CancellationToken::new(),
         wrong_admin_tokens: Default::default(),
+        docker_probe: Default::default(),
+        store_figures: Default::default(),
     });
     if ctx.config.app_id.is_none() && !ctx.look_for_registered_app().await {
         if ctx.config.webhook_secrets.is_empty() {

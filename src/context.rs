@@ -65,6 +65,10 @@ pub struct AppContext {
     pub shutdown: CancellationToken,
     /// Wrong admin tokens tried lately (guessing is slowed down).
     pub wrong_admin_tokens: crate::pages::guard::WrongTokens,
+    /// The Docker engine's last answer to `/readyz`, reused for a few seconds.
+    pub docker_probe: crate::http::DockerProbe,
+    /// The store's figures last shown by `/metrics`, reused for a few seconds.
+    pub store_figures: crate::pages::metrics::StoreFigures,
 }
 
 pub type Ctx = Arc<AppContext>;

@@ -71,7 +71,11 @@ impl IdentityCell {
         redactor: Arc<Redactor>,
     ) -> anyhow::Result<IdentityCell> {
         let github = match config.app_id {
-            Some(_) => Some(GitHub::new(&config, options.clone())?),
+            Some(_) => Some(GitHub::new(
+                &config,
+                options.clone(),
+                Some(redactor.clone()),
+            )?),
             None => None,
         };
         let identity = Identity {
@@ -121,6 +125,7 @@ impl IdentityCell {
             Some(app.app_id as u64),
             Some(&credentials.private_key),
             self.options.clone(),
+            Some(self.redactor.clone()),
         )?;
         let mut webhook_secrets = vec![credentials.webhook_secret.clone()];
         webhook_secrets.extend(self.config.webhook_secrets.iter().cloned());

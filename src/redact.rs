@@ -5,12 +5,27 @@
 //! told about (GitHub tokens, `sgamp_` keys, `Bearer …`, credentials in URLs).
 
 use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
 
 const MASK: &str = "[REDACTED]";
 
+/// How long a secret that expires is still masked after it expires (clocks differ, and a log
+/// line may be shown after the fact).
+const EXPIRED_GRACE: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Debug)]
+struct Known {
+    value: String,
+    /// When the value stops being a secret worth masking (an installation token's expiry);
+    /// `None` for the service's own secrets.
+    until: Option<SystemTime>,
+}
+
 #[derive(Debug, Default)]
 pub struct Redactor {
-    secrets: RwLock<Vec<String>>,
+    secrets: RwLock<Vec<Known>>,
 }
 
 impl Redactor {
@@ -21,29 +36,56 @@ impl Redactor {
     /// Add a secret value; values shorter than 8 characters are ignored (they would mask ordinary
     /// words). Multi-line values (a PEM key) are added line by line.
     pub fn add(&self, secret: &str) {
+        self.remember(secret, None);
+    }
+
+    /// Add a GitHub token valid until `expires_at`, with the forms it travels in (git's Basic
+    /// credentials, `x-access-token:<token>` in base64); masked until an hour after it expires,
+    /// then forgotten, so the list does not grow with every token minted.
+    pub fn add_token(&self, token: &str, expires_at: SystemTime) {
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        self.remember(token, Some(expires_at));
+        self.remember(&basic, Some(expires_at));
+    }
+
+    fn remember(&self, secret: &str, until: Option<SystemTime>) {
         let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        secrets.retain(|known| known.until.is_none_or(|until| until + EXPIRED_GRACE > now));
         for part in secret.lines().map(str::trim) {
-            if part.len() >= 8 && !part.starts_with("-----") && !secrets.iter().any(|s| s == part) {
-                secrets.push(part.to_string());
+            if part.len() >= 8
+                && !part.starts_with("-----")
+                && !secrets.iter().any(|known| known.value == part)
+            {
+                secrets.push(Known {
+                    value: part.to_string(),
+                    until,
+                });
             }
         }
         // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by_key(|known| std::cmp::Reverse(known.value.len()));
     }
 
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for secret in self
+        for known in self
             .secrets
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
+            if out.contains(known.value.as_str()) {
+                out = out.replace(known.value.as_str(), MASK);
             }
         }
         redact_shapes(&out)
+    }
+
+    #[cfg(test)]
+    fn known(&self) -> usize {
+        self.secrets.read().unwrap().len()
     }
 }
 
@@ -147,5 +189,32 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(r.redact(input), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn tokens_are_masked_in_their_git_form_and_forgotten_after_expiry() {
+        let r = Redactor::new();
+        // A token of no well-known shape, so only its registration can mask it.
+        let token = "v1.0123456789abcdef0123456789abcdef01234567";
+        r.add_token(token, SystemTime::now() + Duration::from_secs(3600));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        assert_eq!(r.redact(&format!("t={token}")), "t=[REDACTED]");
+        assert_eq!(
+            r.redact(&format!("AUTHORIZATION: basic {basic}")),
+            "AUTHORIZATION: basic [REDACTED]"
+        );
+        assert_eq!(r.known(), 2);
+        // Long expired tokens are dropped when the next one comes.
+        let old = SystemTime::now() - EXPIRED_GRACE - Duration::from_secs(1);
+        r.add_token("v1.expired-token-0123456789", old);
+        r.add_token("v1.another-token-0123456789", SystemTime::now());
+        assert_eq!(
+            r.known(),
+            4,
+            "the expired token and its git form are forgotten"
+        );
+        r.add("kept-forever-secret");
+        assert_eq!(r.redact("kept-forever-secret"), "[REDACTED]");
     }
 }

@@ -35,7 +35,7 @@ fn client_with(sim: &GitHubSim, options: Options) -> Arc<GitHub> {
     let config =
         Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .unwrap();
-    GitHub::new(&config, options).unwrap()
+    GitHub::new(&config, options, None).unwrap()
 }
 
 /// Run git in `dir`, returning whether it succeeded and its stderr.

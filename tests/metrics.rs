@@ -4,8 +4,10 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::TestDb;
+use amp_orchestrator::entities::delivery;
 use common::story::story_with;
+use common::{TestDb, eventually};
+use sea_orm::{ActiveModelTrait, Set};
 
 /// Parse Prometheus' text format strictly enough to catch a malformed line: every sample is
 /// `name{label="value",…} number`, and every family has `# HELP` and `# TYPE` first.
@@ -82,11 +84,33 @@ both_backends!(
         let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
         assert_eq!(get(&before, "amp_tasks{state=\"succeeded\"}"), 0.0);
 
+        // The store's figures are read once for a burst of scrapes: a delivery stored just after
+        // is not counted until they are read again.
+        let pinged = "amp_deliveries_total{event=\"ping\",outcome=\"done\"}";
+        delivery::ActiveModel {
+            delivery_id: Set("counted-later".into()),
+            event: Set("ping".into()),
+            status: Set("done".into()),
+            attempts: Set(1),
+            received_at: Set(amp_orchestrator::db::now_ms()),
+            ..Default::default()
+        }
+        .insert(&s.conn)
+        .await
+        .unwrap();
+        for _ in 0..20 {
+            assert_eq!(get(&scrape().await, pinged), get(&before, pinged));
+        }
+
         s.sim
             .comment(&s.repo, 71, "writer", "/amp explain the readme")
             .await;
         s.wait_for_state("succeeded", 90).await;
-        let after = scrape().await;
+        let after = eventually(15, "the store's figures are read again", || async {
+            let now = scrape().await;
+            (get(&now, pinged) > get(&before, pinged)).then_some(now)
+        })
+        .await;
         let delivered = "amp_deliveries_total{event=\"issue_comment\",outcome=\"done\"}";
         assert_eq!(get(&after, delivered), get(&before, delivered) + 1.0);
         assert_eq!(get(&after, "amp_tasks{state=\"succeeded\"}"), 1.0);

@@ -16,6 +16,8 @@ use common::service::SECRET;
 use common::sse::SseClient;
 use common::story::{assert_no_containers_for, service_env};
 use common::{Backend, TestDb, eventually};
+
+const REPLICA_ADMIN_TOKEN: &str = "replica-admin-token-0123456789";
 use nix::sys::signal::Signal;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
@@ -57,9 +59,14 @@ impl Cluster {
         env.remove("HOST");
         env.remove("PORT");
         env.insert("LOG_LEVEL".into(), "info".into());
+        env.insert("ADMIN_TOKEN".into(), REPLICA_ADMIN_TOKEN.into());
         let env: Vec<(String, String)> = env.into_iter().collect();
         let process = ServiceProcess::start(&env).await;
-        let ready: serde_json::Value = reqwest::get(process.url("/readyz"))
+        // Which instance answers is told to the admin only.
+        let ready: serde_json::Value = reqwest::Client::new()
+            .get(process.url("/readyz"))
+            .bearer_auth(REPLICA_ADMIN_TOKEN)
+            .send()
             .await
             .unwrap()
             .json()

@@ -6,11 +6,15 @@
 mod common;
 
 use amp_orchestrator::domain::TaskState;
+use amp_orchestrator::entities::delivery;
+use axum::http::Method;
 use common::fixtures::issue_comment;
+use common::github_sim::Fault;
 use common::github_sim::git::git;
 use common::service::FIXTURE_INSTALLATION;
 use common::story::story_with;
-use common::{TestDb, TestService};
+use common::{TestDb, TestService, eventually};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 const JOINER: char = '\u{200D}';
 
@@ -118,17 +122,19 @@ both_backends!(
             let (status, json) = service.webhook("issue_comment", id, &body).await;
             assert_eq!(status, 202, "{json}");
         }
-        let tasks = settled(&conn, &["original", "replay-1", "replay-2"]).await;
+        let copies = ["original", "replay-1", "replay-2"];
+        let tasks = settled(&conn, &copies).await;
         assert_eq!(tasks.len(), 1, "one comment, one task");
-        assert_eq!(tasks[0].delivery_id.as_deref(), Some("original"));
-        for id in ["replay-1", "replay-2"] {
+        // Copies handled at once: whichever comes first acts, the others say which did.
+        let acted = tasks[0].delivery_id.clone().unwrap();
+        for id in copies.iter().filter(|id| **id != acted) {
             let outcome = delivery_error(&conn, id).await;
             assert!(
-                outcome.contains("acted on already (delivery original)"),
+                outcome.contains(&format!("acted on already (delivery {acted})")),
                 "{outcome}"
             );
         }
-        // One 👀 and one status comment, for the original only.
+        // One 👀 and one status comment, for the copy that acted only.
         let comments = github.requests("POST", "/issues/1/comments");
         assert_eq!(comments.len(), 1, "{comments:?}");
 
@@ -145,11 +151,22 @@ both_backends!(
             service.webhook("issue_comment", id, &edited).await;
         }
         settled(&conn, &["edit", "edit-replay"]).await;
-        assert!(delivery_error(&conn, "edit").await.starts_with("done"));
-        assert!(
-            delivery_error(&conn, "edit-replay")
-                .await
-                .contains("acted on already (delivery edit)")
+        let outcomes = [
+            delivery_error(&conn, "edit").await,
+            delivery_error(&conn, "edit-replay").await,
+        ];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.starts_with("done")).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| o.contains("acted on already (delivery edit"))
+                .count(),
+            1,
+            "{outcomes:?}"
         );
         assert_eq!(
             github.requests("POST", "/issues/1/comments").len(),
@@ -226,5 +243,121 @@ both_backends!(
                 .len(),
             2
         );
+    }
+);
+
+both_backends!(
+    a_comment_storm_on_one_repository_does_not_hold_up_the_others,
+    |db: TestDb| async move {
+        let s = story_with(db, &[], &[("README.md", "# widgets\n")]).await;
+        let other = s
+            .sim
+            .add_repo("octo-org/gadgets", 78, &[("maker", "write")]);
+        // A stranger's first command meets GitHub's rate limit for the next hour.
+        s.sim.inject(
+            Method::GET,
+            "/collaborators/stranger/permission",
+            Fault::PrimaryRateLimit {
+                reset_in_secs: 3600,
+            },
+        );
+        let (_, held) = s.sim.comment(&s.repo, 5, "stranger", "/amp rm -rf /").await;
+        eventually(20, "the rate limit is met", || async {
+            s.sim
+                .requests("GET", "/collaborators/stranger/permission")
+                .iter()
+                .any(|r| r.status == 403)
+                .then_some(())
+        })
+        .await;
+        // Then a storm of commands from the same stranger on the same issue.
+        let mut storm = Vec::new();
+        for i in 0..30 {
+            let (_, delivery) = s
+                .sim
+                .comment(&s.repo, 5, "stranger", &format!("/amp do thing {i}"))
+                .await;
+            storm.push(delivery);
+        }
+        // Another repository's writer is answered meanwhile.
+        let (asked, _) = s.sim.comment(&other, 9, "maker", "/amp add a flag").await;
+        eventually(20, "the other repository's command is answered", || async {
+            (!s.sim.app_comments(&other, 9).is_empty() && !s.sim.reactions_on(asked).is_empty())
+                .then_some(())
+        })
+        .await;
+        // The storm is answered once, not thirty times.
+        let storm: Vec<&str> = storm.iter().map(String::as_str).collect();
+        eventually(30, "the storm is handled", || async {
+            let mut handled = 0;
+            for id in &storm {
+                let outcome = delivery_error(&s.conn, id).await;
+                if outcome.starts_with("done") || outcome.starts_with("ignored") {
+                    handled += 1;
+                }
+            }
+            (handled == storm.len()).then_some(())
+        })
+        .await;
+        let replies = s.sim.app_comments(&s.repo, 5);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert!(replies[0].body.contains("@stranger"), "{}", replies[0].body);
+        // The command that met the rate limit is put back until it resets, its attempts intact.
+        let held = delivery::Entity::find()
+            .filter(delivery::Column::DeliveryId.eq(held.as_str()))
+            .one(&s.conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.status, "pending");
+        assert_eq!(held.attempts, 0);
+        let due_in = held.lease_until.unwrap() - amp_orchestrator::db::now_ms();
+        assert!(due_in > 50 * 60 * 1000, "due in {due_in} ms");
+        assert!(
+            held.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("rate limit"),
+            "{:?}",
+            held.error
+        );
+    }
+);
+
+both_backends!(
+    readiness_probes_do_not_each_reach_the_docker_engine,
+    |db: TestDb| async move {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A Docker engine address that only counts who connects to it.
+        let engine = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = engine.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = engine.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        let mut env = common::service::test_env(&db);
+        env.insert("MAX_CONCURRENT_TASKS".into(), "1".into());
+        env.insert("DOCKER_HOST".into(), format!("tcp://{address}"));
+        let service = TestService::start_with(env).await;
+        let before = connections.load(Ordering::SeqCst);
+        for _ in 0..30 {
+            let response = service
+                .http
+                .get(service.url("/readyz"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 503);
+            let ready: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(ready["docker"], "failing", "{ready}");
+        }
+        // Thirty probes in a row share the engine's one answer.
+        let reached = connections.load(Ordering::SeqCst) - before;
+        assert!(reached <= 4, "the engine was reached {reached} times");
     }
 );

@@ -246,6 +246,24 @@ both_backends!(
             )),
             "{org_action}"
         );
+        // Reloading the page hands out the same state: a thousand reloads keep one row.
+        let state_of = |action: &str| action.split("state=").nth(1).unwrap().to_string();
+        for _ in 0..5 {
+            let (_, again) = get(&http, service.url("/setup"), true).await;
+            let again = attribute_after(&again, "method=\"post\"", "action");
+            assert_eq!(state_of(&again), state_of(&action));
+        }
+        {
+            use sea_orm::{EntityTrait, PaginatorTrait};
+            let store = db.connect().await;
+            assert_eq!(
+                amp_orchestrator::entities::setup_state::Entity::find()
+                    .count(&store)
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
 
         // A callback that did not start on this deployment's page is refused.
         let forged = http
@@ -293,7 +311,11 @@ both_backends!(
                 .starts_with(&format!("{}/settings/apps/new?state=", sim.api_url()))
         );
 
-        // GitHub creates the App and sends the browser back with a code.
+        // GitHub creates the App and sends the browser back with a code. (The state that came
+        // back with the unknown code is used up: the page hands out a new one.)
+        let (_, page) = get(&http, service.url("/setup"), true).await;
+        let action = attribute_after(&page, "method=\"post\"", "action");
+        assert_ne!(state_of(&action), state);
         let created = http
             .post(&action)
             .form(&[("manifest", manifest.as_str())])

@@ -748,17 +748,34 @@ both_backends!(
 both_backends!(
     an_unreachable_docker_engine_fails_tasks_and_readiness,
     |db: TestDb| async move {
-        let s = story(db, &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]).await;
-        let response = s
-            .service
-            .http
-            .get(s.service.url("/readyz"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 503);
-        let ready: serde_json::Value = response.json().await.unwrap();
+        let s = story(
+            db,
+            &[
+                ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+                ("ADMIN_TOKEN", "worker-admin-token-0123456789"),
+            ],
+        )
+        .await;
+        let readiness = |token: Option<&'static str>| {
+            let mut request = s.service.http.get(s.service.url("/readyz"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        // Anyone learns that the engine fails; not where it is, nor which instance answered.
+        let (status, ready) = readiness(None).await;
+        assert_eq!(status, 503);
         assert_eq!(ready["database"], "ok");
+        assert_eq!(ready["docker"], "failing", "{ready}");
+        assert!(ready.get("instance").is_none(), "{ready}");
+        // The admin learns what the engine said.
+        let (status, ready) = readiness(Some("worker-admin-token-0123456789")).await;
+        assert_eq!(status, 503);
         assert!(
             ready["docker"]
                 .as_str()
@@ -766,6 +783,7 @@ both_backends!(
                 .contains("cannot be reached"),
             "{ready}"
         );
+        assert!(ready["instance"].is_string(), "{ready}");
 
         s.sim
             .comment(&s.repo, 29, "writer", "/amp add a json flag")

@@ -7,8 +7,10 @@
 //!   cached, and replaced ahead of their expiry, or at once when GitHub answers 401;
 //! - one retry policy for every call: transport errors, timeouts and 5xx back off exponentially;
 //!   primary and secondary rate limits wait for `Retry-After` / `x-ratelimit-reset`, so a
-//!   rate-limited GitHub delays work and never drops it; other 4xx fail at once with GitHub's
-//!   message, for the caller to turn into a reply;
+//!   rate-limited GitHub delays work and never drops it (work that must not hold others up, a
+//!   webhook delivery, runs [`with_rate_limit_patience`] and gets [`GitHubError::RateLimited`]
+//!   instead of a long wait, to be put back); other 4xx fail at once with GitHub's message, for
+//!   the caller to turn into a reply;
 //! - a typed function per operation the service uses ([`operations`]), its answer read into a
 //!   narrow struct ([`models`]); a write whose answer cannot be read is not retried (it was done);
 //! - redirects followed (octocrab's policy drops the credentials when a redirect leaves the API's
@@ -38,6 +40,7 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 pub use crate::domain::{RepoRef, Role};
+use crate::redact::Redactor;
 
 /// Tunables, with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
@@ -95,6 +98,14 @@ pub enum GitHubError {
         message: String,
         done: bool,
     },
+    /// GitHub's rate limit would have to be waited out for `wait`, longer than the patience of
+    /// the work that made the call ([`with_rate_limit_patience`]).
+    #[error("GitHub's rate limit holds {method} {path} for another {}s", wait.as_secs())]
+    RateLimited {
+        method: Method,
+        path: String,
+        wait: Duration,
+    },
     #[error("the GitHub App is not configured (APP_ID and PRIVATE_KEY are needed)")]
     NotConfigured,
     #[error("{0}")]
@@ -118,7 +129,17 @@ impl GitHubError {
             GitHubError::Status { status, .. } => (400..500).contains(status),
             GitHubError::NotConfigured => true,
             GitHubError::Unreadable { done, .. } => *done,
-            GitHubError::Transport { .. } | GitHubError::Other(_) => false,
+            GitHubError::Transport { .. }
+            | GitHubError::RateLimited { .. }
+            | GitHubError::Other(_) => false,
+        }
+    }
+
+    /// How long until GitHub's rate limit lets the call through, when that is what stopped it.
+    pub fn rate_limited_for(&self) -> Option<Duration> {
+        match self {
+            GitHubError::RateLimited { wait, .. } => Some(*wait),
+            _ => None,
         }
     }
 
@@ -129,6 +150,22 @@ impl GitHubError {
             _ => None,
         }
     }
+}
+
+tokio::task_local! {
+    /// The longest a rate limit is waited out by calls made within [`with_rate_limit_patience`].
+    static RATE_LIMIT_PATIENCE: Duration;
+}
+
+/// Run `work` so that its GitHub calls wait out a rate limit for at most `patience`; a longer one
+/// fails the call with [`GitHubError::RateLimited`] (how long it holds), so the work can be put
+/// back for later instead of holding up what comes after it. Elsewhere a rate limit is waited
+/// out (up to [`Options::max_rate_limit_wait`]).
+pub async fn with_rate_limit_patience<F: std::future::Future>(
+    patience: Duration,
+    work: F,
+) -> F::Output {
+    RATE_LIMIT_PATIENCE.scope(patience, work).await
 }
 
 /// A 2xx answer.
@@ -163,25 +200,34 @@ pub struct GitHub {
     key: Option<jsonwebtoken::EncodingKey>,
     options: Options,
     tokens: Mutex<HashMap<(i64, i64), CachedToken>>,
+    /// Told every installation token minted, so it is masked wherever it shows up.
+    redactor: Option<Arc<Redactor>>,
 }
 
 impl GitHub {
-    pub fn new(config: &Config, options: Options) -> anyhow::Result<Arc<GitHub>> {
+    pub fn new(
+        config: &Config,
+        options: Options,
+        redactor: Option<Arc<Redactor>>,
+    ) -> anyhow::Result<Arc<GitHub>> {
         Self::for_app(
             &config.github_api_url,
             config.app_id,
             config.private_key.as_ref(),
             options,
+            redactor,
         )
     }
 
     /// A client for the App `app_id` signing with `private_key`; without them, a client that can
-    /// only make calls that need no App credentials.
+    /// only make calls that need no App credentials. The installation tokens it mints are added
+    /// to `redactor`.
     pub fn for_app(
         api_url: &str,
         app_id: Option<u64>,
         private_key: Option<&SecretString>,
         options: Options,
+        redactor: Option<Arc<Redactor>>,
     ) -> anyhow::Result<Arc<GitHub>> {
         let key = match private_key {
             Some(pem) => Some(
@@ -204,6 +250,7 @@ impl GitHub {
             key,
             options,
             tokens: Mutex::new(HashMap::new()),
+            redactor,
         }))
     }
 
@@ -259,6 +306,9 @@ impl GitHub {
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
+        if let Some(redactor) = &self.redactor {
+            redactor.add_token(&minted.token, expires_at);
+        }
         let token = SecretString::from(minted.token);
         debug!(installation = repo.installation_id, repo = %repo.full_name, "minted an installation token");
         let cached = CachedToken {
@@ -385,6 +435,14 @@ impl GitHub {
                 });
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
+                if RATE_LIMIT_PATIENCE.try_with(|patience| wait > *patience) == Ok(true) {
+                    warn!(%method, path = %shown_path, status = status.as_u16(), ?wait, "GitHub rate limit; the work is put back");
+                    return Err(GitHubError::RateLimited {
+                        method,
+                        path: shown_path,
+                        wait,
+                    });
+                }
                 let wait = wait.min(self.options.max_rate_limit_wait);
                 warn!(%method, path = %shown_path, status = status.as_u16(), ?wait, "GitHub rate limit; waiting");
                 tokio::time::sleep(wait).await;

@@ -1,11 +1,13 @@
 //! `GET /metrics` in Prometheus' text format.
 //!
 //! What the database knows (deliveries by event and outcome, tasks by state, CI rounds, the
-//! queues) is read from it when scraped, so every replica reports the same totals. What only a
+//! queues) is read from it when scraped, at most once per [`STORE_READ_REUSE`], so every replica
+//! reports the same totals and a flood of scrapes costs the database nothing more. What only a
 //! process sees (its GitHub API calls and the rate limit GitHub last reported, its running
 //! containers, and the latency histograms) is counted in the process.
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -47,7 +49,44 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// How long the store's figures are reused: scrapes as often as anyone likes cost the database at
+/// most one read of them per this interval.
+const STORE_READ_REUSE: Duration = Duration::from_secs(5);
+
+/// The store's figures as last read, shared by the scrapes that come while they are fresh (and by
+/// those that wait while they are read).
+#[derive(Debug, Default)]
+pub struct StoreFigures {
+    last: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl StoreFigures {
+    async fn text(&self, ctx: &Ctx) -> Result<String, DbErr> {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref()
+            && at.elapsed() < STORE_READ_REUSE
+        {
+            return Ok(text.clone());
+        }
+        let text = store_text(ctx).await?;
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
+}
+
 async fn render(ctx: &Ctx) -> Result<String, DbErr> {
+    let mut out = ctx.store_figures.text(ctx).await?;
+    let _ = writeln!(
+        out,
+        "# HELP amp_running_tasks Tasks with a command running in this process.\n# TYPE amp_running_tasks gauge\namp_running_tasks {}",
+        ctx.lifecycle.local.len()
+    );
+    METRICS.write(&mut out);
+    Ok(out)
+}
+
+/// What the database knows, for every replica alike.
+async fn store_text(ctx: &Ctx) -> Result<String, DbErr> {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -99,12 +138,6 @@ async fn render(ctx: &Ctx) -> Result<String, DbErr> {
         out,
         "# HELP amp_queue_depth Work waiting: queued tasks, and deliveries not yet processed.\n# TYPE amp_queue_depth gauge\namp_queue_depth{{queue=\"tasks\"}} {queued}\namp_queue_depth{{queue=\"deliveries\"}} {backlog}"
     );
-    let _ = writeln!(
-        out,
-        "# HELP amp_running_tasks Tasks with a command running in this process.\n# TYPE amp_running_tasks gauge\namp_running_tasks {}",
-        ctx.lifecycle.local.len()
-    );
-    METRICS.write(&mut out);
     Ok(out)
 }
 

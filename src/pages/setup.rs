@@ -144,12 +144,15 @@ pub async fn page(ctx: &Ctx, headers: &HeaderMap, query: SetupQuery) -> Response
             )),
         )
     };
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    let state = hex::encode(bytes);
-    if let Err(e) = crate::store::github_app::issue_state(&ctx.db, &state).await {
-        return super::internal_error(e);
-    }
+    let fresh = || {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
+    let state = match crate::store::github_app::state_to_hand_out(&ctx.db, fresh).await {
+        Ok(state) => state,
+        Err(e) => return super::internal_error(e),
+    };
     let action = if organization.is_empty() {
         format!("{web}/settings/apps/new?state={state}")
     } else {
@@ -282,7 +285,7 @@ pub async fn callback(State(ctx): State<Ctx>, Query(callback): Query<Callback>) 
         max_attempts: 1,
         ..ctx.tunables.github.clone()
     };
-    let client = match GitHub::for_app(&ctx.config.github_api_url, None, None, options) {
+    let client = match GitHub::for_app(&ctx.config.github_api_url, None, None, options, None) {
         Ok(client) => client,
         Err(e) => return super::internal_error(format!("{e:#}")),
     };

@@ -153,13 +153,17 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Claim up to `limit` deliveries that are pending (and due) or whose lease expired, oldest first.
+/// Claim up to `limit` deliveries that are pending (and due) or whose lease expired, oldest first
+/// but taking turns between installations: each installation's oldest, then each one's second,
+/// and so on, so a storm of deliveries for one installation does not fill every batch.
 pub async fn claim(
     db: &DatabaseConnection,
     owner: &str,
     lease_ms: i64,
     limit: u64,
 ) -> Result<Vec<Claimed>, DbErr> {
+    const DUE: &str = "((status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
+         OR (status = 'processing' AND lease_until < $3))";
     let now = now_ms();
     let lock = if is_postgres(db) {
         " FOR UPDATE SKIP LOCKED"
@@ -169,10 +173,11 @@ pub async fn claim(
     let sql = format!(
         "UPDATE deliveries SET status = 'processing', lease_owner = $1, lease_until = $2, \
          attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM deliveries \
-           WHERE (status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
-              OR (status = 'processing' AND lease_until < $3) \
-           ORDER BY id LIMIT $4{lock}) \
+         WHERE id IN (SELECT id FROM deliveries WHERE id IN (\
+           SELECT id FROM (SELECT id, ROW_NUMBER() OVER (\
+               PARTITION BY COALESCE(installation_id, 0) ORDER BY id) AS turn \
+             FROM deliveries WHERE {DUE}) AS ranked \
+           ORDER BY turn, id LIMIT $4) AND {DUE}{lock}) \
          RETURNING id, delivery_id, event, attempts"
     );
     let rows = db
@@ -231,10 +236,17 @@ pub enum Outcome {
         retry_after_ms: i64,
         give_up: bool,
     },
+    /// Not handled yet and not failed: put back until `due_in_ms` from now (GitHub's rate limit
+    /// resets then), without using up an attempt.
+    Later {
+        reason: String,
+        due_in_ms: i64,
+    },
 }
 
-/// (status, error, lease_until, processed_at): rows sharing one are updated by one statement.
-type FinishKey = (&'static str, Option<String>, Option<i64>, Option<i64>);
+/// (status, error, lease_until, processed_at, attempts given back): rows sharing one are updated
+/// by one statement.
+type FinishKey = (&'static str, Option<String>, Option<i64>, Option<i64>, i32);
 
 /// Record the outcomes of a batch in one transaction (one commit on SQLite), with one statement
 /// per distinct outcome (usually one for the whole batch). Only rows still leased by `owner` are
@@ -251,13 +263,13 @@ pub async fn finish(
     let mut groups: Vec<(FinishKey, Vec<i64>)> = Vec::new();
     for (id, outcome) in outcomes {
         let key = match outcome {
-            Outcome::Done => ("done", None, None, Some(now)),
-            Outcome::Ignored(reason) => ("ignored", Some(reason.clone()), None, Some(now)),
+            Outcome::Done => ("done", None, None, Some(now), 0),
+            Outcome::Ignored(reason) => ("ignored", Some(reason.clone()), None, Some(now), 0),
             Outcome::Error {
                 message,
                 give_up: true,
                 ..
-            } => ("failed", Some(message.clone()), None, Some(now)),
+            } => ("failed", Some(message.clone()), None, Some(now), 0),
             Outcome::Error {
                 message,
                 retry_after_ms,
@@ -267,6 +279,14 @@ pub async fn finish(
                 Some(message.clone()),
                 Some(now + retry_after_ms),
                 None,
+                0,
+            ),
+            Outcome::Later { reason, due_in_ms } => (
+                "pending",
+                Some(reason.clone()),
+                Some(now + due_in_ms),
+                None,
+                1,
             ),
         };
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -275,11 +295,11 @@ pub async fn finish(
         }
     }
     let txn = db.begin().await?;
-    for ((status, error, lease_until, processed_at), ids) in groups {
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 6)).collect();
+    for ((status, error, lease_until, processed_at, given_back), ids) in groups {
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 7)).collect();
         let sql = format!(
             "UPDATE deliveries SET status = $1, error = $2, lease_owner = NULL, lease_until = $3, \
-             processed_at = $4 WHERE lease_owner = $5 AND id IN ({})",
+             processed_at = $4, attempts = attempts - $6 WHERE lease_owner = $5 AND id IN ({})",
             placeholders.join(", ")
         );
         let mut values: Vec<Value> = vec![
@@ -288,6 +308,7 @@ pub async fn finish(
             lease_until.into(),
             processed_at.into(),
             owner.into(),
+            given_back.into(),
         ];
         values.extend(ids.into_iter().map(Value::from));
         txn.execute_raw(stmt(&txn, &sql, values)).await?;

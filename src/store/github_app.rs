@@ -6,7 +6,9 @@
 //! before encryption existed).
 
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::db::now_ms;
@@ -174,6 +176,26 @@ pub async fn reseal(db: &impl ConnectionTrait, keys: &Keyring) -> Result<Reseale
     } else {
         Resealed::ChangedMeanwhile
     })
+}
+
+/// The state for the setup page to hand out: the one handed out last while it has at least half
+/// its lifetime left, else `fresh()`, remembered. Reloading the page, however often, keeps at most
+/// a few states in the table.
+pub async fn state_to_hand_out(
+    db: &impl ConnectionTrait,
+    fresh: impl FnOnce() -> String,
+) -> Result<String, DbErr> {
+    let recent = setup_state::Entity::find()
+        .filter(setup_state::Column::CreatedAt.gte(now_ms() - STATE_LIFETIME_MS / 2))
+        .order_by_desc(setup_state::Column::CreatedAt)
+        .one(db)
+        .await?;
+    if let Some(recent) = recent {
+        return Ok(recent.state);
+    }
+    let state = fresh();
+    issue_state(db, &state).await?;
+    Ok(state)
 }
 
 /// Remember a state handed out by the setup page.
