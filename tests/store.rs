@@ -307,3 +307,60 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    claims_take_turns_between_installations,
+    |db: TestDb| async move {
+        use amp_orchestrator::store::deliveries::{self, DeliveryStatus, NewDelivery, Outcome};
+        use sea_orm::EntityTrait;
+        let conn = db.connect().await;
+        let ids: Vec<String> = (0..10).map(|i| format!("storm-{i}")).collect();
+        fn new(id: &str, installation: i64) -> NewDelivery<'_> {
+            NewDelivery {
+                delivery_id: id,
+                event: "issue_comment",
+                action: Some("created"),
+                installation_id: Some(installation),
+                status: DeliveryStatus::Pending,
+                payload: b"{}",
+                error: None,
+            }
+        }
+        // Ten deliveries for one installation, then one for another.
+        for id in &ids {
+            deliveries::insert(&conn, new(id, 1)).await.unwrap();
+        }
+        deliveries::insert(&conn, new("quiet", 2)).await.unwrap();
+        let claimed = deliveries::claim(&conn, "me", 60_000, 3).await.unwrap();
+        let got: Vec<&str> = claimed.iter().map(|c| c.delivery_id.as_str()).collect();
+        assert_eq!(got, ["storm-0", "storm-1", "quiet"]);
+
+        // A delivery put back for later is not claimed before its time, and keeps its attempts.
+        let storm_1 = claimed[1].id;
+        deliveries::finish(
+            &conn,
+            "me",
+            &[(
+                storm_1,
+                Outcome::Later {
+                    reason: "rate limited".into(),
+                    due_in_ms: 60_000,
+                },
+            )],
+        )
+        .await
+        .unwrap();
+        let next = deliveries::claim(&conn, "me", 60_000, 20).await.unwrap();
+        assert!(next.iter().all(|c| c.id != storm_1));
+        assert_eq!(next.len(), 8);
+        let put_back = amp_orchestrator::entities::delivery::Entity::find_by_id(storm_1)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (put_back.status.as_str(), put_back.attempts),
+            ("pending", 0)
+        );
+    }
+);
