@@ -215,6 +215,7 @@ pub async fn start_with(
     );
     let app = router(ctx.clone());
     let shutdown = ctx.shutdown.clone();
+    let limits = crate::server::Limits::from_config(&ctx.config);
     let server = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         // Live events are small writes: send them at once rather than waiting to fill a packet.
@@ -223,9 +224,7 @@ pub async fn start_with(
                 tracing::debug!(error = %e, "setting TCP_NODELAY failed");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        crate::server::serve(listener, app, limits, shutdown.cancelled_owned()).await
     });
     let mut workers = vec![
         tokio::spawn(inbox::run(ctx.clone())),
