@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -46,11 +45,7 @@ fn instance_id() -> String {
 /// The HTTP routes.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route(
-            "/api/github/webhooks",
-            post(webhook::intake::receive)
-                .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
-        )
+        .route("/api/github/webhooks", webhook::intake::route(&ctx))
         .route("/", get(pages::index))
         .route("/setup", get(pages::setup::show))
         .route("/setup/callback", get(pages::setup::callback))

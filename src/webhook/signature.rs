@@ -26,17 +26,32 @@ pub fn verify(
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
+    verify_digest(secrets, &parse_header(header)?, body)
+}
+
+/// The digest a `X-Hub-Signature-256` header names, so a request without a well-formed one is
+/// refused before its body is read.
+pub fn parse_header(header: Option<&[u8]>) -> Result<[u8; 32], SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let hex_digest = header
         .strip_prefix(b"sha256=")
         .ok_or(SignatureError::Malformed)?;
     let mut expected = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    Ok(expected)
+}
+
+/// Check `body` against a digest from [`parse_header`] under each secret.
+pub fn verify_digest(
+    secrets: &[SecretString],
+    expected: &[u8; 32],
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let matched = secrets.iter().any(|secret| {
         let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(body);
-        mac.verify_slice(&expected).is_ok()
+        mac.verify_slice(expected).is_ok()
     });
     if matched {
         Ok(())
