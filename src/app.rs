@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -42,6 +43,10 @@ fn instance_id() -> String {
     format!("{host}-{:08x}", rand::rng().next_u32())
 }
 
+/// The most of a request body any route but the webhook reads (axum's default is 2 MiB). The
+/// admin form and API take a prompt and a few fields, and read them before the token is checked.
+pub const MAX_OTHER_BODY_BYTES: usize = 64 * 1024;
+
 /// The HTTP routes.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
@@ -61,6 +66,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(pages::fallback)
+        .layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         // Request spans name the path only: a query can carry a one-time code (the setup
         // callback's), which must not reach the logs.

@@ -324,3 +324,36 @@ async fn shutdown_is_not_held_up_by_half_a_header() {
         .await
         .expect("the service stops although a client never finished its headers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_routes_read_at_most_64_kib_of_a_body() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let token = "an-admin-token-of-some-length";
+    let service = start(&db, &[("ADMIN_TOKEN", token)], Default::default()).await;
+    let prompt = "x".repeat(100 * 1024);
+    let body = serde_json::json!({"repo": "octo-org/widgets", "prompt": prompt}).to_string();
+    // Read before the token is checked, so whoever sends it could make the service hold it.
+    for authorization in [None, Some(format!("Bearer {token}"))] {
+        let mut request = service
+            .http
+            .post(service.url("/api/tasks"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 413, "{authorization:?}");
+    }
+    let form = format!("repo=octo-org%2Fwidgets&prompt={prompt}");
+    let response = service
+        .http
+        .post(service.url("/tasks"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth("admin", Some(token))
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
