@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -89,18 +89,53 @@ pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Read `body` whole, refusing more than `limit` bytes. Chunks are copied into one buffer as
-/// they arrive (sized from the declared length), so the body is held once, not twice.
+/// A body as it arrived: the chunks the connection read, not yet joined.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Chunks {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks, in order.
+    pub fn as_slices(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        self.chunks.iter().map(|c| c.as_ref())
+    }
+
+    /// The whole body in one buffer (the one chunk itself when there is only one).
+    pub fn join(self) -> Bytes {
+        if self.chunks.len() == 1 {
+            return self.chunks.into_iter().next().expect("one chunk");
+        }
+        let mut joined = BytesMut::with_capacity(self.len);
+        for chunk in self.chunks {
+            joined.extend_from_slice(&chunk);
+        }
+        joined.freeze()
+    }
+}
+
+/// Read `body` whole, refusing more than `limit` bytes. The chunks are kept as the connection
+/// read them rather than copied into one buffer: a body that turns out unsigned is dropped
+/// without ever having been copied, and no body needs one large allocation (which the
+/// allocator may keep after it is freed) before it is known to come from GitHub.
 pub async fn read(
     mut body: Body,
     declared: Option<u64>,
     limit: usize,
-) -> Result<BytesMut, BodyError> {
+) -> Result<Chunks, BodyError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
-    let capacity = declared.map_or(16 * 1024, |n| n as usize).min(limit);
-    let mut buffer = BytesMut::with_capacity(capacity);
+    let mut read = Chunks::default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             if crate::server::is_body_timeout(&e) {
@@ -110,11 +145,14 @@ pub async fn read(
             }
         })?;
         if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > limit {
+            if read.len + data.len() > limit {
                 return Err(BodyError::TooLarge(limit));
             }
-            buffer.extend_from_slice(&data);
+            if !data.is_empty() {
+                read.len += data.len();
+                read.chunks.push(data);
+            }
         }
     }
-    Ok(buffer)
+    Ok(read)
 }

@@ -117,12 +117,12 @@ pub async fn receive(
             return reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}));
         }
     };
-    if let Err(e) = signature::verify_digest(&identity.webhook_secrets, &digest, &body) {
+    if let Err(e) = signature::verify_digest(&identity.webhook_secrets, &digest, body.as_slices()) {
         return unsigned(e);
     }
     // Signed: from here on the body is GitHub's, and the slot is free for the next one.
     drop(slot);
-    let body = body.freeze();
+    let body = body.join();
     let Some(event) = header(&headers, "x-github-event") else {
         return reply(
             StatusCode::BAD_REQUEST,
