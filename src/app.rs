@@ -43,14 +43,14 @@ fn instance_id() -> String {
     format!("{host}-{:08x}", rand::rng().next_u32())
 }
 
+/// The most of a request body any route but the webhook reads (axum's default is 2 MiB). The
+/// admin form and API take a prompt and a few fields, and read them before the token is checked.
+pub const MAX_OTHER_BODY_BYTES: usize = 64 * 1024;
+
 /// The HTTP routes.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route(
-            "/api/github/webhooks",
-            post(webhook::intake::receive)
-                .layer(DefaultBodyLimit::max(webhook::intake::MAX_BODY_BYTES)),
-        )
+        .route("/api/github/webhooks", webhook::intake::route(&ctx))
         .route("/", get(pages::index))
         .route("/setup", get(pages::setup::show))
         .route("/setup/callback", get(pages::setup::callback))
@@ -66,6 +66,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .fallback(pages::fallback)
+        .layer(DefaultBodyLimit::max(MAX_OTHER_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         // Request spans name the path only: a query can carry a one-time code (the setup
         // callback's), which must not reach the logs.
@@ -257,6 +258,7 @@ pub async fn start_with(
     );
     let app = router(ctx.clone());
     let shutdown = ctx.shutdown.clone();
+    let limits = crate::server::Limits::from_config(&ctx.config);
     let server = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         // Live events are small writes: send them at once rather than waiting to fill a packet.
@@ -265,9 +267,7 @@ pub async fn start_with(
                 tracing::debug!(error = %e, "setting TCP_NODELAY failed");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        crate::server::serve(listener, app, limits, shutdown.cancelled_owned()).await
     });
     let mut workers = vec![
         tokio::spawn(inbox::run(ctx.clone())),

@@ -95,6 +95,15 @@ pub struct Config {
     pub secret_keys: Keyring,
     pub log_level: String,
     pub log_format: LogFormat,
+    // Limits on what a client can hold before it has proven anything (see `server.rs`).
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive after its headers.
+    pub body_read_timeout: Duration,
+    /// Webhook bodies read at once before their signature is checked (each up to 25 MiB).
+    pub max_concurrent_webhook_bodies: usize,
 }
 
 /// Every problem found in the environment, one per line.
@@ -299,6 +308,21 @@ impl Config {
             }
         };
 
+        // Limits on unauthenticated clients.
+        let max_connections = parse_count(&get, "MAX_CONNECTIONS", 1024, &mut problems);
+        let header_read_timeout = parse_dur(&get, "HEADER_READ_TIMEOUT", "10s", &mut problems);
+        let body_read_timeout = parse_dur(&get, "BODY_READ_TIMEOUT", "30s", &mut problems);
+        for (name, value) in [
+            ("HEADER_READ_TIMEOUT", header_read_timeout),
+            ("BODY_READ_TIMEOUT", body_read_timeout),
+        ] {
+            if value > Duration::from_secs(3600) {
+                problems.push(format!("{name} must be at most 1h"));
+            }
+        }
+        let max_concurrent_webhook_bodies =
+            parse_count(&get, "MAX_CONCURRENT_WEBHOOK_BODIES", 4, &mut problems);
+
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -329,6 +353,10 @@ impl Config {
             secret_keys,
             log_level,
             log_format,
+            max_connections,
+            header_read_timeout,
+            body_read_timeout,
+            max_concurrent_webhook_bodies,
         })
     }
 
@@ -446,6 +474,28 @@ fn parse_num<T: std::str::FromStr + Copy>(
             problems.push(format!("{name} must be a non-negative integer, got {v:?}"));
             default
         }),
+    }
+}
+
+/// A count of at least 1 (and at most a million, far beyond any sane setting).
+fn parse_count(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+    problems: &mut Vec<String>,
+) -> usize {
+    const MAX: usize = 1_000_000;
+    match get(name) {
+        None => default,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX).contains(&n) => n,
+            _ => {
+                problems.push(format!(
+                    "{name} must be a whole number from 1 to {MAX}, got {v:?}"
+                ));
+                default
+            }
+        },
     }
 }
 
@@ -718,6 +768,52 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_concurrent_tasks, 0);
         assert_eq!(c.required_permission, Role::Admin);
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero_and_garbage() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_concurrent_webhook_bodies, 4);
+        let c = config(&[
+            ("MAX_CONNECTIONS", "2"),
+            ("HEADER_READ_TIMEOUT", "500ms"),
+            ("BODY_READ_TIMEOUT", "1m"),
+            ("MAX_CONCURRENT_WEBHOOK_BODIES", " 1 "),
+        ])
+        .unwrap();
+        assert_eq!(c.max_connections, 2);
+        assert_eq!(c.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_concurrent_webhook_bodies, 1);
+        let err = config(&[
+            ("MAX_CONNECTIONS", "0"),
+            ("HEADER_READ_TIMEOUT", "0"),
+            ("BODY_READ_TIMEOUT", "a while"),
+            ("MAX_CONCURRENT_WEBHOOK_BODIES", "four"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "MAX_CONNECTIONS must be a whole number from 1 to 1000000, got \"0\"",
+            "HEADER_READ_TIMEOUT must be longer than zero",
+            "BODY_READ_TIMEOUT \"a while\" is not a duration",
+            "MAX_CONCURRENT_WEBHOOK_BODIES must be a whole number from 1 to 1000000, got \"four\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        let err = config(&[("MAX_CONNECTIONS", "-3"), ("BODY_READ_TIMEOUT", "2h")]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("MAX_CONNECTIONS must be a whole number"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BODY_READ_TIMEOUT must be at most 1h"),
+            "{text}"
+        );
     }
 
     #[test]

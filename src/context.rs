@@ -24,6 +24,9 @@ pub struct Tunables {
     pub inbox_retry_base: Duration,
     /// How often an idle live-log stream gets a keep-alive comment (proxies close silent ones).
     pub sse_keep_alive: Duration,
+    /// How long a webhook waits for one of the `MAX_CONCURRENT_WEBHOOK_BODIES` slots before it
+    /// is answered `503`; well within the 10 s GitHub waits for an answer.
+    pub webhook_body_wait: Duration,
 }
 
 impl Default for Tunables {
@@ -32,6 +35,7 @@ impl Default for Tunables {
             github: github::Options::default(),
             inbox_retry_base: Duration::from_secs(1),
             sse_keep_alive: Duration::from_secs(15),
+            webhook_body_wait: Duration::from_secs(3),
         }
     }
 }

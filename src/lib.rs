@@ -29,6 +29,7 @@ pub mod pages;
 pub mod redact;
 pub mod redelivery;
 pub mod sealed;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod text;

@@ -26,17 +26,35 @@ pub fn verify(
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
+    verify_digest(secrets, &parse_header(header)?, [body])
+}
+
+/// The digest a `X-Hub-Signature-256` header names, so a request without a well-formed one is
+/// refused before its body is read.
+pub fn parse_header(header: Option<&[u8]>) -> Result<[u8; 32], SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let hex_digest = header
         .strip_prefix(b"sha256=")
         .ok_or(SignatureError::Malformed)?;
     let mut expected = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    Ok(expected)
+}
+
+/// Check a body, given as its chunks in order, against a digest from [`parse_header`] under
+/// each secret.
+pub fn verify_digest<'a>(
+    secrets: &[SecretString],
+    expected: &[u8; 32],
+    body: impl IntoIterator<Item = &'a [u8]> + Clone,
+) -> Result<(), SignatureError> {
     let matched = secrets.iter().any(|secret| {
         let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
             .expect("HMAC accepts keys of any length");
-        mac.update(body);
-        mac.verify_slice(&expected).is_ok()
+        for chunk in body.clone() {
+            mac.update(chunk);
+        }
+        mac.verify_slice(expected).is_ok()
     });
     if matched {
         Ok(())
@@ -80,6 +98,19 @@ mod tests {
                 b"Hello, World!"
             ),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_body_in_chunks_verifies_as_a_whole() {
+        let sig = sign("k", b"{\"zen\":\"hi\"}");
+        let digest = parse_header(Some(sig.as_bytes())).unwrap();
+        let chunks: [&[u8]; 3] = [b"{\"zen\"", b":", b"\"hi\"}"];
+        assert_eq!(verify_digest(&secrets(&["k"]), &digest, chunks), Ok(()));
+        let reordered: [&[u8]; 3] = [b":", b"{\"zen\"", b"\"hi\"}"];
+        assert_eq!(
+            verify_digest(&secrets(&["k"]), &digest, reordered),
+            Err(SignatureError::Mismatch)
         );
     }
 
