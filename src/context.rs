@@ -16,7 +16,7 @@ use crate::lifecycle::Lifecycle;
 use crate::redact::Redactor;
 use crate::store::delivery_writer::DeliveryWriter;
 
-/// Timings that are not configuration, with production defaults; tests shorten them.
+/// Timings and bounds that are not configuration, with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct Tunables {
     pub github: github::Options,
@@ -24,6 +24,8 @@ pub struct Tunables {
     pub inbox_retry_base: Duration,
     /// How often an idle live-log stream gets a keep-alive comment (proxies close silent ones).
     pub sse_keep_alive: Duration,
+    /// How much of an agent's output is taken in and kept.
+    pub agent_output: crate::agent::limits::OutputLimits,
 }
 
 impl Default for Tunables {
@@ -32,6 +34,7 @@ impl Default for Tunables {
             github: github::Options::default(),
             inbox_retry_base: Duration::from_secs(1),
             sse_keep_alive: Duration::from_secs(15),
+            agent_output: Default::default(),
         }
     }
 }

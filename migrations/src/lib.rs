@@ -12,6 +12,7 @@ mod m20261127_000002_github_app;
 mod m20261127_000003_notify;
 mod m20261127_000004_command_delivery;
 mod m20261202_000001_status_note;
+mod m20261203_000001_notify_per_statement;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_notify::Migration),
             Box::new(m20261127_000004_command_delivery::Migration),
             Box::new(m20261202_000001_status_note::Migration),
+            Box::new(m20261203_000001_notify_per_statement::Migration),
         ]
     }
 }
