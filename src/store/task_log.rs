@@ -1,15 +1,20 @@
-//! A task's log in bulk: the agent's output stored many lines to a statement, and the oldest of
-//! it dropped when the task's log is over its bounds.
+//! A task's log in bulk: the agent's output stored many lines to a statement, the oldest of it
+//! dropped when the task's log is over its bounds, and the pieces the status page reads (the
+//! newest lines, the timeline, the turns' results) without loading the whole log.
 //!
 //! The agent's output is `agent` events; among them only the turns' results (`result` lines,
 //! which the page sums for usage) are never dropped. State changes and the service's own lines
 //! are never dropped either.
 
-use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::stmt;
 use crate::db::now_ms;
 use crate::domain::{AgentLine, EventKind, EventPayload, TaskId};
+use crate::entities::task_event;
 
 /// SQL that holds for the agent events that may be dropped (everything but turn results).
 fn droppable() -> String {
@@ -150,4 +155,56 @@ pub async fn drop_agent_output(
     ))
     .await?;
     Ok(deleted)
+}
+
+/// A page of the log (everything but state changes), newest first: at most `limit` events
+/// before sequence number `before` (or the newest).
+pub async fn lines_before(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<task_event::Model>, DbErr> {
+    let mut query = task_event::Entity::find()
+        .filter(task_event::Column::TaskId.eq(task_id))
+        .filter(task_event::Column::Kind.ne(EventKind::State));
+    if let Some(before) = before {
+        query = query.filter(task_event::Column::Seq.lt(before));
+    }
+    query
+        .order_by_desc(task_event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The newest `limit` state changes, oldest first.
+pub async fn timeline(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+    limit: u64,
+) -> Result<Vec<task_event::Model>, DbErr> {
+    let mut events = task_event::Entity::find()
+        .filter(task_event::Column::TaskId.eq(task_id))
+        .filter(task_event::Column::Kind.eq(EventKind::State))
+        .order_by_desc(task_event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?;
+    events.reverse();
+    Ok(events)
+}
+
+/// Every turn's result (`result` lines), oldest first.
+pub async fn turn_results(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+) -> Result<Vec<task_event::Model>, DbErr> {
+    task_event::Entity::find()
+        .filter(task_event::Column::TaskId.eq(task_id))
+        .filter(task_event::Column::Kind.eq(EventKind::Agent))
+        .filter(task_event::Column::Data.starts_with(AgentLine::RESULT_PREFIX))
+        .order_by_asc(task_event::Column::Seq)
+        .all(db)
+        .await
 }
