@@ -16,7 +16,7 @@ use crate::lifecycle::Lifecycle;
 use crate::redact::Redactor;
 use crate::store::delivery_writer::DeliveryWriter;
 
-/// Timings that are not configuration, with production defaults; tests shorten them.
+/// Timings and bounds that are not configuration, with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct Tunables {
     pub github: github::Options,
@@ -27,6 +27,8 @@ pub struct Tunables {
     /// How long a webhook waits for one of the `MAX_CONCURRENT_WEBHOOK_BODIES` slots before it
     /// is answered `503`; well within the 10 s GitHub waits for an answer.
     pub webhook_body_wait: Duration,
+    /// How much of an agent's output is taken in and kept.
+    pub agent_output: crate::agent::limits::OutputLimits,
 }
 
 impl Default for Tunables {
@@ -36,6 +38,7 @@ impl Default for Tunables {
             inbox_retry_base: Duration::from_secs(1),
             sse_keep_alive: Duration::from_secs(15),
             webhook_body_wait: Duration::from_secs(3),
+            agent_output: Default::default(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! What replicas sharing one PostgreSQL tell each other, through `LISTEN`/`NOTIFY` (the
 //! triggers are in the migrations):
 //!
-//! - a task event was stored (`amp_task_events`, `"<task_id> <seq>"`): when someone here
-//!   watches that task, the new events are read from the store and published on this
-//!   replica's bus, so a status page open on one replica streams a task running on another;
+//! - task events were stored (`amp_task_events`, `"<task_id> <lowest new seq>"`, once per
+//!   statement): when someone here watches that task, the new events are read from the store
+//!   and published on this replica's bus, so a status page open on one replica streams a task
+//!   running on another;
 //! - work is waiting (`amp_work`): `queued` when a task becomes claimable, so an idle replica
 //!   claims it at once; `handed-back` when a draining replica let go of a running task, so
 //!   another takes it over without waiting for the lease to run out.
@@ -132,15 +133,26 @@ async fn handle(ctx: &Ctx, batch: Vec<PgNotification>) {
     }
 }
 
-/// Read a watched task's events after `after` from the store and publish them here.
-async fn forward(ctx: &Ctx, task_id: TaskId, after: i64) {
-    match tasks::events_after(&ctx.db, task_id, after, PAGE).await {
-        Ok(events) => {
-            for e in events {
-                ctx.bus.publish(Published::of(&e));
+/// Read a watched task's events after `after` from the store and publish them here, page by
+/// page until caught up (one notification stands for all the events a statement stored).
+async fn forward(ctx: &Ctx, task_id: TaskId, mut after: i64) {
+    loop {
+        match tasks::events_after(&ctx.db, task_id, after, PAGE).await {
+            Ok(events) => {
+                let full = events.len() as u64 == PAGE;
+                for e in events {
+                    after = e.seq;
+                    ctx.bus.publish(Published::of(&e));
+                }
+                if !full {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(%task_id, error = %e, "reading another replica's task events failed");
+                return;
             }
         }
-        Err(e) => warn!(%task_id, error = %e, "reading another replica's task events failed"),
     }
 }
 

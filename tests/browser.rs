@@ -1,6 +1,7 @@
 //! The status page in a real browser: headless Chromium through chromedriver (both installed by
 //! the test command). Events appended to a task appear on the open page; with JavaScript off the
-//! page still shows the log so far. A screenshot is written to `target/test-artifacts/`.
+//! page still shows the log so far; a page that follows a long log keeps only its newest lines.
+//! A screenshot is written to `target/test-artifacts/`.
 
 mod common;
 
@@ -88,4 +89,51 @@ async fn the_status_page_updates_live_in_a_browser_and_works_without_javascript(
     }
     assert_eq!(plain.text("#state").await, "preparing");
     plain.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_following_a_long_log_keeps_its_newest_lines_and_links_to_older_ones() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let service = TestService::start(&db).await;
+    let ctx = service.ctx().clone();
+    let task = common::service::new_task(&ctx).await;
+    log_line(&ctx, task.id, "line 0").await;
+    let page = service.url(&format!("/tasks/{}", task.public_id));
+    let driver = Driver::start().await;
+    let browser = driver.session(true).await;
+    browser.goto(&page).await;
+    let open = Instant::now();
+    while ctx.bus.watched(task.id).is_none() && open.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // More lines than the page keeps (2,000) arrive while it is open.
+    for i in 1..=2100 {
+        log_line(&ctx, task.id, &format!("line {i}")).await;
+    }
+    let text = |script: &'static str| {
+        let browser = &browser;
+        async move {
+            let value = browser.eval(script).await;
+            value.as_str().unwrap_or_default().to_string()
+        }
+    };
+    let last = "return document.querySelector('#log li:last-child').textContent";
+    let arrived = Instant::now();
+    while text(last).await != "line 2100" {
+        assert!(
+            arrived.elapsed() < Duration::from_secs(20),
+            "the last line did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let count = "return document.querySelectorAll('#log li').length";
+    assert_eq!(browser.eval(count).await, 2000);
+    let first = "return document.querySelector('#log li').textContent";
+    assert_eq!(text(first).await, "line 101");
+    // The lines that left the page are a link away: those before the first one shown (its
+    // sequence number: after the task's creation and `line 0`).
+    let older = "return document.querySelector('#older a').getAttribute('href')";
+    let href = text(older).await;
+    assert!(href.ends_with("?before=103"), "{href}");
+    browser.close().await;
 }

@@ -13,6 +13,7 @@ mod m20261127_000003_notify;
 mod m20261127_000004_command_delivery;
 mod m20261202_000001_status_note;
 mod m20261203_000001_commands_seen;
+mod m20261203_000002_notify_per_statement;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_command_delivery::Migration),
             Box::new(m20261202_000001_status_note::Migration),
             Box::new(m20261203_000001_commands_seen::Migration),
+            Box::new(m20261203_000002_notify_per_statement::Migration),
         ]
     }
 }

@@ -3,10 +3,12 @@
 //! Lines: `system`/`init` (carries `session_id`, the thread id), `assistant` (text and `tool_use`
 //! content), `user` (`tool_result` content), and a final `result` (`is_error`, `duration_ms`,
 //! `num_turns`, `usage`, and the final message in `result`). Anything that is not JSON is kept as
-//! a raw line. A turn succeeded only with a `result` whose `is_error` is false and a zero exit.
+//! a raw line, and so is a line cut at [`super::lines::LINE_MAX`] (its start is not a message).
+//! A turn succeeded only with a `result` whose `is_error` is false and a zero exit.
 
 use serde_json::Value;
 
+use super::lines::Line;
 use crate::domain::AgentLine;
 use crate::text::{clip, inert};
 
@@ -100,6 +102,15 @@ fn content_text(content: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// The events a line of output carries: a cut line is kept as text, with its mark, and never
+/// read as a message.
+pub fn parse(line: &Line) -> Vec<AgentEvent> {
+    if line.is_cut() {
+        return vec![AgentEvent::Raw(line.marked())];
+    }
+    parse_line(&line.text)
 }
 
 /// The events one output line carries (an assistant message can hold several parts).
@@ -334,6 +345,26 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(parse_line(line), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn a_cut_line_is_text_not_a_message() {
+        let whole = Line {
+            text: r#"{"type":"result","is_error":false,"result":"Done."}"#.into(),
+            dropped: 0,
+        };
+        assert!(matches!(parse(&whole)[..], [AgentEvent::Result { .. }]));
+        let cut = Line {
+            text: r#"{"type":"result","is_error":false,"result":"Do"#.into(),
+            dropped: 10,
+        };
+        assert_eq!(
+            parse(&cut),
+            [AgentEvent::Raw(
+                r#"{"type":"result","is_error":false,"result":"Do… [line cut: 10 bytes dropped]"#
+                    .into()
+            )]
+        );
     }
 
     #[test]

@@ -114,6 +114,20 @@ pub enum AgentLine {
     Raw {
         text: String,
     },
+    /// Where older output was dropped to keep the task's log within its bounds: how many lines
+    /// and bytes (as stored) are gone, in all.
+    Dropped {
+        lines: u64,
+        bytes: u64,
+    },
+}
+
+impl AgentLine {
+    /// How a stored [`AgentLine::Result`] begins (`task_events.data`; the tag comes first), so
+    /// the store can find a turn's results without reading every line.
+    pub const RESULT_PREFIX: &'static str = r#"{"type":"result""#;
+    /// How a stored [`AgentLine::Dropped`] begins.
+    pub const DROPPED_PREFIX: &'static str = r#"{"type":"dropped""#;
 }
 
 /// One event of a task's log.
@@ -195,7 +209,36 @@ impl EventPayload {
                     in_value(input, f);
                 }
                 AgentLine::ToolResult { output, .. } => in_value(output, f),
+                AgentLine::Dropped { .. } => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_results_and_markers_start_with_their_tag() {
+        let result = EventPayload::Agent(AgentLine::Result {
+            is_error: false,
+            text: r#"{"type":"raw"}"#.into(),
+            duration_ms: Some(1),
+            num_turns: None,
+            input_tokens: None,
+            output_tokens: None,
+        });
+        assert!(result.to_json().starts_with(AgentLine::RESULT_PREFIX));
+        let dropped = EventPayload::Agent(AgentLine::Dropped { lines: 3, bytes: 9 });
+        assert!(dropped.to_json().starts_with(AgentLine::DROPPED_PREFIX));
+        assert_eq!(
+            EventPayload::decode(EventKind::Agent, &dropped.to_json()),
+            dropped
+        );
+        let raw = EventPayload::Agent(AgentLine::Raw {
+            text: r#"{"type":"result"}"#.into(),
+        });
+        assert!(!raw.to_json().starts_with(AgentLine::RESULT_PREFIX));
     }
 }

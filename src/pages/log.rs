@@ -12,7 +12,8 @@ use crate::text::{clip, strip_ansi};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub seq: i64,
-    /// CSS class: `text`, `tool`, `result`, `raw`, `log`, `error`, `change` (a state change).
+    /// CSS class: `text`, `tool`, `result`, `raw`, `log`, `error`, `change` (a state change),
+    /// `omitted` (where dropped output was).
     pub class: &'static str,
     /// What shows (the summary, for collapsed lines).
     pub text: String,
@@ -86,6 +87,15 @@ pub fn line(seq: i64, payload: &EventPayload) -> Line {
                 (class, format!("Amp finished: {text} ({usage})"), None)
             }
             AgentLine::Stderr { text } | AgentLine::Raw { text } => ("raw", strip_ansi(text), None),
+            AgentLine::Dropped { lines, bytes } => (
+                "omitted",
+                format!(
+                    "[… {lines} earlier lines of Amp's output ({}) were dropped: a task's log \
+                     keeps the newest …]",
+                    size(*bytes)
+                ),
+                None,
+            ),
         },
     };
     Line {
@@ -93,6 +103,15 @@ pub fn line(seq: i64, payload: &EventPayload) -> Line {
         class,
         text: clip(&text, MAX_TEXT),
         detail: detail.map(|d| clip(&strip_ansi(&d), MAX_TEXT)),
+    }
+}
+
+/// A size for people: `812 bytes`, `3.4 KiB`, `16.0 MiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} bytes"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
     }
 }
 
@@ -187,6 +206,20 @@ mod tests {
         let payload: Value = serde_json::from_str(&sse_payload(8, &done)).unwrap();
         assert_eq!(payload["state"], "succeeded");
         assert_eq!(payload["seq"], 8);
+    }
+
+    #[test]
+    fn where_output_was_dropped_the_log_says_how_much() {
+        let l = line(
+            10,
+            &agent(json!({"type": "dropped", "lines": 980000, "bytes": 3_500_000})),
+        );
+        assert_eq!(l.class, "omitted");
+        assert_eq!(
+            l.text,
+            "[… 980000 earlier lines of Amp's output (3.3 MiB) were dropped: a task's log keeps \
+             the newest …]"
+        );
     }
 
     #[test]

@@ -3,18 +3,20 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::log::{Line, line};
 use crate::context::Ctx;
 use crate::domain::{AgentLine, EventPayload};
 use crate::entities::{task, task_event, task_round};
-use crate::store::{rounds, tasks};
+use crate::store::{rounds, task_log, tasks};
 use crate::texts::comments::{round_label, round_result};
 
-/// Log lines rendered into the page; older ones are left out (the stream and the store have them).
-const MAX_LINES: usize = 2000;
+/// Log lines a page shows: the newest, or those before `?before=`; older ones are a link away.
+pub const PAGE_LINES: u64 = 500;
+/// State changes the timeline shows at most (the newest).
+const TIMELINE_MAX: u64 = 1000;
 
 /// A round as the page lists it.
 pub struct RoundView {
@@ -43,14 +45,32 @@ pub struct TaskPage {
     pub timeline: Vec<Line>,
     pub rounds: Vec<RoundView>,
     pub lines: Vec<Line>,
-    pub omitted: usize,
+    /// The page with the lines before these, when there are any.
+    pub older: Option<String>,
+    /// This page shows an older part of the log (it does not follow the task live).
+    pub past: bool,
+    /// The stream of new events starts after this one.
     pub last_seq: i64,
 }
 
-/// The page for `task`, with its events and rounds; `web` is GitHub's web address.
+/// What of a task's log a page shows, as read from the store.
+pub struct LogView {
+    /// State changes, oldest first.
+    pub timeline: Vec<task_event::Model>,
+    /// A page of the log, oldest first.
+    pub lines: Vec<task_event::Model>,
+    /// Whether there are lines before these.
+    pub more_before: bool,
+    /// The page asked for an older part of the log (`?before=`).
+    pub past: bool,
+    /// Every turn's result (for the usage).
+    pub results: Vec<task_event::Model>,
+}
+
+/// The page for `task` with `log` and `rounds`; `web` is GitHub's web address.
 pub fn page(
     task: &task::Model,
-    events: &[task_event::Model],
+    log: &LogView,
     rounds: &[task_round::Model],
     web: &str,
     now_ms: i64,
@@ -61,32 +81,29 @@ pub fn page(
     } else {
         ("issue", "issues")
     };
-    let mut timeline = Vec::new();
-    let mut lines = Vec::new();
     let mut usage = (0u64, 0u64, 0u64, false);
-    for e in events {
-        let payload = e.payload();
+    for e in &log.results {
         if let EventPayload::Agent(AgentLine::Result {
             num_turns,
             input_tokens,
             output_tokens,
             ..
-        }) = &payload
+        }) = e.payload()
         {
             usage.0 += num_turns.unwrap_or(0);
             usage.1 += input_tokens.unwrap_or(0);
             usage.2 += output_tokens.unwrap_or(0);
             usage.3 = true;
         }
-        let l = line(e.seq, &payload);
-        if matches!(payload, EventPayload::State(_)) {
-            timeline.push(l);
-        } else {
-            lines.push(l);
-        }
     }
-    let omitted = lines.len().saturating_sub(MAX_LINES);
-    lines.drain(..omitted);
+    let rendered = |events: &[task_event::Model]| -> Vec<Line> {
+        events.iter().map(|e| line(e.seq, &e.payload())).collect()
+    };
+    let lines = rendered(&log.lines);
+    let older = match (log.more_before, log.lines.first()) {
+        (true, Some(first)) => Some(format!("/tasks/{}?before={}", task.public_id, first.seq)),
+        _ => None,
+    };
     let end = task.finished_at.unwrap_or(now_ms);
     let secs = ((end - task.created_at).max(0) / 1000) as u64;
     TaskPage {
@@ -109,11 +126,14 @@ pub fn page(
                 usage.0, usage.1, usage.2
             )
         }),
-        timeline,
+        timeline: rendered(&log.timeline),
         rounds: rounds.iter().map(round_view).collect(),
         lines,
-        omitted,
-        last_seq: events.last().map(|e| e.seq).unwrap_or(0),
+        older,
+        past: log.past,
+        // Read with the task, before its events: whatever came after is streamed (a line both
+        // on the page and in the stream shows once).
+        last_seq: task.last_seq,
     }
 }
 
@@ -124,14 +144,42 @@ fn round_view(r: &task_round::Model) -> RoundView {
     }
 }
 
-pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Response {
+#[derive(serde::Deserialize)]
+pub struct Before {
+    before: Option<i64>,
+}
+
+/// What the page shows of the log: a page of it, the timeline and the results, never the whole.
+async fn read_log(
+    db: &sea_orm::DatabaseConnection,
+    task: &task::Model,
+    before: Option<i64>,
+) -> Result<LogView, sea_orm::DbErr> {
+    let mut lines = task_log::lines_before(db, task.id, before, PAGE_LINES + 1).await?;
+    let more_before = lines.len() as u64 > PAGE_LINES;
+    lines.truncate(PAGE_LINES as usize);
+    lines.reverse();
+    Ok(LogView {
+        timeline: task_log::timeline(db, task.id, TIMELINE_MAX).await?,
+        lines,
+        more_before,
+        past: before.is_some(),
+        results: task_log::turn_results(db, task.id).await?,
+    })
+}
+
+pub async fn show(
+    State(ctx): State<Ctx>,
+    Path(public_id): Path<String>,
+    Query(query): Query<Before>,
+) -> Response {
     let task = match tasks::get_by_public_id(&ctx.db, &public_id).await {
         Ok(Some(task)) => task,
         Ok(None) => return super::not_found(),
         Err(e) => return super::internal_error(e),
     };
-    let events = match tasks::events_after(&ctx.db, task.id, 0, u64::MAX >> 1).await {
-        Ok(events) => events,
+    let log = match read_log(&ctx.db, &task, query.before).await {
+        Ok(log) => log,
         Err(e) => return super::internal_error(e),
     };
     let rounds = match rounds::list(&ctx.db, task.id).await {
@@ -140,7 +188,7 @@ pub async fn show(State(ctx): State<Ctx>, Path(public_id): Path<String>) -> Resp
     };
     page(
         &task,
-        &events,
+        &log,
         &rounds,
         &ctx.config.web_url(),
         crate::db::now_ms(),
@@ -236,10 +284,33 @@ mod tests {
         out
     }
 
+    /// The view the store gives of `events` (the newest `PAGE_LINES` lines).
+    fn view(events: Vec<task_event::Model>) -> LogView {
+        let (timeline, mut lines): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|e| e.kind == EventKind::State);
+        let results = lines
+            .iter()
+            .filter(|e| matches!(e.payload(), EventPayload::Agent(AgentLine::Result { .. })))
+            .cloned()
+            .collect();
+        let more_before = lines.len() > PAGE_LINES as usize;
+        lines.drain(..lines.len().saturating_sub(PAGE_LINES as usize));
+        LogView {
+            timeline,
+            lines,
+            more_before,
+            past: false,
+            results,
+        }
+    }
+
     fn render(t: &task::Model, states: &[&str], rounds: &[task_round::Model]) -> String {
+        let mut t = t.clone();
+        let events = events(states);
+        t.last_seq = events.last().map_or(0, |e| e.seq);
         page(
-            t,
-            &events(states),
+            &t,
+            &view(events),
             rounds,
             "https://github.com",
             1_700_000_090_000,
@@ -304,5 +375,37 @@ mod tests {
             "page_failed",
             render(&failed, &["preparing", "failed"], &[])
         );
+    }
+
+    #[test]
+    fn a_long_log_shows_its_newest_lines_and_links_to_older_ones() {
+        let mut events = events(&["preparing", "running"]);
+        for _ in 0..2 * PAGE_LINES {
+            let seq = events.len() as i64 + 1;
+            events.push(event(
+                seq,
+                EventKind::Agent,
+                json!({"type": "raw", "text": format!("line {seq}")}),
+            ));
+        }
+        let newest = events.last().unwrap().seq;
+        let mut t = task(TaskState::Running);
+        t.last_seq = newest;
+        let html = page(&t, &view(events), &[], "https://github.com", 0)
+            .render()
+            .unwrap();
+        let shown = html.matches("class=\"raw\"").count();
+        assert_eq!(shown, PAGE_LINES as usize, "{html}");
+        assert!(html.contains(&format!(">line {newest}</li>")));
+        let oldest_shown = newest - PAGE_LINES as i64 + 1;
+        assert!(!html.contains(&format!(">line {}</li>", oldest_shown - 1)));
+        assert!(
+            html.contains(&format!(
+                "href=\"/tasks/q5bV8m1dXJ0tC2hRk9LwZa3Y?before={oldest_shown}\""
+            )),
+            "{html}"
+        );
+        // The usage still counts every turn.
+        assert!(html.contains("3 turns, 100 input tokens"), "{html}");
     }
 }

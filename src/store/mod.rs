@@ -1,4 +1,5 @@
-//! Persistence: the delivery inbox, installations, tasks and task events.
+//! Persistence: the delivery inbox, installations, tasks and task events (the agent's output in
+//! bulk, within bounds, in [`task_log`]).
 //!
 //! Hot or concurrency-sensitive statements (claims with leases, sequence numbers) are written as SQL
 //! that runs on both backends; the rest goes through sea-orm entities.
@@ -9,6 +10,7 @@ pub mod delivery_writer;
 pub mod github_app;
 pub mod installations;
 pub mod rounds;
+pub mod task_log;
 pub mod tasks;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};

@@ -76,6 +76,16 @@ pub fn agent_idle(idle: Duration) -> String {
     )
 }
 
+/// The agent printed more in one turn than a turn may (see
+/// [`crate::agent::limits::OutputLimits::turn_bytes`]).
+pub fn agent_flooded(limit_bytes: u64) -> Failure {
+    Failure::user(format!(
+        "Amp printed more than {} MiB of output in one turn, the most a turn may print, so it was \
+         stopped. The task's log keeps the end of what it printed.",
+        limit_bytes / (1024 * 1024)
+    ))
+}
+
 pub fn task_too_long(limit: Duration) -> String {
     format!(
         "the task ran longer than TASK_TIMEOUT ({})",
@@ -113,6 +123,7 @@ mod tests {
             shown(&pull_from_fork(8, None, "octo-org/widgets")),
             no_change_for_ci("The test is flaky."),
             agent_idle(Duration::from_secs(600)),
+            shown(&agent_flooded(256 * 1024 * 1024)),
             task_too_long(Duration::from_secs(7200)),
             container_lost(),
         ];

@@ -7,10 +7,11 @@
 //! - [`job`]: what the stages of a run share;
 //! - [`target`]: where the work goes (a new branch, or a pull request's);
 //! - [`workspace`]: the container and everything run in it;
-//! - [`agent_turn`]: one turn of the agent;
+//! - [`agent_turn`]: one turn of the agent, and [`agent_log`]: its output into the log, bounded;
 //! - [`publish`]: commit, push, pull request;
 //! - [`outcome`]: how a run ends, decided from what happened.
 
+pub mod agent_log;
 pub mod agent_turn;
 pub mod job;
 pub mod lease;
