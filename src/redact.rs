@@ -120,12 +120,15 @@ fn redact_shapes(text: &str) -> String {
                 }
             }
         }
-        // Credentials in a URL: scheme://user:password@host
+        // Credentials in a URL: scheme://user:password@host. The user part ends at the first
+        // `@`, and has no `/` or space before it; looking no further than that keeps a line
+        // full of `://` from being searched to its end once for each.
         if rest.starts_with("://")
-            && let Some(at) = rest[3..].find('@')
+            && let Some(at) = rest[3..].find(['@', '/', ' ', '\n'])
+            && rest.as_bytes()[3 + at] == b'@'
         {
             let userinfo = &rest[3..3 + at];
-            if userinfo.contains(':') && !userinfo.contains(['/', ' ', '\n']) {
+            if userinfo.contains(':') {
                 out.push_str("://");
                 out.push_str(MASK);
                 out.push('@');
@@ -216,5 +219,16 @@ mod tests {
         );
         r.add("kept-forever-secret");
         assert_eq!(r.redact("kept-forever-secret"), "[REDACTED]");
+    }
+
+    #[test]
+    fn a_line_full_of_url_starts_is_read_once() {
+        let r = Redactor::new();
+        let line = "x://a:b".repeat(20_000) + " @host";
+        assert_eq!(r.redact(&line), line);
+        let line = "://".repeat(30_000);
+        assert_eq!(r.redact(&line), line);
+        let line = "x://a:b".repeat(20_000) + "@host";
+        assert!(r.redact(&line).ends_with("x://[REDACTED]@host"));
     }
 }

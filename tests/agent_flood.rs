@@ -155,6 +155,7 @@ both_backends!(
             .collect();
         assert_eq!(cut.len(), 1, "{}", events.len());
         assert!(cut[0].starts_with("eeee") && cut[0].contains("[line cut:"));
+        s.assert_no_containers_for(&task).await;
         let growth = watch.peak_growth_kib();
         assert!(
             growth < MEMORY_BOUND_KIB,
@@ -244,6 +245,7 @@ both_backends!(
         assert!(!older_log.contains(">1000000</li>"));
         assert!(older_html.contains("data-live=\"false\""));
         assert!(older_html.contains("Newest lines"));
+        s.assert_no_containers_for(&task).await;
         let growth = watch.peak_growth_kib();
         assert!(
             growth < MEMORY_BOUND_KIB,

@@ -225,6 +225,19 @@ async fn every_operation_against_the_simulator() {
             .ends_with(cut.trim_end().lines().last().unwrap()),
         "{cut}"
     );
+    // A log that goes on past the most that is read is not read to its end.
+    let stopped = client_with(
+        &sim,
+        Options {
+            max_log_bytes: 12,
+            max_log_read: 40,
+            ..Options::default()
+        },
+    );
+    let read = stopped.job_log(&r, run.id).await.unwrap();
+    let (note, rest) = read.split_once('\n').unwrap();
+    assert!(note.contains("longer than 40 bytes"), "{read}");
+    assert_eq!(rest, &log[28..40], "{read}");
 
     gh.mark_ready_for_review(&r, &pr.node_id).await.unwrap();
     assert!(!sim.pulls()[0].draft);

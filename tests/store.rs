@@ -364,3 +364,75 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    the_agents_output_is_stored_in_bulk_and_its_oldest_dropped_for_a_marker,
+    |db: TestDb| async move {
+        use amp_orchestrator::domain::AgentLine;
+        use amp_orchestrator::store::task_log;
+        let conn = db.connect().await;
+        let task = create(&conn, new_task("d-log")).await.unwrap().unwrap();
+        let line = |text: &str| EventPayload::Agent(AgentLine::Raw { text: text.into() });
+        let result = EventPayload::Agent(AgentLine::Result {
+            is_error: false,
+            text: "Done.".into(),
+            duration_ms: None,
+            num_turns: Some(2),
+            input_tokens: None,
+            output_tokens: None,
+        });
+        // A batch: a result among lines, stored with one statement, sequence numbers in order.
+        let mut batch: Vec<String> = (0..10).map(|i| line(&format!("é {i}")).to_json()).collect();
+        batch.insert(3, result.to_json());
+        let first = task_log::append_many(&conn, task.id, EventKind::Agent, &batch)
+            .await
+            .unwrap();
+        assert_eq!(first, 2);
+        let stored = tasks::events_after(&conn, task.id, 0, 100).await.unwrap();
+        let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+        assert_eq!(stored[1].payload(), line("é 0"));
+        assert_eq!(stored[4].payload(), result);
+        assert_eq!(
+            tasks::get(&conn, task.id).await.unwrap().unwrap().last_seq,
+            12
+        );
+
+        // What may be dropped: every line but the result, with its stored size in bytes.
+        let (kept, marker) = task_log::agent_output(&conn, task.id).await.unwrap();
+        assert_eq!(kept.len(), 10);
+        assert_eq!(kept[0].seq, 2);
+        assert_eq!(kept[0].bytes, line("é 0").to_json().len() as u64);
+        assert!(marker.is_none());
+
+        // Drop the lines before seq 7 and put the marker at 7: the result and the task's
+        // creation stay.
+        let dropped = AgentLine::Dropped {
+            lines: 5,
+            bytes: 99,
+        };
+        let deleted = task_log::drop_agent_output(&conn, task.id, 7, &dropped)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 4);
+        let stored = tasks::events_after(&conn, task.id, 0, 100).await.unwrap();
+        let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 5, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(stored[2].payload(), EventPayload::Agent(dropped.clone()));
+        let (kept, marker) = task_log::agent_output(&conn, task.id).await.unwrap();
+        assert_eq!(kept.len(), 6);
+        assert_eq!(marker, Some((7, dropped)));
+        let results = task_log::turn_results(&conn, task.id).await.unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].seq, 5);
+
+        // The page's view: the newest lines before a point, and the timeline.
+        let page = task_log::lines_before(&conn, task.id, Some(11), 3)
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = page.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [10, 9, 8]);
+        let timeline = task_log::timeline(&conn, task.id, 10).await.unwrap();
+        assert_eq!(timeline.len(), 1);
+    }
+);

@@ -10,7 +10,9 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub task_id: TaskId,
-    /// Strictly increasing per task, starting at 1, with no gaps: SSE ids and resumption use it.
+    /// Strictly increasing per task, starting at 1, handed out with no gaps: SSE ids and
+    /// resumption use it. The oldest of the agent's output may be dropped later (see
+    /// [`crate::store::task_log`]); readers skip the numbers that are gone.
     pub seq: i64,
     pub kind: EventKind,
     /// The payload as JSON text (see [`EventPayload`]).

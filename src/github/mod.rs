@@ -55,8 +55,14 @@ pub struct Options {
     pub max_rate_limit_wait: Duration,
     /// A cached installation token is replaced when it has less than this left.
     pub token_refresh_margin: Duration,
-    /// The most of a job log that is downloaded; a longer log is cut, keeping its end.
+    /// The most of a job log that is kept; a longer log is cut, keeping its end (the failure
+    /// report uses 20 KB of it: error lines with their context, and the end).
     pub max_log_bytes: usize,
+    /// The most of a job log that is read: a log that goes on is not read to its end (the CI
+    /// run, and so the log, is the repository's, which is not trusted).
+    pub max_log_read: usize,
+    /// The largest answer read from the API; a larger one is an error.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for Options {
@@ -67,7 +73,9 @@ impl Default for Options {
             backoff: Duration::from_millis(500),
             max_rate_limit_wait: Duration::from_secs(3600),
             token_refresh_margin: Duration::from_secs(10 * 60),
-            max_log_bytes: 8 * 1024 * 1024,
+            max_log_bytes: 1024 * 1024,
+            max_log_read: 64 * 1024 * 1024,
+            max_answer_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -172,8 +180,29 @@ pub async fn with_rate_limit_patience<F: std::future::Future>(
 struct Answer {
     headers: HeaderMap,
     bytes: Bytes,
-    /// The body's start was dropped to keep it within the size asked for.
-    cut: bool,
+    /// How the body was cut to stay within the size asked for.
+    cut: Cut,
+}
+
+/// How an answer's body was cut (see [`GitHub::exchange`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Cut {
+    /// The whole body.
+    #[default]
+    Whole,
+    /// Its start was dropped: the bytes are its end.
+    Start,
+    /// It went on past the most that is read: the bytes are the end of what was read.
+    Unread,
+}
+
+/// How much of a body to read and keep (the default: all of it, up to `max_answer_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keep {
+    /// The end kept, at most.
+    tail: usize,
+    /// Read no further.
+    read: usize,
 }
 
 #[derive(Clone)]
@@ -367,15 +396,15 @@ impl GitHub {
         Ok((answer.headers, answer.bytes))
     }
 
-    /// One call with the retry policy; the 2xx answer, or the error. With `keep`, at most the
-    /// last `keep` bytes of the body are kept.
+    /// One call with the retry policy; the 2xx answer, or the error. With `keep`, only the end
+    /// of a long body is kept, and a body that goes on is not read to its end.
     async fn send(
         &self,
         auth: Auth<'_>,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
-        keep: Option<usize>,
+        keep: Option<Keep>,
     ) -> Result<Answer, GitHubError> {
         // What logs and errors show of the path (a manifest code is a credential).
         let shown_path = shown(path);
@@ -474,11 +503,14 @@ impl GitHub {
         }
     }
 
+    /// Send `request` and read its answer: the whole body (an error beyond
+    /// `max_answer_bytes`), or with `keep` its end (never more than twice `keep.tail` held,
+    /// and nothing read past `keep.read`).
     async fn exchange(
         &self,
         request: http::Request<octocrab::OctoBody>,
-        keep: Option<usize>,
-    ) -> Result<(StatusCode, HeaderMap, Bytes, bool), String> {
+        keep: Option<Keep>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes, Cut), String> {
         let response = match self.http.execute(request).await {
             Ok(response) => response,
             Err(e) => {
@@ -495,27 +527,48 @@ impl GitHub {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
         );
-        let Some(limit) = keep else {
-            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            return Ok((parts.status, parts.headers, bytes, false));
-        };
-        // Read on, holding at most twice the limit, and keep the end.
         let mut body = body;
+        let Some(keep) = keep else {
+            let max = self.options.max_answer_bytes;
+            let mut whole: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| e.to_string())?;
+                if let Some(data) = frame.data_ref() {
+                    if whole.len() + data.len() > max {
+                        return Err(format!("the answer is larger than {max} bytes"));
+                    }
+                    whole.extend_from_slice(data);
+                }
+            }
+            return Ok((parts.status, parts.headers, Bytes::from(whole), Cut::Whole));
+        };
+        // Read on, holding at most twice the tail, and keep the end.
         let mut kept: Vec<u8> = Vec::new();
-        let mut cut = false;
+        let mut read = 0usize;
+        let mut cut = Cut::Whole;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| e.to_string())?;
             if let Some(data) = frame.data_ref() {
+                let room = keep.read - read;
+                let data = &data[..data.len().min(room)];
+                read += data.len();
                 kept.extend_from_slice(data);
-                if kept.len() > limit.saturating_mul(2) {
-                    kept.drain(..kept.len() - limit);
-                    cut = true;
+                if kept.len() > keep.tail.saturating_mul(2) {
+                    kept.drain(..kept.len() - keep.tail);
+                    cut = Cut::Start;
+                }
+                if read >= keep.read {
+                    // The rest is not read: dropping the body closes the connection.
+                    cut = Cut::Unread;
+                    break;
                 }
             }
         }
-        if kept.len() > limit {
-            kept.drain(..kept.len() - limit);
-            cut = true;
+        if kept.len() > keep.tail {
+            kept.drain(..kept.len() - keep.tail);
+            if cut == Cut::Whole {
+                cut = Cut::Start;
+            }
         }
         Ok((parts.status, parts.headers, Bytes::from(kept), cut))
     }

@@ -8,7 +8,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::models::*;
-use super::{Auth, GitHub, GitHubError, RepoRef, Role};
+use super::{Auth, Cut, GitHub, GitHubError, Keep, RepoRef, Role};
 
 /// Pages read at most from a paginated list (100 items each).
 const MAX_PAGES: u32 = 10;
@@ -473,28 +473,37 @@ impl GitHub {
         .await
     }
 
-    /// A GitHub Actions job's log as text, its end when it is longer than `max_log_bytes`. GitHub
-    /// answers with a redirect to short-lived storage on another host, which is followed without
-    /// the App's credentials.
+    /// A GitHub Actions job's log as text: its end when it is longer than `max_log_bytes`, and
+    /// the end of its first `max_log_read` bytes when it goes on past them (it is read as it
+    /// downloads, and never held whole). GitHub answers with a redirect to short-lived storage
+    /// on another host, which is followed without the App's credentials.
     pub async fn job_log(&self, repo: &RepoRef, job_id: u64) -> Result<String, GitHubError> {
         let path = format!("/repos/{}/actions/jobs/{job_id}/logs", repo.full_name);
-        let limit = self.options.max_log_bytes;
+        let keep = Keep {
+            tail: self.options.max_log_bytes,
+            read: self.options.max_log_read.max(self.options.max_log_bytes),
+        };
         let answer = self
             .send(
                 Auth::Repo(repo),
                 Method::GET,
                 &path,
                 None::<&Value>,
-                Some(limit),
+                Some(keep),
             )
             .await?;
         let text = String::from_utf8_lossy(&answer.bytes);
-        Ok(if answer.cut {
-            format!(
-                "[… the start of this log was cut: only its last {limit} bytes were downloaded …]\n{text}"
-            )
-        } else {
-            text.into_owned()
+        Ok(match answer.cut {
+            Cut::Whole => text.into_owned(),
+            Cut::Start => format!(
+                "[… the start of this log was cut: only its last {} bytes were kept …]\n{text}",
+                keep.tail
+            ),
+            Cut::Unread => format!(
+                "[… this log is longer than {} bytes: it was read that far, and these are the \
+                 last {} bytes read; its end was not read …]\n{text}",
+                keep.read, keep.tail
+            ),
         })
     }
 }

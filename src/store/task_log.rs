@@ -89,7 +89,7 @@ pub async fn agent_output(
     task_id: TaskId,
 ) -> Result<(Vec<Kept>, Option<(i64, AgentLine)>), DbErr> {
     let size = if crate::db::is_postgres(db) {
-        "OCTET_LENGTH(data)"
+        "CAST(OCTET_LENGTH(data) AS BIGINT)"
     } else {
         "LENGTH(CAST(data AS BLOB))"
     };

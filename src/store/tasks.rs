@@ -1,10 +1,12 @@
 //! Tasks and their append-only event log.
 //!
 //! Sequence numbers come from `tasks.last_seq`, bumped in the same transaction that inserts the
-//! event, so they are gap-free and strictly increasing per task even with several writers (the row
-//! update serialises them). State changes are compare-and-set on the current state, so two actors
-//! (a worker finishing, a user's `/amp stop`) can never both win. Only [`crate::lifecycle`] changes
-//! a task's state; it calls [`transition`] here.
+//! event, so they are handed out gap-free and strictly increasing per task even with several
+//! writers (the row update serialises them); only the oldest of the agent's output is ever
+//! removed, when a task's log is over its bounds ([`super::task_log`]). State changes are
+//! compare-and-set on the current state, so two actors (a worker finishing, a user's `/amp stop`)
+//! can never both win. Only [`crate::lifecycle`] changes a task's state; it calls [`transition`]
+//! here.
 
 use base64::Engine;
 use rand::RngCore;
