@@ -89,10 +89,15 @@ pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A body as it arrived: the chunks the connection read, not yet joined.
+/// The blocks a body is read into: no one allocation as large as the body (which the allocator
+/// may keep after it is freed), and no buffer of the connection's kept past its chunk (a chunk
+/// that is kept pins the whole buffer it was read into, however small the chunk).
+const BLOCK: usize = 64 * 1024;
+
+/// A body as read: its bytes in blocks of [`BLOCK`], not yet joined.
 #[derive(Debug, Default)]
 pub struct Chunks {
-    chunks: Vec<Bytes>,
+    blocks: Vec<BytesMut>,
     len: usize,
 }
 
@@ -105,28 +110,46 @@ impl Chunks {
         self.len == 0
     }
 
-    /// The chunks, in order.
+    /// The blocks, in order.
     pub fn as_slices(&self) -> impl Iterator<Item = &[u8]> + Clone {
-        self.chunks.iter().map(|c| c.as_ref())
+        self.blocks.iter().map(|b| b.as_ref())
     }
 
-    /// The whole body in one buffer (the one chunk itself when there is only one).
+    /// The whole body in one buffer (the one block itself when there is only one).
     pub fn join(self) -> Bytes {
-        if self.chunks.len() == 1 {
-            return self.chunks.into_iter().next().expect("one chunk");
+        if self.blocks.len() == 1 {
+            return self.blocks.into_iter().next().expect("one block").freeze();
         }
         let mut joined = BytesMut::with_capacity(self.len);
-        for chunk in self.chunks {
-            joined.extend_from_slice(&chunk);
+        for block in self.blocks {
+            joined.extend_from_slice(&block);
         }
         joined.freeze()
     }
+
+    /// Copy `data` in, filling the last block before starting a new one; the first is no
+    /// larger than the declared length.
+    fn push(&mut self, mut data: &[u8], declared: Option<u64>) {
+        while !data.is_empty() {
+            let full = self.blocks.last().is_none_or(|b| b.len() == b.capacity());
+            if full {
+                let size = match (self.blocks.is_empty(), declared) {
+                    (true, Some(n)) => (n as usize).clamp(1, BLOCK),
+                    _ => BLOCK,
+                };
+                self.blocks.push(BytesMut::with_capacity(size));
+            }
+            let block = self.blocks.last_mut().expect("a block with room");
+            let n = (block.capacity() - block.len()).min(data.len());
+            block.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            self.len += n;
+        }
+    }
 }
 
-/// Read `body` whole, refusing more than `limit` bytes. The chunks are kept as the connection
-/// read them rather than copied into one buffer: a body that turns out unsigned is dropped
-/// without ever having been copied, and no body needs one large allocation (which the
-/// allocator may keep after it is freed) before it is known to come from GitHub.
+/// Read `body` whole, refusing more than `limit` bytes. Each chunk is copied into [`Chunks`]
+/// and let go at once, so what a body holds is its own size, however it was sent.
 pub async fn read(
     mut body: Body,
     declared: Option<u64>,
@@ -148,11 +171,33 @@ pub async fn read(
             if read.len + data.len() > limit {
                 return Err(BodyError::TooLarge(limit));
             }
-            if !data.is_empty() {
-                read.len += data.len();
-                read.chunks.push(data);
-            }
+            read.push(&data, declared);
         }
     }
     Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_fill_in_turn_and_join_to_the_body() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut chunks = Chunks::default();
+        for piece in body.chunks(7_000) {
+            chunks.push(piece, Some(body.len() as u64));
+        }
+        assert_eq!(chunks.len(), body.len());
+        let sizes: Vec<usize> = chunks.as_slices().map(<[u8]>::len).collect();
+        assert_eq!(sizes, [BLOCK, BLOCK, BLOCK, body.len() - 3 * BLOCK]);
+        assert_eq!(chunks.join(), body);
+
+        // A small body is one block of its own size, handed on without a copy.
+        let mut small = Chunks::default();
+        small.push(b"{\"zen\":", Some(13));
+        small.push(b"\"hi\"}", Some(13));
+        assert_eq!(small.as_slices().count(), 1);
+        assert_eq!(small.join(), &b"{\"zen\":\"hi\"}"[..]);
+    }
 }
