@@ -253,3 +253,32 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_secret_written_in_two_pieces_is_masked_in_the_log,
+    |db: TestDb| async move {
+        let s = flooding(db, "split-secret").await;
+        s.sim
+            .comment(&s.repo, 33, "writer", "/amp print something")
+            .await;
+        let task = s.wait_for_state("succeeded", 120).await;
+        let events = s.events(task.id).await;
+        let texts: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e.payload() {
+                EventPayload::Agent(AgentLine::Raw { text }) if text.starts_with("stdout ") => {
+                    Some(text)
+                }
+                EventPayload::Agent(AgentLine::Stderr { text }) => Some(text),
+                _ => None,
+            })
+            .collect();
+        // Each stream's two pieces make one line, masked as a whole.
+        assert_eq!(
+            texts,
+            ["stdout token=[REDACTED] end", "stderr token=[REDACTED] end"],
+            "{events:#?}"
+        );
+        assert!(events.iter().all(|e| !e.data.contains("ABCDEFGHIJklmnop")));
+    }
+);
