@@ -14,6 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::domain::Role;
 use crate::sealed::{HOW_TO_MAKE_A_KEY, Keyring, SecretKey};
 
+pub mod egress;
+pub use egress::{Egress, EgressMode};
+
 /// Where the service's SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_PATH: &str = "./data/amp-orchestrator.sqlite";
 
@@ -69,7 +72,10 @@ pub struct Config {
     pub amp_api_key: Option<SecretString>,
     pub amp_url: Option<String>,
     pub agent_image: String,
+    /// The agent's network without the sandbox (`AGENT_EGRESS=open`).
     pub agent_network: AgentNetwork,
+    /// The agent's sandbox: what it may reach, and how.
+    pub egress: Egress,
     /// Tasks this replica runs at once; 0 makes a replica that takes webhooks, answers commands
     /// and serves pages but runs no tasks (others sharing its database run them).
     pub max_concurrent_tasks: usize,
@@ -242,6 +248,7 @@ impl Config {
             get("AGENT_IMAGE").unwrap_or_else(|| "amp-orchestrator-agent:latest".into());
         let agent_network =
             AgentNetwork::parse(get("AGENT_NETWORK").as_deref().unwrap_or("bridge").trim());
+        let egress = Egress::from_env(&get, agent_network.as_docker_mode(), &mut problems);
         let max_concurrent_tasks = parse_num(&get, "MAX_CONCURRENT_TASKS", 4usize, &mut problems);
         let task_timeout = parse_dur(&get, "TASK_TIMEOUT", "2h", &mut problems);
         let agent_idle_timeout = parse_dur(&get, "AGENT_IDLE_TIMEOUT", "10m", &mut problems);
@@ -339,6 +346,7 @@ impl Config {
             amp_url,
             agent_image,
             agent_network,
+            egress,
             max_concurrent_tasks,
             task_timeout,
             agent_idle_timeout,

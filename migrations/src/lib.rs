@@ -14,6 +14,7 @@ mod m20261127_000004_command_delivery;
 mod m20261202_000001_status_note;
 mod m20261203_000001_commands_seen;
 mod m20261203_000002_notify_per_statement;
+mod m20261204_000001_egress_blocked;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_status_note::Migration),
             Box::new(m20261203_000001_commands_seen::Migration),
             Box::new(m20261203_000002_notify_per_statement::Migration),
+            Box::new(m20261204_000001_egress_blocked::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! The task domain as types: states, rounds, event payloads, roles, ids and failures. Nothing here
 //! does I/O; everything else speaks in these types.
 
+pub mod egress;
 pub mod event;
 pub mod failure;
 pub mod ids;
@@ -8,6 +9,7 @@ pub mod role;
 pub mod round;
 pub mod state;
 
+pub use egress::BlockedEgress;
 pub use event::{AgentLine, EventKind, EventPayload, LogLevel, LogLine, StateChange};
 pub use failure::Failure;
 pub use ids::{CommitSha, RepoRef, TaskId, ThreadId};

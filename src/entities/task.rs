@@ -46,6 +46,9 @@ pub struct Model {
     pub command_delivery_id: Option<String>,
     /// What the status comment says under the state (see the `status_note` migration).
     pub status_note: Option<String>,
+    /// The connections the sandbox refused ([`crate::domain::BlockedEgress`] as JSON; see the
+    /// `egress_blocked` migration).
+    pub egress_blocked: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,

@@ -5,7 +5,7 @@
 use tracing::warn;
 
 use super::Lifecycle;
-use crate::domain::TaskId;
+use crate::domain::{BlockedEgress, TaskId};
 use crate::entities::task;
 use crate::github::GitHubError;
 use crate::store::{rounds, tasks};
@@ -91,10 +91,13 @@ impl Lifecycle {
                 task.repo_full_name
             )
         });
+        let blocked =
+            comments::blocked_section(&BlockedEgress::from_stored(task.egress_blocked.as_deref()));
         comments::status_comment(&TaskView {
             pr_url: pr_url.as_deref(),
             note: task.status_note.as_deref(),
             rounds: rounds.as_deref(),
+            blocked: blocked.as_deref(),
             ..TaskView::of(task, &self.config.public_url)
         })
     }

@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::log::{Line, line};
 use crate::context::Ctx;
-use crate::domain::{AgentLine, EventPayload};
+use crate::domain::{AgentLine, BlockedEgress, EventPayload};
 use crate::entities::{task, task_event, task_round};
 use crate::store::{rounds, task_log, tasks};
-use crate::texts::comments::{round_label, round_result};
+use crate::texts::comments::{self, round_label, round_result};
 
 /// Log lines a page shows: the newest, or those before `?before=`; older ones are a link away.
 pub const PAGE_LINES: u64 = 500;
@@ -44,6 +44,8 @@ pub struct TaskPage {
     pub usage: Option<String>,
     pub timeline: Vec<Line>,
     pub rounds: Vec<RoundView>,
+    /// Connections the sandbox refused: `3 connections to example.com:443`.
+    pub blocked: Vec<String>,
     pub lines: Vec<Line>,
     /// The page with the lines before these, when there are any.
     pub older: Option<String>,
@@ -128,6 +130,13 @@ pub fn page(
         }),
         timeline: rendered(&log.timeline),
         rounds: rounds.iter().map(round_view).collect(),
+        blocked: BlockedEgress::from_stored(task.egress_blocked.as_deref())
+            .iter()
+            .map(|b| match b.port {
+                0 => format!("{} to other hosts", comments::connections(b.count)),
+                _ => format!("{} to {}", comments::connections(b.count), b.address()),
+            })
+            .collect(),
         lines,
         older,
         past: log.past,
@@ -236,6 +245,7 @@ mod tests {
             awaiting_since: None,
             command_delivery_id: None,
             status_note: None,
+            egress_blocked: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_000,
             started_at: None,
@@ -354,6 +364,10 @@ mod tests {
         let mut succeeded = awaiting.clone();
         succeeded.state = TaskState::Succeeded;
         succeeded.finished_at = Some(1_700_000_075_000);
+        succeeded.egress_blocked = Some(
+            r#"[{"host": "example.com", "port": 443, "count": 2}, {"host": "x", "port": 0, "count": 1}]"#
+                .into(),
+        );
         insta::assert_snapshot!(
             "page_succeeded",
             render(

@@ -18,7 +18,9 @@ use sea_orm::{
 use super::rounds::{self, NewRound};
 use super::stmt;
 use crate::db::now_ms;
-use crate::domain::{CommitSha, EventPayload, StateChange, TaskId, TaskState, ThreadId};
+use crate::domain::{
+    BlockedEgress, CommitSha, EventPayload, StateChange, TaskId, TaskState, ThreadId,
+};
 use crate::entities::{task, task_event, task_round};
 
 /// Random bytes in a public id: 144 bits, beyond guessing.
@@ -563,6 +565,26 @@ pub async fn record_progress(
             p.pr_number.into(),
             p.head_sha.map(|s| s.0).into(),
             p.thread_id.map(|t| t.0).into(),
+            now_ms().into(),
+            task_id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Record what the sandbox refused for the task so far (the gateway's counts replace the
+/// stored ones).
+pub async fn record_blocked_egress(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+    blocked: &[BlockedEgress],
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db,
+        "UPDATE tasks SET egress_blocked = $1, updated_at = $2 WHERE id = $3",
+        [
+            BlockedEgress::to_stored(blocked).into(),
             now_ms().into(),
             task_id.into(),
         ],

@@ -1,7 +1,7 @@
 //! Every comment the App posts, built by a pure function (snapshot-tested), so wording changes
 //! show up in review.
 
-use crate::domain::{RoundKind, RoundOutcome, TaskState};
+use crate::domain::{BlockedEgress, RoundKind, RoundOutcome, TaskState};
 use crate::entities::{task, task_round};
 
 /// What a status comment shows about its task.
@@ -17,6 +17,8 @@ pub struct TaskView<'a> {
     pub note: Option<&'a str>,
     /// The CI rounds so far, from [`rounds_section`].
     pub rounds: Option<&'a str>,
+    /// What the sandbox refused, from [`blocked_section`].
+    pub blocked: Option<&'a str>,
 }
 
 impl<'a> TaskView<'a> {
@@ -30,6 +32,7 @@ impl<'a> TaskView<'a> {
             pr_url: None,
             note: None,
             rounds: None,
+            blocked: None,
         }
     }
 
@@ -71,6 +74,7 @@ pub fn status_comment(task: &TaskView) -> String {
         .map(|n| format!("> {}\n\n", n.trim().replace('\n', "\n> ")))
         .unwrap_or_default();
     let rounds = task.rounds.map(|r| format!("{r}\n\n")).unwrap_or_default();
+    let blocked = task.blocked.map(|b| format!("{b}\n\n")).unwrap_or_default();
     let stop = if task.state.is_terminal() {
         ""
     } else {
@@ -79,7 +83,7 @@ pub fn status_comment(task: &TaskView) -> String {
     format!(
         "{heading}\n\n\
          State: `{state}`. {line}\n\n\
-         {pr}{note}{rounds}\
+         {pr}{note}{rounds}{blocked}\
          [Follow the task]({link}) · requested by @{requester}{stop}\n\n\
          <!-- amp-orchestrator task {id} -->",
         state = task.state.as_str(),
@@ -106,6 +110,48 @@ pub fn rounds_section(rounds: &[task_round::Model], max_ci: u32) -> Option<Strin
         out.push_str(&format!("- {what} → {result}\n"));
     }
     Some(out.trim_end().to_string())
+}
+
+/// The connections the sandbox refused, for the status comment; `None` when there were none.
+/// The most tried hosts first, at most ten of them.
+pub fn blocked_section(blocked: &[BlockedEgress]) -> Option<String> {
+    if blocked.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<&BlockedEgress> = blocked.iter().collect();
+    // The hosts the gateway stopped naming come last.
+    sorted.sort_by(|a, b| {
+        (a.port == 0)
+            .cmp(&(b.port == 0))
+            .then(b.count.cmp(&a.count))
+            .then(a.host.cmp(&b.host))
+    });
+    let named: Vec<String> = sorted
+        .iter()
+        .take(10)
+        .map(|b| match b.port {
+            0 => format!("{} to other hosts", connections(b.count)),
+            _ => format!("{} to `{}`", connections(b.count), b.address()),
+        })
+        .collect();
+    let more = match sorted.len().saturating_sub(10) {
+        0 => String::new(),
+        n => format!(" and {n} more hosts"),
+    };
+    Some(format!(
+        "**Blocked by the sandbox**: {}{more}. The agent can reach only the hosts on its \
+         allowlist; an operator can add one to `AGENT_EGRESS_ALLOW`.",
+        named.join(", ")
+    ))
+}
+
+/// `1 connection`, `3 connections`.
+pub fn connections(count: u64) -> String {
+    if count == 1 {
+        "1 connection".into()
+    } else {
+        format!("{count} connections")
+    }
 }
 
 /// What a round was, in words; `code` marks up a check's name (Markdown, or nothing).
@@ -244,6 +290,7 @@ mod tests {
             pr_url: None,
             note: None,
             rounds: None,
+            blocked: None,
         }
     }
 
@@ -300,6 +347,23 @@ mod tests {
             Some("CI failed (`test`). Round 2 of 3: the failure report went back to Amp.");
         fixing.rounds = Some(&section);
         insta::assert_snapshot!("status_with_rounds", status_comment(&fixing));
+
+        let blocked = |host: &str, port: u16, count: u64| BlockedEgress {
+            host: host.into(),
+            port,
+            count,
+        };
+        assert_eq!(blocked_section(&[]), None);
+        let section = blocked_section(&[
+            blocked("example.com", 443, 3),
+            blocked("pastebin.example", 80, 1),
+            blocked("(other hosts)", 0, 7),
+        ])
+        .unwrap();
+        let mut done = view(TaskState::Succeeded);
+        done.pr_url = Some("#7");
+        done.blocked = Some(&section);
+        insta::assert_snapshot!("status_with_blocked", status_comment(&done));
     }
 
     #[test]

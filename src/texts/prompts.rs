@@ -163,6 +163,7 @@ mod tests {
             awaiting_since: None,
             command_delivery_id: None,
             status_note: None,
+            egress_blocked: None,
             created_at: 0,
             updated_at: 0,
             started_at: None,
