@@ -304,6 +304,20 @@ pub async fn serve(config: GatewayConfig, shutdown: CancellationToken) -> anyhow
 
 /// Route one request on the agents' port.
 async fn handle(gw: Arc<Gateway>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+    // hyper bounds the head by its read buffer, which one large read can overshoot; this is the
+    // exact bound.
+    let head_size = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head_size > MAX_HEADER_BYTES {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            texts::head_too_large(MAX_HEADER_BYTES),
+        );
+    }
     if req.method() == Method::CONNECT {
         proxy::connect(&gw, conn, req).await
     } else if req.uri().scheme().is_some() || req.uri().authority().is_some() {

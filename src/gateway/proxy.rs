@@ -42,7 +42,7 @@ pub(super) async fn connect(
 ) -> Response<Body> {
     let task = match authenticate(gw, conn, &req) {
         Ok(task) => task,
-        Err(resp) => return resp,
+        Err(why) => return auth_required(conn, why),
     };
     let target = req.uri().to_string();
     let Some((host, port)) = req
@@ -86,7 +86,7 @@ pub(super) async fn connect(
 pub(super) async fn forward(gw: &Gateway, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let task = match authenticate(gw, conn, &req) {
         Ok(task) => task,
-        Err(resp) => return resp,
+        Err(why) => return auth_required(conn, why),
     };
     let uri = req.uri().clone();
     let target = uri.to_string();
@@ -150,29 +150,14 @@ pub(super) async fn forward(gw: &Gateway, conn: Conn, req: Request<Incoming>) ->
     }
 }
 
-/// The task of the request's `Proxy-Authorization: Basic base64(<anything>:<token>)`, or the
-/// 407 answer.
+/// The task of the request's `Proxy-Authorization: Basic base64(<anything>:<token>)`, or why
+/// not (`None`: no credential at all).
 fn authenticate(
     gw: &Gateway,
     conn: Conn,
     req: &Request<Incoming>,
-) -> Result<TaskName, Response<Body>> {
-    let refuse = |why: Option<Refusal>| {
-        let text = match why {
-            None => texts::proxy_credential_missing(),
-            Some(why) => texts::proxy_credential_refused(why),
-        };
-        let mut resp = plain(StatusCode::PROXY_AUTHENTICATION_REQUIRED, text);
-        resp.headers_mut().insert(
-            header::PROXY_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"amp-gateway\""),
-        );
-        debug!(peer = %conn.peer, reason = ?why, "proxy credential refused");
-        resp
-    };
-    let Some(value) = req.headers().get(header::PROXY_AUTHORIZATION) else {
-        return Err(refuse(None));
-    };
+) -> Result<TaskName, Option<Refusal>> {
+    let value = req.headers().get(header::PROXY_AUTHORIZATION).ok_or(None)?;
     let token = value
         .to_str()
         .ok()
@@ -182,11 +167,24 @@ fn authenticate(
         })
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|userpass| userpass.split_once(':').map(|(_, token)| token.to_owned()));
-    let Some(token) = token else {
-        return Err(refuse(Some(Refusal::Malformed)));
+        .and_then(|userpass| userpass.split_once(':').map(|(_, token)| token.to_owned()))
+        .ok_or(Some(Refusal::Malformed))?;
+    credential::verify(&gw.key, &token, conn.peer, SystemTime::now()).map_err(Some)
+}
+
+/// The 407 for a request [`authenticate`] refused.
+fn auth_required(conn: Conn, why: Option<Refusal>) -> Response<Body> {
+    let text = match why {
+        None => texts::proxy_credential_missing(),
+        Some(why) => texts::proxy_credential_refused(why),
     };
-    credential::verify(&gw.key, &token, conn.peer, SystemTime::now()).map_err(|e| refuse(Some(e)))
+    let mut resp = plain(StatusCode::PROXY_AUTHENTICATION_REQUIRED, text);
+    resp.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"amp-gateway\""),
+    );
+    debug!(peer = %conn.peer, reason = ?why, "proxy credential refused");
+    resp
 }
 
 /// The policy after authentication: the checked addresses to connect to, or the answer.

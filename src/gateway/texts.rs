@@ -94,6 +94,14 @@ pub fn relay_bad_request() -> String {
     format!("{WHO}: this request cannot be relayed to the Amp service.\n")
 }
 
+/// 431: the request's head is larger than the gateway takes.
+pub fn head_too_large(max: usize) -> String {
+    format!(
+        "{WHO}: the request's headers are larger than {} KiB.\n",
+        max / 1024
+    )
+}
+
 /// 400 on the control port: `/blocked` without `?task=<public id>`.
 pub fn control_needs_task() -> String {
     "usage: GET /blocked?task=<public id>\n".into()
@@ -128,6 +136,7 @@ mod tests {
             upstream_failed("example.com", 80),
             relay_upstream_failed(),
             relay_bad_request(),
+            head_too_large(64 * 1024),
             control_needs_task(),
         ]
         .join("\n---\n");
