@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod docker;
 pub mod domain;
 pub mod entities;
+pub mod gateway;
 pub mod github;
 pub mod handlers;
 pub mod http;
