@@ -28,6 +28,7 @@ pub mod notify;
 pub mod pages;
 pub mod redact;
 pub mod redelivery;
+pub mod sandbox;
 pub mod sealed;
 pub mod server;
 pub mod store;
