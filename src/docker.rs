@@ -1,6 +1,8 @@
 //! The Docker engine, through bollard: one long-lived, locked-down container per task with its own
 //! workspace volume, commands run in it with `exec`, and everything labelled so orphans can be
-//! found and removed.
+//! found and removed. What isolates a task's agent on the network (its own network, the egress
+//! gateway) is [`crate::sandbox`]'s; this module only places a container on the network it names
+//! and removes a task's network with the task's container.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,7 +27,8 @@ pub const LABEL_INSTANCE: &str = "io.amp-orchestrator.instance";
 /// Which task store the container belongs to: replicas sharing a database share containers,
 /// and services on other databases (other deployments on the same engine) are left alone.
 pub const LABEL_STORE: &str = "io.amp-orchestrator.store";
-/// `git` on the short-lived helper containers that push (see [`Engine::start_helper_container`]).
+/// `git` on the short-lived helper containers (see [`Engine::start_helper_container`]),
+/// `gateway` on the store's egress gateway (see [`crate::sandbox::gateway`]).
 pub const LABEL_ROLE: &str = "io.amp-orchestrator.role";
 /// Where the workspace volume is mounted in the agent container.
 pub const WORKSPACE: &str = "/workspace";
@@ -38,9 +41,30 @@ pub enum DockerError {
     MissingImage(String),
     #[error("Docker refused to {action}: {message}")]
     Api { action: String, message: String },
+    #[error("the gateway image {0} is not present on the Docker engine (build or load it first)")]
+    MissingGatewayImage(String),
+    #[error("building the gateway image failed: {0}")]
+    GatewayImage(String),
+    #[error(
+        "no free /28 for a task network in {pool}: the {attempts} subnets tried all overlap networks on the engine"
+    )]
+    NoFreeSubnet { pool: String, attempts: u32 },
+    #[error(
+        "the egress gateway container {0} does not exist: start it (ensure_gateway) before tasks"
+    )]
+    GatewayMissing(String),
+    #[error(
+        "the egress gateway container {name} was not ready after {waited_secs}s ({state}); its last log lines:\n{logs}"
+    )]
+    GatewayNotReady {
+        name: String,
+        waited_secs: u64,
+        state: String,
+        logs: String,
+    },
 }
 
-fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerError + '_ {
+pub(crate) fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerError + '_ {
     move |e| DockerError::Api {
         action: action.to_string(),
         message: e.to_string(),
@@ -56,7 +80,8 @@ pub struct ContainerSpec {
     pub instance_id: String,
     /// See [`LABEL_STORE`].
     pub store: String,
-    /// `bridge`, `none`, `host` or a network name.
+    /// `bridge`, `none`, `host` or a network name: the "open" placement. A sandboxed agent is
+    /// placed on its task network instead (see [`crate::sandbox::start_agent`]).
     pub network: String,
     pub memory_bytes: i64,
     pub nano_cpus: i64,
@@ -65,11 +90,25 @@ pub struct ContainerSpec {
     pub user: String,
 }
 
-/// A task's container and its volume.
+/// A task's container, its volume and, for a sandboxed agent, its task network. Any of them may
+/// be empty (`""`/`None`) in what [`Engine::owned`] finds: a volume or network left without its
+/// container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskContainer {
     pub id: String,
     pub volume: String,
+    /// The task network (see [`crate::sandbox::network`]) the agent sits on alone; removed with
+    /// the container.
+    pub network: Option<String>,
+}
+
+/// How a git helper container mounts the task's workspace volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceAccess {
+    /// Reading the agent's work (the push).
+    ReadOnly,
+    /// Writing it (the clone, before the agent has run).
+    ReadWrite,
 }
 
 /// A chunk of a command's output.
@@ -89,7 +128,8 @@ pub struct Exec {
     pub workdir: Option<String>,
 }
 
-fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
+/// The labels of everything a task owns: its containers, volume and network.
+pub(crate) fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_OWNER.to_string(), "true".to_string()),
         (LABEL_TASK.to_string(), spec.task.clone()),
@@ -99,7 +139,7 @@ fn labels(spec: &ContainerSpec) -> HashMap<String, String> {
 }
 
 /// `amp-task-<start of the task id>`.
-fn container_name_base(spec: &ContainerSpec) -> String {
+pub(crate) fn container_name_base(spec: &ContainerSpec) -> String {
     let short: String = spec
         .task
         .chars()
@@ -109,9 +149,9 @@ fn container_name_base(spec: &ContainerSpec) -> String {
     format!("amp-task-{short}")
 }
 
-/// Limits and privileges of every container the service starts: no privileges, no capabilities,
-/// no privilege gain, bounded memory, CPU and processes.
-fn locked_down(spec: &ContainerSpec) -> HostConfig {
+/// Limits and privileges of every container the service starts for a task: no privileges, no
+/// capabilities, no privilege gain, bounded memory, CPU and processes, on `network`.
+fn locked_down(spec: &ContainerSpec, network: &str) -> HostConfig {
     HostConfig {
         memory: Some(spec.memory_bytes),
         memory_swap: Some(spec.memory_bytes),
@@ -120,10 +160,18 @@ fn locked_down(spec: &ContainerSpec) -> HostConfig {
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
-        network_mode: Some(spec.network.clone()),
+        network_mode: Some(network.to_string()),
         ..Default::default()
     }
 }
+
+/// The resolver a sandboxed agent's embedded DNS forwards names it does not know to. Docker's
+/// embedded resolver answers the names of the task network (`amp-gateway`) itself and forwards
+/// every other name; when the host's resolver is a loopback address, Docker 20.10 forwards from
+/// the host's network namespace (CVE-2024-29018), a way out of an internal network. An explicit,
+/// non-loopback server is forwarded to from the agent's own namespace, where it leads nowhere:
+/// names outside the task network do not resolve (the gateway resolves for the agent).
+const SANDBOX_DNS: &str = "0.0.0.0";
 
 #[derive(Clone)]
 pub struct Engine {
@@ -167,11 +215,28 @@ impl Engine {
         }
     }
 
-    /// Create and start the task's container with a fresh workspace volume. Nothing is left
-    /// behind if a step fails.
+    /// The bollard client, for the modules that own other kinds of Docker objects
+    /// ([`crate::sandbox`]).
+    pub(crate) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Create and start the task's container with a fresh workspace volume, on `spec.network`
+    /// (the "open" placement). Nothing is left behind if a step fails.
     pub async fn start_task_container(
         &self,
         spec: &ContainerSpec,
+    ) -> Result<TaskContainer, DockerError> {
+        self.start_task_container_on(spec, None).await
+    }
+
+    /// As [`Engine::start_task_container`], on `task_network` (a network of
+    /// [`crate::sandbox::network`]) when given: the container is attached to it alone, and
+    /// removing the container removes the network.
+    pub(crate) async fn start_task_container_on(
+        &self,
+        spec: &ContainerSpec,
+        task_network: Option<&str>,
     ) -> Result<TaskContainer, DockerError> {
         if !self.image_exists(&spec.image).await? {
             return Err(DockerError::MissingImage(spec.image.clone()));
@@ -198,7 +263,7 @@ impl Engine {
             user: Some(spec.user.clone()),
             working_dir: Some(WORKSPACE.into()),
             labels: Some(labels),
-            network_disabled: Some(spec.network == "none"),
+            network_disabled: Some(task_network.is_none() && spec.network == "none"),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
                     target: Some(WORKSPACE.into()),
@@ -206,7 +271,8 @@ impl Engine {
                     typ: Some(MountType::VOLUME),
                     ..Default::default()
                 }]),
-                ..locked_down(spec)
+                dns: task_network.map(|_| vec![SANDBOX_DNS.to_string()]),
+                ..locked_down(spec, task_network.unwrap_or(&spec.network))
             }),
             ..Default::default()
         };
@@ -227,7 +293,11 @@ impl Engine {
                 return Err(api("create the agent container")(e));
             }
         };
-        let handle = TaskContainer { id, volume };
+        let handle = TaskContainer {
+            id,
+            volume,
+            network: task_network.map(str::to_string),
+        };
         if let Err(e) = self.docker.start_container(&handle.id, None).await {
             self.remove(&handle).await;
             return Err(api("start the agent container")(e));
@@ -235,15 +305,18 @@ impl Engine {
         Ok(handle)
     }
 
-    /// Start a short-lived helper container beside the task's: the same image, user, network and
-    /// labels, the task's workspace volume mounted read-only, and nothing else shared (its own
-    /// processes, `/tmp` and environment). Git steps that hold the installation token run here,
-    /// out of reach of anything the agent left running. [`Engine::remove`] removes it (and leaves
-    /// the workspace volume alone).
+    /// Start a short-lived helper container beside the task's: the same image, user and labels,
+    /// the task's workspace volume mounted as `workspace` says, on `network` (the git network:
+    /// `bridge`, `host`, `none` or a network name, never the agent's task network), and nothing
+    /// else shared (its own processes, `/tmp` and environment). Git steps that hold the
+    /// installation token run here, out of reach of anything the agent left running.
+    /// [`Engine::remove`] removes it (and leaves the workspace volume and the task network alone).
     pub async fn start_helper_container(
         &self,
         spec: &ContainerSpec,
         task: &TaskContainer,
+        network: &str,
+        workspace: WorkspaceAccess,
     ) -> Result<TaskContainer, DockerError> {
         let name = format!(
             "{}-git-{:08x}",
@@ -260,16 +333,16 @@ impl Engine {
                 labels.insert(LABEL_ROLE.into(), "git".into());
                 labels
             }),
-            network_disabled: Some(spec.network == "none"),
+            network_disabled: Some(network == "none"),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
                     target: Some(WORKSPACE.into()),
                     source: Some(task.volume.clone()),
                     typ: Some(MountType::VOLUME),
-                    read_only: Some(true),
+                    read_only: Some(workspace == WorkspaceAccess::ReadOnly),
                     ..Default::default()
                 }]),
-                ..locked_down(spec)
+                ..locked_down(spec, network)
             }),
             ..Default::default()
         };
@@ -288,6 +361,7 @@ impl Engine {
         let helper = TaskContainer {
             id,
             volume: String::new(),
+            network: None,
         };
         if let Err(e) = self.docker.start_container(&helper.id, None).await {
             self.remove(&helper).await;
@@ -362,8 +436,9 @@ impl Engine {
         Ok(None)
     }
 
-    /// Remove the container (killing whatever runs in it) and its volume. Errors are logged: a
-    /// leftover is found again by [`Engine::owned`] and removed later.
+    /// Remove the container (killing whatever runs in it), its volume and its task network (the
+    /// gateway disconnected first). Errors are logged: a leftover is found again by
+    /// [`Engine::owned`] and removed later.
     pub async fn remove(&self, container: &TaskContainer) {
         if !container.id.is_empty()
             && let Err(e) = self
@@ -388,6 +463,9 @@ impl Engine {
             tracing::warn!(container = %container.id, error = %e, "removing the agent container failed");
         }
         self.remove_volume(&container.volume).await;
+        if let Some(network) = &container.network {
+            crate::sandbox::network::remove_task_network(self, network).await;
+        }
     }
 
     async fn remove_volume(&self, volume: &str) {
@@ -444,22 +522,20 @@ impl Engine {
             }))
             .await
             .map_err(api("list containers"))?;
-        Ok(containers
+        let Some(agent) = containers
             .into_iter()
-            .filter(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).is_none())
-            .find_map(|c| {
-                let volume = c
-                    .mounts
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|m| m.destination.as_deref() == Some(WORKSPACE))
-                    .and_then(|m| m.name)?;
-                Some(TaskContainer { id: c.id?, volume })
-            }))
+            .find(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).is_none())
+        else {
+            return Ok(None);
+        };
+        let networks =
+            crate::sandbox::network::task_networks(self, Some(store), Some(task)).await?;
+        Ok(agent_container(agent, &networks).filter(|c| !c.volume.is_empty()))
     }
 
-    /// Containers and volumes the service created for `store` (all stores when `None`), with
-    /// the task (public id) each belongs to.
+    /// Containers, volumes and task networks the service created for `store` (all stores when
+    /// `None`), with the task (public id) each belongs to. An agent container comes with its
+    /// volume and task network; what is left of a task without its container comes alone.
     pub async fn owned(
         &self,
         store: Option<&str>,
@@ -487,6 +563,7 @@ impl Engine {
             .map_err(api("list volumes"))?
             .volumes
             .unwrap_or_default();
+        let networks = crate::sandbox::network::task_networks(self, store, None).await?;
         let task_of = |labels: Option<&HashMap<String, String>>| {
             labels.and_then(|l| l.get(LABEL_TASK)).cloned()
         };
@@ -495,20 +572,21 @@ impl Engine {
             let Some(task) = task_of(c.labels.as_ref()) else {
                 continue;
             };
-            let volume = c
-                .mounts
-                .unwrap_or_default()
-                .into_iter()
-                .find(|m| m.destination.as_deref() == Some(WORKSPACE))
-                .and_then(|m| m.name)
-                .unwrap_or_default();
-            owned.push((
-                task,
+            let helper = c.labels.as_ref().and_then(|l| l.get(LABEL_ROLE)).is_some();
+            let container = if helper {
+                // A helper never owns the task network, even if it were placed on it.
                 TaskContainer {
                     id: c.id.unwrap_or_default(),
-                    volume,
-                },
-            ));
+                    volume: String::new(),
+                    network: None,
+                }
+            } else {
+                match agent_container(c, &networks) {
+                    Some(container) => container,
+                    None => continue,
+                }
+            };
+            owned.push((task, container));
         }
         for v in volumes {
             if owned.iter().any(|(_, c)| c.volume == v.name) {
@@ -520,10 +598,55 @@ impl Engine {
                     TaskContainer {
                         id: String::new(),
                         volume: v.name,
+                        network: None,
                     },
                 ));
             }
         }
+        for n in networks {
+            if owned
+                .iter()
+                .any(|(_, c)| c.network.as_deref() == Some(n.name.as_str()))
+            {
+                continue;
+            }
+            owned.push((
+                n.task,
+                TaskContainer {
+                    id: String::new(),
+                    volume: String::new(),
+                    network: Some(n.name),
+                },
+            ));
+        }
         Ok(owned)
     }
+}
+
+/// An agent container as listed: its workspace volume, and its task network when it sits on one
+/// of `networks`.
+fn agent_container(
+    c: bollard::models::ContainerSummary,
+    networks: &[crate::sandbox::network::OwnedNetwork],
+) -> Option<TaskContainer> {
+    let id = c.id?;
+    let volume = c
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.destination.as_deref() == Some(WORKSPACE))
+        .and_then(|m| m.name)
+        .unwrap_or_default();
+    let mode = c.host_config.and_then(|h| h.network_mode);
+    let network = mode.and_then(|mode| {
+        networks
+            .iter()
+            .find(|n| n.name == mode || n.id == mode)
+            .map(|n| n.name.clone())
+    });
+    Some(TaskContainer {
+        id,
+        volume,
+        network,
+    })
 }

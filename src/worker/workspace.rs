@@ -12,7 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::docker::{ContainerSpec, DockerError, Engine, Exec, Output, TaskContainer, WORKSPACE};
+use crate::docker::{
+    ContainerSpec, DockerError, Engine, Exec, Output, TaskContainer, WORKSPACE, WorkspaceAccess,
+};
 use crate::domain::CommitSha;
 use crate::lifecycle::Journal;
 
@@ -317,7 +319,12 @@ impl Workspace {
     ) -> Result<(), ShellError> {
         let helper = self
             .engine
-            .start_helper_container(&self.spec, &self.container)
+            .start_helper_container(
+                &self.spec,
+                &self.container,
+                &self.spec.network,
+                WorkspaceAccess::ReadOnly,
+            )
             .await?;
         let script = format!(
             "set -e; export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
