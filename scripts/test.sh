@@ -19,6 +19,8 @@ docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm
   fail "could not remove the containers an earlier run left"
 docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null ||
   fail "could not remove the volumes an earlier run left"
+docker network ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker network rm >/dev/null ||
+  fail "could not remove the task networks an earlier run left"
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
 ensure_chromium || fail "Chromium and chromedriver are needed by the browser test and could not be installed"
@@ -40,6 +42,14 @@ fi
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 locked=()
 if [ -f Cargo.lock ]; then locked=(--locked); fi
+# The egress gateway's image, from the binary under test (as the service builds it from itself
+# when it is missing); those of earlier builds go.
+cargo build "${locked[@]}" --bin amp-orchestrator || fail "the service could not be built"
+TEST_GATEWAY_IMAGE=$(env -i PATH="$PATH" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "${CARGO_TARGET_DIR:-target}/debug/amp-orchestrator" gateway-image) ||
+  fail "the gateway image could not be built"
+export TEST_GATEWAY_IMAGE
+docker images amp-orchestrator-gateway --format '{{.Repository}}:{{.Tag}}' |
+  { grep -vxF "$TEST_GATEWAY_IMAGE" || true; } | xargs -r docker rmi >/dev/null 2>&1 || true
 cargo test --workspace "${locked[@]}" "$@" || fail "the test suite failed"
 if [ "$#" -gt 0 ] && ! compgen -G "$GITHUB_SIM_RECORD_DIR/*.jsonl" >/dev/null; then
   # A part of the suite chosen by the arguments that started no simulator: nothing to check.

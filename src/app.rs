@@ -26,7 +26,7 @@ use crate::store::delivery_writer::{DeliveryWriter, WriterTasks};
 use crate::{db, http, inbox, pages, webhook};
 
 /// A short, stable name for the task store behind `url` (credentials excluded).
-fn store_label(url: &str) -> String {
+pub fn store_label(url: &str) -> String {
     use sha2::Digest;
     let redacted = redact_url(url);
     let digest = sha2::Sha256::digest(redacted.as_bytes());
@@ -217,7 +217,14 @@ pub async fn start_with(
         config.clone(),
         store_label.clone(),
     );
+    let sandbox = crate::sandbox::Sandbox::new(&config, &store_label);
+    if !config.egress.mode.is_sandboxed() {
+        tracing::warn!(
+            "AGENT_EGRESS=open: agents run without the sandbox, on AGENT_NETWORK with the Amp key in their environment; whatever can steer an agent can reach what that network reaches and take the key"
+        );
+    }
     let ctx = Arc::new(AppContext {
+        sandbox,
         config,
         db,
         identity,

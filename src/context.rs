@@ -55,6 +55,8 @@ pub struct AppContext {
     pub bus: Arc<EventBus>,
     /// Every change of a task's state.
     pub lifecycle: Arc<Lifecycle>,
+    /// The agents' sandbox (`None` with `AGENT_EGRESS=open`).
+    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
     /// Labels this deployment's containers (a hash of the database's identity).
     pub store_label: String,
     /// Group-commits intake's deliveries.

@@ -83,6 +83,9 @@ pub struct ContainerSpec {
     /// `bridge`, `none`, `host` or a network name: the "open" placement. A sandboxed agent is
     /// placed on its task network instead (see [`crate::sandbox::start_agent`]).
     pub network: String,
+    /// The network of the short-lived git containers that hold the installation token
+    /// (`GIT_NETWORK`).
+    pub git_network: String,
     pub memory_bytes: i64,
     pub nano_cpus: i64,
     pub pids_limit: i64,

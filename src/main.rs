@@ -26,6 +26,9 @@ enum Cmd {
     Serve,
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Build the egress gateway's image from this binary on the Docker engine (DOCKER_HOST),
+    /// if it is not there yet, and print its name.
+    GatewayImage,
     /// Run the egress gateway: the agents' only way out (configured by GATEWAY_* and
     /// AMP_API_KEY, not by the service's settings).
     Gateway,
@@ -63,6 +66,19 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => serve(config).await,
             Cmd::Gateway | Cmd::GatewayProbe { .. } => unreachable!("handled above"),
+            Cmd::GatewayImage => {
+                let engine =
+                    amp_orchestrator::docker::Engine::connect(config.docker_host.as_deref())
+                        .await?;
+                let image = amp_orchestrator::sandbox::gateway_image(
+                    &engine,
+                    std::path::Path::new("/proc/self/exe"),
+                    None,
+                )
+                .await?;
+                println!("{image}");
+                Ok(())
+            }
             Cmd::Migrate => {
                 let conn = db::connect(&config.database_url).await?;
                 db::migrate(&conn).await?;

@@ -19,6 +19,7 @@ fn spec(image: &str) -> ContainerSpec {
         instance_id: "docker-test".into(),
         store: "docker-test".into(),
         network: "none".into(),
+        git_network: "none".into(),
         memory_bytes: 512 * 1024 * 1024,
         nano_cpus: 1_000_000_000,
         pids_limit: 256,

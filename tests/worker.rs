@@ -719,6 +719,8 @@ both_backends!(
     |db: TestDb| async move {
         // The real CLI (from npm, pinned) against an Amp server that is not there: it exits 1 with the
         // reason on stderr and nothing on stdout; the task must fail with that reason, promptly.
+        // Without the sandbox, so that the CLI itself meets the missing server (in the sandbox the
+        // relay does: tests/egress.rs).
         let image = std::env::var("TEST_REAL_AMP_IMAGE")
             .expect("TEST_REAL_AMP_IMAGE is not set: run ./scripts/test.sh, which builds it");
         let s = story(
@@ -726,6 +728,7 @@ both_backends!(
             &[
                 ("AGENT_IMAGE", image.as_str()),
                 ("AMP_URL", "http://127.0.0.1:9"),
+                ("AGENT_EGRESS", "open"),
                 ("AGENT_IDLE_TIMEOUT", "60s"),
             ],
         )

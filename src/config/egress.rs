@@ -73,6 +73,10 @@ pub struct Egress {
     /// `AGENT_EGRESS_ALLOW_NETWORKS`: CIDRs the proxy may connect to although they are private
     /// (an internal package mirror).
     pub allow_networks: Vec<String>,
+    /// `AGENT_EGRESS_HOSTS`: names the gateway resolves to fixed addresses (`name=address`, as
+    /// an `/etc/hosts` line), for an internal mirror without DNS. The addresses still have to
+    /// be public or in `allow_networks`.
+    pub hosts: Vec<(String, IpAddr)>,
     /// `GATEWAY_NETWORK`: the network by which the gateway reaches the outside.
     pub gateway_network: String,
     /// `GATEWAY_IMAGE`: an image to run the gateway from instead of one built from this binary.
@@ -121,6 +125,20 @@ impl Egress {
                 Err(why) => problems.push(format!("AGENT_EGRESS_ALLOW_NETWORKS: {cidr:?} {why}")),
             }
         }
+        let mut hosts = Vec::new();
+        for pair in list(get("AGENT_EGRESS_HOSTS")) {
+            let parsed = pair.split_once('=').and_then(|(name, addr)| {
+                let name = allow_entry(name).ok().filter(|n| !n.contains(['*', ':']))?;
+                Some((name, addr.trim().parse::<IpAddr>().ok()?))
+            });
+            match parsed {
+                Some(host) => hosts.push(host),
+                None => problems.push(format!(
+                    "AGENT_EGRESS_HOSTS: {pair:?} is not `name=address`, such as \
+                     mirror.internal=10.0.0.5"
+                )),
+            }
+        }
         let subnets = match get("AGENT_SUBNETS") {
             None => Ipv4Block {
                 base: Ipv4Addr::new(10, 213, 0, 0),
@@ -149,6 +167,7 @@ impl Egress {
             mode,
             allow,
             allow_networks,
+            hosts,
             gateway_network: get("GATEWAY_NETWORK").unwrap_or_else(|| "bridge".into()),
             gateway_image: get("GATEWAY_IMAGE"),
             subnets,
@@ -307,6 +326,24 @@ mod tests {
         ]);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(e.allow_networks.len(), 2);
+        let (e, problems) = egress(&[(
+            "AGENT_EGRESS_HOSTS",
+            "Mirror.internal=10.0.0.5, v6.internal=fd00::1",
+        )]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            e.hosts[0],
+            ("mirror.internal".to_string(), "10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(e.hosts.len(), 2);
+        for bad in [
+            "mirror.internal",
+            "*.x.internal=10.0.0.5",
+            "m.internal=host",
+        ] {
+            let (_, problems) = egress(&[("AGENT_EGRESS_HOSTS", bad)]);
+            assert_eq!(problems.len(), 1, "{bad}");
+        }
         assert_eq!(e.subnets.prefix, 20);
         for (name, bad) in [
             ("AGENT_EGRESS_ALLOW_NETWORKS", "172.30.0.0"),

@@ -22,11 +22,7 @@ pub(super) async fn handle(
             let task = req.uri().query().and_then(|q| {
                 q.split('&')
                     .find_map(|pair| pair.strip_prefix("task="))
-                    .filter(|t| {
-                        !t.is_empty()
-                            && t.len() <= 64
-                            && t.bytes().all(|b| b.is_ascii_alphanumeric())
-                    })
+                    .filter(|t| super::credential::is_task_name(t))
             });
             let Some(task) = task else {
                 return plain(StatusCode::BAD_REQUEST, texts::control_needs_task());

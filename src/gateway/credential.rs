@@ -52,7 +52,7 @@ impl fmt::Debug for Key {
     }
 }
 
-/// The task a valid token was minted for (its public id: ASCII letters and digits only).
+/// The task a valid token was minted for (its public id: ASCII letters, digits, `-` and `_`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskName(String);
 
@@ -83,7 +83,7 @@ pub enum Refusal {
 
 /// Mint a token for `task`, valid until `expires`, usable only from `agent_ip`.
 ///
-/// `task` must be the task's public id (ASCII letters and digits); a token for anything else is
+/// `task` must be the task's public id (ASCII letters, digits, `-` and `_`); a token for anything else is
 /// refused by [`verify`].
 pub fn mint(amp_key: &str, task: &str, expires: SystemTime, agent_ip: IpAddr) -> String {
     mint_with(&Key::derive(amp_key), task, expires, agent_ip)
@@ -96,6 +96,16 @@ pub fn mint_with(key: &Key, task: &str, expires: SystemTime, agent_ip: IpAddr) -
     format!("{PREFIX}{task}.{expires}.{}", URL_SAFE_NO_PAD.encode(mac))
 }
 
+/// Whether `task` can be a task's public id: ASCII letters, digits, `-` and `_` (base64url),
+/// never the token's separator `.`.
+pub fn is_task_name(task: &str) -> bool {
+    !task.is_empty()
+        && task.len() <= MAX_TASK_LEN
+        && task
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Check a token presented by a connection from `peer` at `now`.
 pub fn verify(key: &Key, token: &str, peer: IpAddr, now: SystemTime) -> Result<TaskName, Refusal> {
     let rest = token.strip_prefix(PREFIX).ok_or(Refusal::Malformed)?;
@@ -105,10 +115,7 @@ pub fn verify(key: &Key, token: &str, peer: IpAddr, now: SystemTime) -> Result<T
     else {
         return Err(Refusal::Malformed);
     };
-    if task.is_empty()
-        || task.len() > MAX_TASK_LEN
-        || !task.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
+    if !is_task_name(task) {
         return Err(Refusal::Malformed);
     }
     if expires.is_empty() || expires.len() > 20 || !expires.bytes().all(|b| b.is_ascii_digit()) {
@@ -164,6 +171,16 @@ mod tests {
         assert!(token.starts_with("amp-sbx.abc123XYZ."));
         let task = verify(&Key::derive(AMP_KEY), &token, ip(), SystemTime::now()).unwrap();
         assert_eq!(task.as_str(), "abc123XYZ");
+    }
+
+    #[test]
+    fn a_public_id_with_dashes_and_underscores_is_a_task_name() {
+        // Public ids are base64url.
+        let token = mint(AMP_KEY, "l_5iRi0yIcz-E1ZyTOBGpcTj", later(3600), ip());
+        let task = verify(&Key::derive(AMP_KEY), &token, ip(), SystemTime::now()).unwrap();
+        assert_eq!(task.as_str(), "l_5iRi0yIcz-E1ZyTOBGpcTj");
+        assert!(!is_task_name("a.b"));
+        assert!(!is_task_name(""));
     }
 
     #[test]
@@ -288,7 +305,7 @@ mod tests {
             format!("amp-sbx.task1.{far}"),
             format!("amp-sbx.task1.{far}.{mac}.extra"),
             format!("amp-sbx..{far}.{mac}"),
-            format!("amp-sbx.ta-sk.{far}.{mac}"),
+            format!("amp-sbx.ta sk.{far}.{mac}"),
             format!("amp-sbx.tásk.{far}.{mac}"),
             format!("amp-sbx.{}.{far}.{mac}", "a".repeat(65)),
             format!("amp-sbx.task1.-5.{mac}"),

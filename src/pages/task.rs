@@ -130,13 +130,10 @@ pub fn page(
         }),
         timeline: rendered(&log.timeline),
         rounds: rounds.iter().map(round_view).collect(),
-        blocked: BlockedEgress::from_stored(task.egress_blocked.as_deref())
-            .iter()
-            .map(|b| match b.port {
-                0 => format!("{} to other hosts", comments::connections(b.count)),
-                _ => format!("{} to {}", comments::connections(b.count), b.address()),
-            })
-            .collect(),
+        blocked: comments::blocked_list(
+            &BlockedEgress::from_stored(task.egress_blocked.as_deref()),
+            |address| address.to_string(),
+        ),
         lines,
         older,
         past: log.past,

@@ -59,6 +59,8 @@ pub struct GatewaySpec {
     pub env: Vec<String>,
     /// The network the gateway reaches the outside through (`bridge` or a network name).
     pub egress_network: String,
+    /// `name:address` lines for the gateway's `/etc/hosts` (`AGENT_EGRESS_HOSTS`).
+    pub extra_hosts: Vec<String>,
     /// [`GATEWAY_CMD`]; another command only for a stand-in.
     pub cmd: Vec<String>,
     /// `HEALTHCHECK` test ([`GATEWAY_HEALTHCHECK`]); `None` for none (ready once running).
@@ -76,6 +78,7 @@ impl GatewaySpec {
             image: image.into(),
             env,
             egress_network: DEFAULT_EGRESS_NETWORK.into(),
+            extra_hosts: Vec::new(),
             cmd: GATEWAY_CMD.map(String::from).to_vec(),
             healthcheck: Some(GATEWAY_HEALTHCHECK.map(String::from).to_vec()),
             ready_timeout: Duration::from_secs(30),
@@ -95,6 +98,7 @@ impl fmt::Debug for GatewaySpec {
             .field("image", &self.image)
             .field("env", &keys)
             .field("egress_network", &self.egress_network)
+            .field("extra_hosts", &self.extra_hosts)
             .field("cmd", &self.cmd)
             .field("healthcheck", &self.healthcheck)
             .field("ready_timeout", &self.ready_timeout)
@@ -428,6 +432,7 @@ fn container_body(spec: &GatewaySpec) -> ContainerCreateBody {
                 maximum_retry_count: None,
             }),
             network_mode: Some(spec.egress_network.clone()),
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             ..Default::default()
         }),
         ..Default::default()

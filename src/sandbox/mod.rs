@@ -16,6 +16,7 @@
 pub mod gateway;
 pub mod image;
 pub mod network;
+pub mod runtime;
 
 use std::net::Ipv4Addr;
 
@@ -28,6 +29,7 @@ pub use image::gateway_image;
 pub use network::{
     DEFAULT_SUBNET_POOL, GATEWAY_ALIAS, Subnet, SubnetPool, TaskNetwork, create_task_network,
 };
+pub use runtime::Sandbox;
 
 /// A task's agent container in its sandbox.
 #[derive(Debug, Clone)]

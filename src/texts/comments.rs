@@ -113,11 +113,19 @@ pub fn rounds_section(rounds: &[task_round::Model], max_ci: u32) -> Option<Strin
 }
 
 /// The connections the sandbox refused, for the status comment; `None` when there were none.
-/// The most tried hosts first, at most ten of them.
 pub fn blocked_section(blocked: &[BlockedEgress]) -> Option<String> {
-    if blocked.is_empty() {
-        return None;
-    }
+    (!blocked.is_empty()).then(|| {
+        format!(
+            "**Blocked by the sandbox**: {}. The agent can reach only the hosts on its \
+             allowlist; an operator can add one to `AGENT_EGRESS_ALLOW`.",
+            blocked_list(blocked, |address| format!("`{address}`")).join(", ")
+        )
+    })
+}
+
+/// The connections the sandbox refused, most tried hosts first, at most ten of them, each as
+/// `3 connections to example.com:443` (`code` marks up the address: Markdown, or nothing).
+pub fn blocked_list(blocked: &[BlockedEgress], code: impl Fn(&str) -> String) -> Vec<String> {
     let mut sorted: Vec<&BlockedEgress> = blocked.iter().collect();
     // The hosts the gateway stopped naming come last.
     sorted.sort_by(|a, b| {
@@ -126,27 +134,23 @@ pub fn blocked_section(blocked: &[BlockedEgress]) -> Option<String> {
             .then(b.count.cmp(&a.count))
             .then(a.host.cmp(&b.host))
     });
-    let named: Vec<String> = sorted
+    let mut named: Vec<String> = sorted
         .iter()
         .take(10)
         .map(|b| match b.port {
             0 => format!("{} to other hosts", connections(b.count)),
-            _ => format!("{} to `{}`", connections(b.count), b.address()),
+            _ => format!("{} to {}", connections(b.count), code(&b.address())),
         })
         .collect();
-    let more = match sorted.len().saturating_sub(10) {
-        0 => String::new(),
-        n => format!(" and {n} more hosts"),
-    };
-    Some(format!(
-        "**Blocked by the sandbox**: {}{more}. The agent can reach only the hosts on its \
-         allowlist; an operator can add one to `AGENT_EGRESS_ALLOW`.",
-        named.join(", ")
-    ))
+    let unnamed: u64 = sorted.iter().skip(10).map(|b| b.count).sum();
+    if unnamed > 0 {
+        named.push(format!("{} to other hosts", connections(unnamed)));
+    }
+    named
 }
 
 /// `1 connection`, `3 connections`.
-pub fn connections(count: u64) -> String {
+fn connections(count: u64) -> String {
     if count == 1 {
         "1 connection".into()
     } else {

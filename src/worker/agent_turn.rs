@@ -3,7 +3,9 @@
 //! timeout. The output is bounded (see [`OutputLimits`]): lines are cut at their cap, the log
 //! keeps the newest output, and a turn that prints more than a turn may is stopped.
 
-use secrecy::{ExposeSecret, SecretString};
+use std::time::SystemTime;
+
+use secrecy::SecretString;
 use tokio::sync::mpsc;
 
 use super::agent_log::AgentLog;
@@ -40,13 +42,10 @@ pub async fn run(
         "--stream-json".into(),
         "--dangerously-allow-all".into(),
     ]);
-    let mut env = vec![
-        format!("AMP_API_KEY={}", amp_key.expose_secret()),
-        "AMP_SKIP_UPDATE_CHECK=1".into(),
-    ];
-    if let Some(url) = &ctx.config.amp_url {
-        env.push(format!("AMP_URL={url}"));
-    }
+    // No turn outlives its task, so neither does the credential it gets in the sandbox.
+    let until = SystemTime::now() + ctx.config.task_timeout;
+    let mut env = ws.agent_env(amp_key, ctx.config.amp_url.as_deref(), until);
+    env.push("AMP_SKIP_UPDATE_CHECK=1".into());
     journal.info("Starting Amp").await;
     let mut log = AgentLog::open(ctx, task.id)
         .await

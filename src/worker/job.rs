@@ -72,6 +72,7 @@ pub fn container_spec(ctx: &Ctx, task: &task::Model) -> ContainerSpec {
         instance_id: ctx.instance_id.clone(),
         store: ctx.store_label.clone(),
         network: ctx.config.agent_network.as_docker_mode().to_string(),
+        git_network: ctx.config.egress.git_network.clone(),
         memory_bytes: AGENT_MEMORY,
         nano_cpus: AGENT_NANO_CPUS,
         pids_limit: AGENT_PIDS,

@@ -16,7 +16,7 @@ use super::workspace::Workspace;
 use crate::agent::stream::TurnOutcome;
 use crate::context::Ctx;
 use crate::docker::{DockerError, Engine, TaskContainer};
-use crate::domain::{Failure, TaskState};
+use crate::domain::{BlockedEgress, Failure, TaskState};
 use crate::entities::{task, task_round};
 use crate::github::GitHub;
 use crate::lifecycle::Move;
@@ -147,7 +147,9 @@ async fn open_workspace(
     let journal = run.journal.clone();
     if let Start::Resume(container) = start {
         run.journal.info("This task's previous worker is gone (a restart, a crash, or a replica that handed it over); resuming it in its container").await;
-        let ws = Workspace::reopen(engine, spec, container, journal);
+        let ws = Workspace::reopen(engine, spec, container, ctx.sandbox.clone(), journal)
+            .await
+            .map_err(|e| Failure::internal("resuming in the agent container failed", e))?;
         // Whatever the interrupted run left running in the container goes first.
         ws.kill_leftovers().await;
         return Ok((ws, true));
@@ -163,18 +165,40 @@ async fn open_workspace(
     };
     if let Some(container) = alive {
         run.journal.info("Continuing in the task's container").await;
-        return Ok((Workspace::reopen(engine, spec, container, journal), false));
+        let ws = Workspace::reopen(engine, spec, container, ctx.sandbox.clone(), journal)
+            .await
+            .map_err(|e| Failure::internal("continuing in the agent container failed", e))?;
+        return Ok((ws, false));
     }
     run.journal
         .info(&format!("Starting the agent container ({})", spec.image))
         .await;
-    let ws = match Workspace::start(engine, spec, journal).await {
+    let ws = match Workspace::start(engine, spec, ctx.sandbox.clone(), journal).await {
         Ok(ws) => ws,
         Err(DockerError::MissingImage(image)) => return Err(failures::missing_image(&image).into()),
         Err(e) => return Err(Failure::internal("starting the agent container failed", e).into()),
     };
     prepare(run, &ws, github, target).await?;
     Ok((ws, false))
+}
+
+/// Keep on the task what the sandbox refused during the turn (shown on its page and in its
+/// status comment), and say it in the log when it is new.
+async fn record_blocked_egress(run: &Job<'_>, ws: &Workspace) {
+    let Some(blocked) = ws.blocked_egress().await else {
+        return;
+    };
+    let before = BlockedEgress::from_stored(run.task.egress_blocked.as_deref());
+    if blocked.is_empty() || blocked == before {
+        return;
+    }
+    if let Err(e) = tasks::record_blocked_egress(&run.ctx.db, run.task.id, &blocked).await {
+        warn!(task_id = %run.task.id, error = %e, "recording the refused connections failed");
+    }
+    let list = crate::texts::comments::blocked_list(&blocked, |address| address.to_string());
+    run.journal
+        .info(&format!("The sandbox refused {}", list.join(", ")))
+        .await;
 }
 
 /// Clone into the workspace: the default branch and a new branch, or a pull request's head.
@@ -244,8 +268,9 @@ async fn work(
     if matches!(run.state, TaskState::Preparing | TaskState::Pushing) {
         run.move_to(TaskState::Running).await?;
     }
-    let turn =
-        super::agent_turn::run(run.ctx, ws, &run.journal, &run.task, amp_key, prompt).await?;
+    let turn = super::agent_turn::run(run.ctx, ws, &run.journal, &run.task, amp_key, prompt).await;
+    record_blocked_egress(run, ws).await;
+    let turn = turn?;
     let summary = match turn {
         TurnOutcome::Succeeded { message, .. } => message,
         TurnOutcome::Failed { reason, .. } => return Err(failures::agent_failed(&reason).into()),

@@ -1,22 +1,30 @@
 //! The task's workspace: its agent container with the clone on a volume, and the one place that
 //! runs shell or git in a container.
 //!
-//! Git steps that need the installation token run either before the agent has run (the clone, in
-//! the agent's container, with the token in that one process's environment and handed to git by
-//! an inline credential helper, so nothing is written to disk) or in a short-lived helper
-//! container (the push): once the agent has run, anything it left behind in its container (a
+//! Git steps that need the installation token run in short-lived helper containers on the git
+//! network, never in the agent's container: the clone and the fetch of an existing branch (before
+//! the agent has run, with the workspace writable) and the push (from a read-only view of it).
+//! The token is in that one git process's environment and handed to git by an inline credential
+//! helper, so nothing is written to disk; anything the agent leaves behind in its container (a
 //! background process reading other processes' environments, a git hook, an edited
-//! `.git/config` pointing the remote elsewhere) must not meet the token.
+//! `.git/config` pointing the remote elsewhere) never meets it. In the sandbox the agent's
+//! container sits on its own network with the egress gateway (see [`crate::sandbox`]), and its
+//! turns get a credential bound to its address in place of the Amp key.
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::docker::{
     ContainerSpec, DockerError, Engine, Exec, Output, TaskContainer, WORKSPACE, WorkspaceAccess,
 };
 use crate::domain::CommitSha;
 use crate::lifecycle::Journal;
+use crate::sandbox::Sandbox;
 
 /// Sets `$b` to the remote branch the workspace's new commits go on top of: `origin/$BASE`, or
 /// `origin/$DEFAULT` when the workspace was cloned before `$BASE` existed.
@@ -56,6 +64,8 @@ pub struct Workspace {
     spec: ContainerSpec,
     container: TaskContainer,
     journal: Journal,
+    /// The sandbox the agent runs in, and its address there (`None` with `AGENT_EGRESS=open`).
+    sandbox: Option<(Arc<Sandbox>, Ipv4Addr)>,
 }
 
 /// A commit in the workspace and whether the branch's base lacks it.
@@ -66,34 +76,111 @@ pub struct Head {
 }
 
 impl Workspace {
-    /// Start a new container with an empty workspace.
+    /// Start a new container with an empty workspace: in `sandbox` when there is one.
     pub async fn start(
         engine: Engine,
         spec: ContainerSpec,
+        sandbox: Option<Arc<Sandbox>>,
         journal: Journal,
     ) -> Result<Workspace, DockerError> {
-        let container = engine.start_task_container(&spec).await?;
+        let (container, sandbox) = match sandbox {
+            Some(sandbox) => {
+                let agent = sandbox.start_agent(&engine, &spec).await?;
+                (agent.container, Some((sandbox, agent.ip)))
+            }
+            None => (engine.start_task_container(&spec).await?, None),
+        };
         Ok(Workspace {
             engine,
             spec,
             container,
             journal,
+            sandbox,
         })
     }
 
     /// The task's container, still running from an earlier run or round.
-    pub fn reopen(
+    pub async fn reopen(
         engine: Engine,
         spec: ContainerSpec,
         container: TaskContainer,
+        sandbox: Option<Arc<Sandbox>>,
         journal: Journal,
-    ) -> Workspace {
-        Workspace {
+    ) -> Result<Workspace, DockerError> {
+        let sandbox = match sandbox {
+            Some(sandbox) => {
+                sandbox.gateway(&engine).await?;
+                match crate::sandbox::agent_ip(&engine, &container).await? {
+                    Some(ip) => Some((sandbox, ip)),
+                    None => {
+                        return Err(DockerError::Api {
+                            action: "resume the agent container".into(),
+                            message: "it is not on a task network (started without the sandbox)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Workspace {
             engine,
             spec,
             container,
             journal,
+            sandbox,
+        })
+    }
+
+    /// What a turn of the agent gets in its environment to reach the Amp service: in the
+    /// sandbox a credential for the task valid until `until`, the relay and the proxy; without
+    /// it the Amp key itself and `amp_url`.
+    pub fn agent_env(
+        &self,
+        amp_key: &SecretString,
+        amp_url: Option<&str>,
+        until: SystemTime,
+    ) -> Vec<String> {
+        match &self.sandbox {
+            Some((sandbox, ip)) => sandbox.agent_env(&self.spec.task, *ip, until),
+            None => {
+                let mut env = vec![format!("AMP_API_KEY={}", amp_key.expose_secret())];
+                if let Some(url) = amp_url {
+                    env.push(format!("AMP_URL={url}"));
+                }
+                env
+            }
         }
+    }
+
+    /// The connections the sandbox refused for the task so far (none without a sandbox).
+    pub async fn blocked_egress(&self) -> Option<Vec<crate::domain::BlockedEgress>> {
+        let (sandbox, _) = self.sandbox.as_ref()?;
+        Some(sandbox.blocked(&self.engine, &self.spec.task).await)
+    }
+
+    /// Run `script` with the token in a short-lived helper container on the git network, with
+    /// the workspace writable: only before the agent has run.
+    async fn git_with_token(
+        &self,
+        token: &SecretString,
+        script: &str,
+        env: Vec<String>,
+    ) -> Result<String, ShellError> {
+        let helper = self
+            .engine
+            .start_helper_container(
+                &self.spec,
+                &self.container,
+                &self.spec.git_network,
+                WorkspaceAccess::ReadWrite,
+            )
+            .await?;
+        let result = self
+            .sh_in(&helper, script, Self::with_token(token, env), WORKSPACE)
+            .await;
+        self.engine.remove(&helper).await;
+        result
     }
 
     /// Run a shell script in the workspace; its stdout when it exits 0. Its stderr is logged
@@ -160,11 +247,13 @@ impl Workspace {
         branch: &str,
     ) -> Result<(), ShellError> {
         let env = vec![format!("BASE={branch}"), format!("CLONE_URL={clone_url}")];
-        self.sh(
+        self.git_with_token(
+            token,
             &format!(
-                "git {CREDENTIAL_HELPER} clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" ."
+                "export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
+                 git {CREDENTIAL_HELPER} clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" ."
             ),
-            Self::with_token(token, env),
+            env,
         )
         .await
         .map(drop)
@@ -180,15 +269,13 @@ impl Workspace {
         // `ls-remote --exit-code` exits 2 when the branch is not there; anything else that fails
         // (the token, the network) must not be mistaken for that.
         let script = format!(
-            "if git {CREDENTIAL_HELPER} ls-remote --exit-code origin \"refs/heads/$BRANCH\" >/dev/null; then \
+            "export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
+             if git {CREDENTIAL_HELPER} ls-remote --exit-code origin \"refs/heads/$BRANCH\" >/dev/null; then \
                git {CREDENTIAL_HELPER} fetch --quiet origin \"refs/heads/$BRANCH\" && echo present; \
              else rc=$?; if [ $rc = 2 ]; then echo absent; else exit $rc; fi; fi"
         );
         let out = self
-            .sh(
-                &script,
-                Self::with_token(token, vec![format!("BRANCH={branch}")]),
-            )
+            .git_with_token(token, &script, vec![format!("BRANCH={branch}")])
             .await?;
         Ok(out.trim() == "present")
     }
@@ -322,7 +409,7 @@ impl Workspace {
             .start_helper_container(
                 &self.spec,
                 &self.container,
-                &self.spec.network,
+                &self.spec.git_network,
                 WorkspaceAccess::ReadOnly,
             )
             .await?;

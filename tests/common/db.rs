@@ -88,6 +88,15 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // The store's egress gateway, which a service started for its tasks and which outlives
+        // them by design.
+        let gateway =
+            amp_orchestrator::sandbox::gateway_name(&amp_orchestrator::app::store_label(&self.url));
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &gateway])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         if let Some((admin, name)) = self.pg.take() {
             // Drop runs outside async; use a runtime of its own on another thread.
             let _ = std::thread::spawn(move || {

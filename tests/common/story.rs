@@ -55,10 +55,15 @@ pub fn service_env(
     env.extend(sim.service_env());
     let image = std::env::var("TEST_AGENT_IMAGE")
         .expect("TEST_AGENT_IMAGE is not set: run ./scripts/test.sh, which builds it");
+    let gateway_image = std::env::var("TEST_GATEWAY_IMAGE")
+        .expect("TEST_GATEWAY_IMAGE is not set: run ./scripts/test.sh, which builds it");
     for (k, v) in [
         ("AGENT_IMAGE", image.as_str()),
         // The agent container reaches the simulator's git on 127.0.0.1.
         ("AGENT_NETWORK", "host"),
+        // So do the git helpers that clone and push.
+        ("GIT_NETWORK", "host"),
+        ("GATEWAY_IMAGE", gateway_image.as_str()),
         ("AMP_API_KEY", "sgamp_test_key_0123456789"),
         ("MAX_CONCURRENT_TASKS", "4"),
         ("TASK_LEASE", "6s"),
