@@ -149,14 +149,25 @@ pub async fn ensure_gateway(engine: &Engine, spec: &GatewaySpec) -> Result<Gatew
                 message: format!("a container named {name} exists that is not this store's"),
             });
         }
+        // Also one just created (by another replica, which is about to start it; or which died
+        // before it did: starting it again is harmless).
         Some(existing)
             if label(&existing, LABEL_CONFIG) == Some(config.as_str())
                 && matches!(
                     status(&existing),
-                    Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING)
+                    Some(
+                        ContainerStateStatusEnum::CREATED
+                            | ContainerStateStatusEnum::RUNNING
+                            | ContainerStateStatusEnum::RESTARTING
+                    )
                 ) =>
         {
-            existing.id.unwrap_or_default()
+            let created = status(&existing) == Some(ContainerStateStatusEnum::CREATED);
+            let id = existing.id.unwrap_or_default();
+            if created {
+                start(engine, &id).await?;
+            }
+            id
         }
         Some(existing) => {
             info!(gateway = %name, "replacing the egress gateway: its configuration changed or it stopped");
@@ -208,11 +219,15 @@ async fn create(
         Err(BollardError::DockerResponseServerError {
             status_code: 409, ..
         }) => {
-            // Another replica created it: use that one (it connects and starts it).
-            return match inspect(engine, name).await? {
-                Some(c) => Ok(c.id.unwrap_or_default()),
-                None => Err(DockerError::GatewayMissing(name.to_string())),
-            };
+            // Another replica is creating it: use that one (it connects and starts it). The
+            // engine reserves the name before the container can be inspected.
+            for _ in 0..50 {
+                if let Some(c) = inspect(engine, name).await? {
+                    return Ok(c.id.unwrap_or_default());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Err(DockerError::GatewayMissing(name.to_string()));
         }
         Err(BollardError::DockerResponseServerError {
             status_code: 404, ..
@@ -223,11 +238,17 @@ async fn create(
     // Connected before it starts, so it serves every running task as soon as it is up.
     let bare = ContainerInspectResponse::default();
     connect_missing(engine, &spec.store, &id, &bare).await;
-    match docker.start_container(&id, None).await {
+    start(engine, &id).await?;
+    Ok(id)
+}
+
+/// Start the gateway; already started is fine.
+async fn start(engine: &Engine, id: &str) -> Result<(), DockerError> {
+    match engine.client().start_container(id, None).await {
         Ok(())
         | Err(BollardError::DockerResponseServerError {
             status_code: 304, ..
-        }) => Ok(id),
+        }) => Ok(()),
         Err(e) => Err(api("start the egress gateway")(e)),
     }
 }
