@@ -20,7 +20,7 @@ use amp_orchestrator::sandbox::gateway::{
 };
 use amp_orchestrator::sandbox::{
     GATEWAY_ALIAS, Gateway, GatewaySpec, Subnet, SubnetPool, TaskNetwork, create_task_network,
-    ensure_gateway, gateway_image, gateway_name, start_agent,
+    ensure_gateway, gateway_image, gateway_name, start_agent, start_agent_on,
 };
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, Ipam, IpamConfig, NetworkCreateRequest};
@@ -478,6 +478,30 @@ async fn a_tasks_network_goes_with_it_and_orphans_are_swept_per_store() {
     );
     assert!(engine.owned(Some(&store)).await.unwrap().is_empty());
 
+    // An agent started on a network made beforehand: the same; and one that cannot start
+    // leaves no network behind.
+    let task = agent_spec(&store, &new_task());
+    let network = create_task_network(&engine, &task, &pool).await.unwrap();
+    let agent = start_agent_on(&engine, &task, network.clone())
+        .await
+        .unwrap();
+    assert!(network.subnet.contains(agent.ip));
+    engine.remove(&agent.container).await;
+    assert!(!network_exists(&network.name).await);
+    let mut missing = agent_spec(&store, &new_task());
+    missing.image = "amp-orchestrator-no-such-image:never".into();
+    let network = create_task_network(&engine, &missing, &pool).await.unwrap();
+    match start_agent_on(&engine, &missing, network.clone()).await {
+        Err(DockerError::MissingImage(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!network_exists(&network.name).await);
+    match start_agent(&engine, &missing, &pool).await {
+        Err(DockerError::MissingImage(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(engine.owned(Some(&store)).await.unwrap().is_empty());
+
     // A network left without its container (a crash between the two), in each store.
     let orphan_task = new_task();
     let orphan = create_task_network(&engine, &agent_spec(&store, &orphan_task), &pool)
@@ -573,11 +597,15 @@ async fn the_gateway_is_reused_replaced_and_locked_down() {
     let (code, out) = sh(
         &engine,
         &container(&replaced.id),
-        "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /x 2>&1 || echo read-only",
+        "id -u; cat /proc/sys/net/ipv4/ip_forward; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+         touch /x 2>&1 || echo read-only",
     )
     .await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.starts_with("65534\n"), "{out}");
+    assert!(
+        out.starts_with("65534\n0\n"),
+        "not root, not a router: {out}"
+    );
     assert!(
         out.contains("0000000000000000") && out.contains("read-only"),
         "{out}"

@@ -444,6 +444,12 @@ fn container_body(spec: &GatewaySpec) -> ContainerCreateBody {
                 GATEWAY_TMPFS.0.to_string(),
                 GATEWAY_TMPFS.1.to_string(),
             )])),
+            // It relays at the application level only: never as a router between the task
+            // networks and the egress network, whatever route an agent might find.
+            sysctls: Some(HashMap::from([(
+                "net.ipv4.ip_forward".to_string(),
+                "0".to_string(),
+            )])),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -461,7 +467,9 @@ fn config_hash(image_id: &str, body: &ContainerCreateBody) -> String {
     let mut hasher = Sha256::new();
     hasher.update(image_id.as_bytes());
     hasher.update(b"\n");
-    hasher.update(serde_json::to_vec(body).expect("a container body serializes"));
+    // Through a `Value`, whose maps are sorted: the same settings always hash the same.
+    let canonical = serde_json::to_value(body).expect("a container body serializes");
+    hasher.update(canonical.to_string().as_bytes());
     hex::encode(&hasher.finalize()[..8])
 }
 
