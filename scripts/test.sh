@@ -20,7 +20,13 @@ docker ps -aq --filter label=io.amp-orchestrator.owned=true | xargs -r docker rm
 docker volume ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker volume rm -f >/dev/null ||
   fail "could not remove the volumes an earlier run left"
 docker network ls -q --filter label=io.amp-orchestrator.owned=true | xargs -r docker network rm >/dev/null ||
-  fail "could not remove the task networks an earlier run left"
+  fail "could not remove the networks an earlier run left"
+docker network ls -q --filter label=io.amp-orchestrator.test | xargs -r docker network rm >/dev/null ||
+  fail "could not remove the test networks an earlier run left"
+# Gateway images built from earlier builds of the binary (a debug build's is 250 MB); the tests
+# build the one they need.
+docker images -q amp-orchestrator-gateway | sort -u | xargs -r docker rmi -f >/dev/null ||
+  fail "could not remove the gateway images of earlier runs"
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
 ensure_chromium || fail "Chromium and chromedriver are needed by the browser test and could not be installed"

@@ -105,6 +105,13 @@ pub struct TaskContainer {
     pub network: Option<String>,
 }
 
+/// A task container not created yet: its name and its workspace volume.
+#[derive(Debug)]
+pub(crate) struct PreparedContainer {
+    name: String,
+    volume: String,
+}
+
 /// How a git helper container mounts the task's workspace volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkspaceAccess {
@@ -241,10 +248,20 @@ impl Engine {
         spec: &ContainerSpec,
         task_network: Option<&str>,
     ) -> Result<TaskContainer, DockerError> {
+        let prepared = self.prepare_task_container(spec).await?;
+        self.launch_task_container(spec, prepared, task_network)
+            .await
+    }
+
+    /// The first steps of starting a task's container, which need no network: the image is
+    /// there, and a fresh workspace volume.
+    pub(crate) async fn prepare_task_container(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<PreparedContainer, DockerError> {
         if !self.image_exists(&spec.image).await? {
             return Err(DockerError::MissingImage(spec.image.clone()));
         }
-        let labels = labels(spec);
         let name = format!(
             "{}-{:08x}",
             container_name_base(spec),
@@ -254,12 +271,30 @@ impl Engine {
             .docker
             .create_volume(VolumeCreateRequest {
                 name: Some(format!("{name}-workspace")),
-                labels: Some(labels.clone()),
+                labels: Some(labels(spec)),
                 ..Default::default()
             })
             .await
             .map_err(api("create the workspace volume"))?
             .name;
+        Ok(PreparedContainer { name, volume })
+    }
+
+    /// Give up a prepared container: remove its volume.
+    pub(crate) async fn discard(&self, prepared: PreparedContainer) {
+        self.remove_volume(&prepared.volume).await;
+    }
+
+    /// Create and start the prepared container. Nothing is left behind if a step fails (the
+    /// task network is removed too once the container exists).
+    pub(crate) async fn launch_task_container(
+        &self,
+        spec: &ContainerSpec,
+        prepared: PreparedContainer,
+        task_network: Option<&str>,
+    ) -> Result<TaskContainer, DockerError> {
+        let PreparedContainer { name, volume } = prepared;
+        let labels = labels(spec);
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),

@@ -3,7 +3,7 @@
 //! agent's stream-json, cleanup, and the errors a task reports.
 
 use amp_orchestrator::agent::stream::{TurnOutcome, TurnTracker, parse_line};
-use amp_orchestrator::docker::{ContainerSpec, DockerError, Engine, Exec, Output};
+use amp_orchestrator::docker::{ContainerSpec, DockerError, Engine, Exec, Output, WorkspaceAccess};
 use tokio::sync::mpsc;
 
 fn test_image() -> String {
@@ -184,6 +184,51 @@ async fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
         Err(DockerError::MissingImage(image)) => assert_eq!(image, spec.image),
         other => panic!("{other:?}"),
     }
+    let owned = engine.owned(None).await.unwrap();
+    assert!(!owned.iter().any(|(t, _)| *t == spec.task));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_helpers_use_their_own_network_and_may_write_the_workspace() {
+    let engine = engine().await;
+    let spec = spec(&test_image());
+    let agent = engine.start_task_container(&spec).await.unwrap();
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+
+    // The clone's helper writes the workspace, on the git network (not the agent's).
+    let cloner = engine
+        .start_helper_container(&spec, &agent, "host", WorkspaceAccess::ReadWrite)
+        .await
+        .unwrap();
+    let mode = docker
+        .inspect_container(&cloner.id, None)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap()
+        .network_mode;
+    assert_eq!(mode.as_deref(), Some("host"));
+    let (code, _, err) = run(&engine, &cloner, sh("echo cloned > /workspace/file")).await;
+    assert_eq!(code, Some(0), "{err}");
+    engine.remove(&cloner).await;
+    let (_, out, _) = run(&engine, &agent, sh("cat /workspace/file")).await;
+    assert_eq!(out, ["cloned"], "the agent sees what the helper wrote");
+
+    // The push's helper only reads it.
+    let pusher = engine
+        .start_helper_container(&spec, &agent, "none", WorkspaceAccess::ReadOnly)
+        .await
+        .unwrap();
+    let (code, out, _) = run(
+        &engine,
+        &pusher,
+        sh("cat /workspace/file; echo changed > /workspace/file"),
+    )
+    .await;
+    assert_ne!(code, Some(0));
+    assert_eq!(out, ["cloned"]);
+    engine.remove(&pusher).await;
+    engine.remove(&agent).await;
     let owned = engine.owned(None).await.unwrap();
     assert!(!owned.iter().any(|(t, _)| *t == spec.task));
 }

@@ -32,7 +32,13 @@ impl EgressNetwork {
     fn create() -> EgressNetwork {
         let name = format!("amp-test-egress-{:08x}", rand::random::<u32>());
         let created = Command::new("docker")
-            .args(["network", "create", &name])
+            .args([
+                "network",
+                "create",
+                "--label",
+                "io.amp-orchestrator.test=egress",
+                &name,
+            ])
             .output()
             .unwrap();
         assert!(created.status.success(), "{created:?}");

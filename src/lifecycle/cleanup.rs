@@ -1,12 +1,12 @@
-//! A finished task's containers and volumes go, however it finished.
+//! A finished task's containers, volumes and network go, however it finished.
 
 use tracing::warn;
 
 use crate::config::Config;
 use crate::docker::Engine;
 
-/// Remove every container and volume labelled with the task (its agent container, its workspace,
-/// and any git helper a stopped push left behind).
+/// Remove every container, volume and network labelled with the task (its agent container, its
+/// workspace, its task network, and any git helper a stopped push left behind).
 pub(super) async fn remove_task_containers(config: &Config, store_label: &str, public_id: &str) {
     let engine = match Engine::connect(config.docker_host.as_deref()).await {
         Ok(engine) => engine,

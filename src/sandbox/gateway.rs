@@ -153,14 +153,25 @@ pub async fn ensure_gateway(engine: &Engine, spec: &GatewaySpec) -> Result<Gatew
                 message: format!("a container named {name} exists that is not this store's"),
             });
         }
+        // Also one just created (by another replica, which is about to start it; or which died
+        // before it did: starting it again is harmless).
         Some(existing)
             if label(&existing, LABEL_CONFIG) == Some(config.as_str())
                 && matches!(
                     status(&existing),
-                    Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING)
+                    Some(
+                        ContainerStateStatusEnum::CREATED
+                            | ContainerStateStatusEnum::RUNNING
+                            | ContainerStateStatusEnum::RESTARTING
+                    )
                 ) =>
         {
-            existing.id.unwrap_or_default()
+            let created = status(&existing) == Some(ContainerStateStatusEnum::CREATED);
+            let id = existing.id.unwrap_or_default();
+            if created {
+                start(engine, &id).await?;
+            }
+            id
         }
         Some(existing) => {
             info!(gateway = %name, "replacing the egress gateway: its configuration changed or it stopped");
@@ -212,11 +223,15 @@ async fn create(
         Err(BollardError::DockerResponseServerError {
             status_code: 409, ..
         }) => {
-            // Another replica created it: use that one (it connects and starts it).
-            return match inspect(engine, name).await? {
-                Some(c) => Ok(c.id.unwrap_or_default()),
-                None => Err(DockerError::GatewayMissing(name.to_string())),
-            };
+            // Another replica is creating it: use that one (it connects and starts it). The
+            // engine reserves the name before the container can be inspected.
+            for _ in 0..50 {
+                if let Some(c) = inspect(engine, name).await? {
+                    return Ok(c.id.unwrap_or_default());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Err(DockerError::GatewayMissing(name.to_string()));
         }
         Err(BollardError::DockerResponseServerError {
             status_code: 404, ..
@@ -227,11 +242,17 @@ async fn create(
     // Connected before it starts, so it serves every running task as soon as it is up.
     let bare = ContainerInspectResponse::default();
     connect_missing(engine, &spec.store, &id, &bare).await;
-    match docker.start_container(&id, None).await {
+    start(engine, &id).await?;
+    Ok(id)
+}
+
+/// Start the gateway; already started is fine.
+async fn start(engine: &Engine, id: &str) -> Result<(), DockerError> {
+    match engine.client().start_container(id, None).await {
         Ok(())
         | Err(BollardError::DockerResponseServerError {
             status_code: 304, ..
-        }) => Ok(id),
+        }) => Ok(()),
         Err(e) => Err(api("start the egress gateway")(e)),
     }
 }
@@ -427,6 +448,12 @@ fn container_body(spec: &GatewaySpec) -> ContainerCreateBody {
                 GATEWAY_TMPFS.0.to_string(),
                 GATEWAY_TMPFS.1.to_string(),
             )])),
+            // It relays at the application level only: never as a router between the task
+            // networks and the egress network, whatever route an agent might find.
+            sysctls: Some(HashMap::from([(
+                "net.ipv4.ip_forward".to_string(),
+                "0".to_string(),
+            )])),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -445,7 +472,9 @@ fn config_hash(image_id: &str, body: &ContainerCreateBody) -> String {
     let mut hasher = Sha256::new();
     hasher.update(image_id.as_bytes());
     hasher.update(b"\n");
-    hasher.update(serde_json::to_vec(body).expect("a container body serializes"));
+    // Through a `Value`, whose maps are sorted: the same settings always hash the same.
+    let canonical = serde_json::to_value(body).expect("a container body serializes");
+    hasher.update(canonical.to_string().as_bytes());
     hex::encode(&hasher.finalize()[..8])
 }
 

@@ -325,9 +325,14 @@ fn elf_interpreter(binary: &Path) -> Result<Option<String>, String> {
 /// The libraries the loader resolves for the binary (`<loader> --list <binary>`, what `ldd`
 /// does), at the paths it finds them.
 fn resolved_libraries(interpreter: &str, binary: &Path) -> Result<Vec<PathBuf>, String> {
+    // In the loader's process `/proc/self` is the loader: name this process's own.
+    let for_loader = match binary.strip_prefix("/proc/self") {
+        Ok(rest) => Path::new(&format!("/proc/{}", std::process::id())).join(rest),
+        Err(_) => binary.to_path_buf(),
+    };
     let output = std::process::Command::new(interpreter)
         .arg("--list")
-        .arg(binary)
+        .arg(&for_loader)
         .output();
     let output = match output {
         Ok(output) if output.status.success() => output,
@@ -484,16 +489,30 @@ mod tests {
 
     #[test]
     fn this_test_binary_has_a_loader_and_libraries() {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let loader = elf_interpreter(&exe).unwrap().expect("a dynamic binary");
+        // As production names its own binary.
+        let exe = Path::new("/proc/self/exe");
+        let loader = elf_interpreter(exe).unwrap().expect("a dynamic binary");
         assert!(loader.starts_with('/'), "{loader}");
-        let libraries = resolved_libraries(&loader, &exe).unwrap();
+        let libraries = resolved_libraries(&loader, exe).unwrap();
         assert!(
             libraries
                 .iter()
                 .any(|l| l.to_string_lossy().contains("libc.so")),
             "{libraries:?}"
         );
+        assert!(
+            libraries.iter().any(|l| l == Path::new(&loader)),
+            "{libraries:?}"
+        );
         assert!(!mapped_libraries().is_empty());
+        let (entries, _) = root_fs(exe).unwrap();
+        for path in [
+            IMAGE_BINARY,
+            loader.as_str(),
+            "/etc/passwd",
+            "/etc/nsswitch.conf",
+        ] {
+            assert!(entries.contains_key(path), "{path}");
+        }
     }
 }

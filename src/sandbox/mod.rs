@@ -49,11 +49,27 @@ pub async fn start_agent(
     spec: &ContainerSpec,
     pool: &SubnetPool,
 ) -> Result<SandboxedAgent, DockerError> {
-    let network = network::new_task_network(engine, spec, pool).await?;
-    // The gateway joins while the container is created: neither waits for the other.
+    // The network is made while the volume is, and the gateway joins it while the container is
+    // created: none of them waits for another.
+    let (network, prepared) = tokio::join!(
+        network::new_task_network(engine, spec, pool),
+        engine.prepare_task_container(spec),
+    );
+    let (network, prepared) = match (network, prepared) {
+        (Ok(network), Ok(prepared)) => (network, prepared),
+        (Err(e), Ok(prepared)) => {
+            engine.discard(prepared).await;
+            return Err(e);
+        }
+        (Ok(network), Err(e)) => {
+            network::remove_task_network(engine, &network.name).await;
+            return Err(e);
+        }
+        (Err(e), Err(_)) => return Err(e),
+    };
     let (connected, started) = tokio::join!(
         network::connect_gateway(engine, &spec.store, &network.name),
-        engine.start_task_container_on(spec, Some(&network.name)),
+        engine.launch_task_container(spec, prepared, Some(&network.name)),
     );
     let container = match (connected, started) {
         (Ok(()), Ok(container)) => container,
@@ -66,6 +82,35 @@ pub async fn start_agent(
             return Err(e);
         }
     };
+    with_address(engine, container, network).await
+}
+
+/// Start the task's agent container on `network`, made beforehand with
+/// [`create_task_network`] (so that a worker can make it while it does other things). The
+/// network is removed with the container, also if starting it fails.
+pub async fn start_agent_on(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    network: TaskNetwork,
+) -> Result<SandboxedAgent, DockerError> {
+    match engine
+        .start_task_container_on(spec, Some(&network.name))
+        .await
+    {
+        Ok(container) => with_address(engine, container, network).await,
+        Err(e) => {
+            network::remove_task_network(engine, &network.name).await;
+            Err(e)
+        }
+    }
+}
+
+/// The started agent with its address; removed if it has none.
+async fn with_address(
+    engine: &Engine,
+    container: TaskContainer,
+    network: TaskNetwork,
+) -> Result<SandboxedAgent, DockerError> {
     match agent_ip(engine, &container).await {
         Ok(Some(ip)) => Ok(SandboxedAgent {
             container,

@@ -1,7 +1,8 @@
 //! After a crash, or another replica's death: tasks whose worker is gone (lease expired while
 //! preparing, running, pushing or fixing) are found and dealt with. One that had not reached its
 //! agent goes back to the queue; one whose agent container still runs is resumed there; any
-//! other ends as failed. Containers of tasks that are over (or unknown to the store) are removed.
+//! other ends as failed. Containers (with their volumes and networks) of tasks that are over (or
+//! unknown to the store) are removed.
 //! Only the replica that takes a task's expired lease acts on it.
 
 use tracing::{info, warn};
@@ -46,7 +47,8 @@ pub async fn reconcile(ctx: &Ctx) -> Vec<Resumable> {
     resumable
 }
 
-/// Remove the containers of tasks that are over, or that the store does not know.
+/// Remove the containers, volumes and task networks of tasks that are over, or that the store
+/// does not know. The store's gateway belongs to no task and stays.
 async fn remove_orphans(ctx: &Ctx, engine: &Engine) {
     let owned = match engine.owned(Some(&ctx.store_label)).await {
         Ok(owned) => owned,
