@@ -168,6 +168,11 @@ run_bench_test() {
   ensure_docker
   TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh)
   export TEST_AGENT_IMAGE
+  # The egress gateway's image, from the release binary the benchmark runs.
+  cargo build --release --locked --bin amp-orchestrator
+  TEST_GATEWAY_IMAGE=$(env -i PATH="$PATH" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} \
+    "${CARGO_TARGET_DIR:-target}/release/amp-orchestrator" gateway-image)
+  export TEST_GATEWAY_IMAGE
   cargo test --release --locked --test "$1" -- --ignored --nocapture 2>&1 |
     grep -v -E '^\s*$|^running|^test result|WARN|^test '
 }

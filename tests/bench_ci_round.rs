@@ -45,6 +45,11 @@ async fn ci_failure_to_agent_latency() {
         std::env::var("TEST_AGENT_IMAGE").unwrap(),
     );
     env.insert("AGENT_NETWORK".into(), "host".into());
+    env.insert("GIT_NETWORK".into(), "host".into());
+    env.insert(
+        "GATEWAY_IMAGE".into(),
+        std::env::var("TEST_GATEWAY_IMAGE").unwrap(),
+    );
     env.insert("AMP_API_KEY".into(), "sgamp_bench_key_0123456789".into());
     env.insert("MAX_CONCURRENT_TASKS".into(), tasks.to_string());
     let service =

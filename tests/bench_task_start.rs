@@ -56,7 +56,18 @@ async fn task_start_latency_and_memory() {
         "AGENT_IMAGE".into(),
         std::env::var("TEST_AGENT_IMAGE").unwrap(),
     );
+    // The agent in the sandbox (the default) unless BENCH_EGRESS=open; the git helpers (and an
+    // agent without the sandbox) reach the simulator on loopback.
     env.insert("AGENT_NETWORK".into(), "host".into());
+    env.insert("GIT_NETWORK".into(), "host".into());
+    env.insert(
+        "AGENT_EGRESS".into(),
+        std::env::var("BENCH_EGRESS").unwrap_or_else(|_| "proxy".into()),
+    );
+    env.insert(
+        "GATEWAY_IMAGE".into(),
+        std::env::var("TEST_GATEWAY_IMAGE").unwrap(),
+    );
     env.insert("AMP_API_KEY".into(), "sgamp_bench_key_0123456789".into());
     env.insert("MAX_CONCURRENT_TASKS".into(), tasks.to_string());
     let service =
