@@ -290,6 +290,20 @@ pub async fn start_with(
     }
     if ctx.runs_tasks() {
         workers.push(tokio::spawn(crate::worker::run(ctx.clone())));
+        if let Some(sandbox) = ctx.sandbox.clone() {
+            // The gateway (and its image) made ready now rather than by the first task; a task
+            // tries again if this fails.
+            let docker_host = ctx.config.docker_host.clone();
+            tokio::spawn(async move {
+                let ready = match crate::docker::Engine::connect(docker_host.as_deref()).await {
+                    Ok(engine) => sandbox.gateway(&engine).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = ready {
+                    tracing::warn!(error = %e, "the egress gateway is not ready yet; the first task will try again");
+                }
+            });
+        }
     }
     Ok(Running {
         addr,

@@ -349,3 +349,45 @@ both_backends!(
         s.assert_no_containers_for(&task).await;
     }
 );
+
+both_backends!(
+    with_egress_none_the_agent_has_the_relay_and_no_proxy,
+    |db: TestDb| async move {
+        let net = EgressNetwork::create();
+        let server = Recorder::start(net.host, "200 OK", "hello").await;
+        let host = net.host;
+        // Even when told the gateway's address as a proxy, the agent gets nowhere.
+        let probe = format!(
+            "env > /tmp/agent-env\n\
+             git -c http.connectTimeout=3 -c \"http.proxy=http://amp:$AMP_API_KEY@amp-gateway:3128\" \
+               ls-remote http://mirror.test:{p}/r.git > /tmp/proxied.out 2>&1\n\
+             echo probed > PROBED\n",
+            p = server.port,
+        );
+        let allow = format!("mirror.test:{}", server.port);
+        let hosts = format!("mirror.test={host}");
+        let s: Story = story_with(
+            db,
+            &[
+                ("AMP_API_KEY", AMP_KEY),
+                ("AGENT_EGRESS", "none"),
+                ("GATEWAY_NETWORK", net.name.as_str()),
+                ("AGENT_EGRESS_ALLOW", allow.as_str()),
+                ("AGENT_EGRESS_HOSTS", hosts.as_str()),
+                ("AGENT_EGRESS_ALLOW_NETWORKS", net.subnet.as_str()),
+            ],
+            &[("README.md", "# widgets\n"), (".amp-stub/probe.sh", &probe)],
+        )
+        .await;
+        s.sim.comment(&s.repo, 53, "writer", "/amp probe").await;
+        let task = s.wait_for_state("awaiting_ci", 120).await;
+        let env = in_agent_container(&task, "cat /tmp/agent-env").await;
+        assert!(env.contains("AMP_URL=http://amp-gateway:3128"), "{env}");
+        assert!(!env.to_ascii_lowercase().contains("_proxy=http"), "{env}");
+        let proxied = in_agent_container(&task, "cat /tmp/proxied.out").await;
+        assert!(proxied.contains("403"), "{proxied}");
+        assert!(server.heads().is_empty(), "{:?}", server.heads());
+        s.sim.comment(&s.repo, 53, "writer", "/amp stop").await;
+        s.wait_for_state("cancelled", 30).await;
+    }
+);
