@@ -326,16 +326,16 @@ mod tests {
         ]);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(e.allow_networks.len(), 2);
-        let (e, problems) = egress(&[(
+        let (h, problems) = egress(&[(
             "AGENT_EGRESS_HOSTS",
             "Mirror.internal=10.0.0.5, v6.internal=fd00::1",
         )]);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
-            e.hosts[0],
+            h.hosts[0],
             ("mirror.internal".to_string(), "10.0.0.5".parse().unwrap())
         );
-        assert_eq!(e.hosts.len(), 2);
+        assert_eq!(h.hosts.len(), 2);
         for bad in [
             "mirror.internal",
             "*.x.internal=10.0.0.5",
