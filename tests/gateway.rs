@@ -304,7 +304,7 @@ async fn ip_literals_and_hosts_off_the_list_are_refused_and_counted() {
     assert_eq!(blocked(&gw, "neverSeen").await, serde_json::json!([]));
     let (status, _, _) = raw(
         gw.control,
-        "GET /blocked?task=a-b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /blocked?task=a.b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status, 400);
