@@ -179,7 +179,9 @@ impl Workspace {
         let result = self
             .sh_in(&helper, script, Self::with_token(token, env), WORKSPACE)
             .await;
-        self.engine.remove(&helper).await;
+        // Its work is done: the agent need not wait for it to go.
+        let engine = self.engine.clone();
+        tokio::spawn(async move { engine.remove(&helper).await });
         result
     }
 
