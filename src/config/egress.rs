@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::sandbox::{DEFAULT_SUBNET_POOL, SubnetPool};
+
 /// Hosts the gateway's proxy lets every agent reach: the package registries a build needs.
 /// `AGENT_EGRESS_ALLOW` adds to them.
 pub const DEFAULT_ALLOW: &[&str] = &[
@@ -50,19 +52,6 @@ impl EgressMode {
     }
 }
 
-/// An IPv4 block: the task networks' subnets are cut from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Block {
-    pub base: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl std::fmt::Display for Ipv4Block {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.base, self.prefix)
-    }
-}
-
 /// The sandbox's settings.
 #[derive(Debug, Clone)]
 pub struct Egress {
@@ -82,7 +71,7 @@ pub struct Egress {
     /// `GATEWAY_IMAGE`: an image to run the gateway from instead of one built from this binary.
     pub gateway_image: Option<String>,
     /// `AGENT_SUBNETS`: the block each task's network takes a /28 of.
-    pub subnets: Ipv4Block,
+    pub subnets: SubnetPool,
     /// `GIT_NETWORK`: the network of the short-lived containers that clone and push with the
     /// installation token.
     pub git_network: String,
@@ -139,24 +128,20 @@ impl Egress {
                 )),
             }
         }
+        let default_pool = || {
+            DEFAULT_SUBNET_POOL
+                .parse::<SubnetPool>()
+                .expect("the default pool is a valid one")
+        };
         let subnets = match get("AGENT_SUBNETS") {
-            None => Ipv4Block {
-                base: Ipv4Addr::new(10, 213, 0, 0),
-                prefix: 16,
-            },
-            Some(value) => match parse_cidr(value.trim()) {
-                Ok((IpAddr::V4(base), prefix)) if prefix <= 28 => Ipv4Block { base, prefix },
-                _ => {
-                    problems.push(format!(
-                        "AGENT_SUBNETS must be an IPv4 block of /28 or larger, such as \
-                         10.213.0.0/16, got {value:?}"
-                    ));
-                    Ipv4Block {
-                        base: Ipv4Addr::new(10, 213, 0, 0),
-                        prefix: 16,
-                    }
-                }
-            },
+            None => default_pool(),
+            Some(value) => value.parse::<SubnetPool>().unwrap_or_else(|why| {
+                problems.push(format!(
+                    "AGENT_SUBNETS must be an IPv4 block of /28 or larger, such as \
+                     10.213.0.0/16: {why}"
+                ));
+                default_pool()
+            }),
         };
         let default_git_network = if mode == EgressMode::Open {
             agent_network
@@ -344,12 +329,14 @@ mod tests {
             let (_, problems) = egress(&[("AGENT_EGRESS_HOSTS", bad)]);
             assert_eq!(problems.len(), 1, "{bad}");
         }
-        assert_eq!(e.subnets.prefix, 20);
+        assert_eq!(e.subnets.to_string(), "10.99.0.0/20");
         for (name, bad) in [
             ("AGENT_EGRESS_ALLOW_NETWORKS", "172.30.0.0"),
             ("AGENT_EGRESS_ALLOW_NETWORKS", "172.30.0.0/33"),
             ("AGENT_SUBNETS", "10.0.0.0/29"),
             ("AGENT_SUBNETS", "fd00::/8"),
+            // Host bits set: the block is 10.213.0.0/16.
+            ("AGENT_SUBNETS", "10.213.5.0/16"),
         ] {
             let (_, problems) = egress(&[(name, bad)]);
             assert_eq!(problems.len(), 1, "{name}={bad}");

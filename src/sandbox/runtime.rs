@@ -60,14 +60,7 @@ impl Sandbox {
         if let Some(url) = &config.amp_url {
             gateway_env.push(format!("AMP_URL={url}"));
         }
-        let pool = SubnetPool::new(
-            egress
-                .subnets
-                .to_string()
-                .parse()
-                .expect("AGENT_SUBNETS was checked with the configuration"),
-        )
-        .expect("AGENT_SUBNETS was checked with the configuration");
+        let pool = egress.subnets;
         Some(Arc::new(Sandbox {
             mode: egress.mode,
             store: store.to_string(),
