@@ -9,10 +9,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use amp_orchestrator::docker::Engine;
 use amp_orchestrator::domain::BlockedEgress;
 use amp_orchestrator::entities::task;
-use common::story::{Story, story_with};
+use common::story::{Story, exec_in_agent_container, story_with};
 use common::{TestDb, eventually};
 use sea_orm::EntityTrait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -135,34 +134,6 @@ impl Recorder {
     }
 }
 
-/// Run `sh -c script` in the task's agent container as the agent's user.
-async fn in_agent_container(task: &task::Model, script: &str) -> String {
-    let engine = Engine::connect(None).await.unwrap();
-    let owned = engine.owned(None).await.unwrap();
-    let (_, container) = owned
-        .iter()
-        .find(|(t, c)| *t == task.public_id && !c.id.is_empty())
-        .expect("the task's container is alive");
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let exec = amp_orchestrator::docker::Exec {
-        cmd: vec!["sh".into(), "-c".into(), script.into()],
-        env: vec![],
-        user: Some("1000:1000".into()),
-        workdir: None,
-    };
-    let (code, out) = tokio::join!(engine.exec(container, exec, tx), async {
-        let mut out = String::new();
-        while let Some(o) = rx.recv().await {
-            if let amp_orchestrator::docker::Output::Stdout(s) = o {
-                out.push_str(&s);
-            }
-        }
-        out
-    });
-    code.unwrap();
-    out
-}
-
 both_backends!(
     the_agent_reaches_allowed_hosts_through_the_gateway_and_nothing_else,
     |db: TestDb| async move {
@@ -215,11 +186,11 @@ both_backends!(
         );
         // The other host never saw a byte; the agent read why.
         assert!(denied.heads().is_empty(), "{:?}", denied.heads());
-        let denied_out = in_agent_container(&task, "cat /tmp/denied.out").await;
+        let denied_out = exec_in_agent_container(&task, "cat /tmp/denied.out", &[]).await;
         assert!(denied_out.contains("403"), "{denied_out}");
         // Nothing on the host is reachable directly.
         assert!(host_service.heads().is_empty());
-        let direct = in_agent_container(&task, "cat /tmp/direct.out").await;
+        let direct = exec_in_agent_container(&task, "cat /tmp/direct.out", &[]).await;
         assert!(
             direct.contains("Failed to connect") || direct.contains("Could not resolve"),
             "{direct}"
@@ -227,7 +198,7 @@ both_backends!(
 
         // The agent held a credential bound to its task and address, never the key; no file
         // or process in its container holds the key either.
-        let env = in_agent_container(&task, "cat /tmp/agent-env").await;
+        let env = exec_in_agent_container(&task, "cat /tmp/agent-env", &[]).await;
         let amp_key = env
             .lines()
             .find_map(|l| l.strip_prefix("AMP_API_KEY="))
@@ -238,13 +209,14 @@ both_backends!(
         // (A pattern that does not match its own text, so the search does not find itself in
         // its command line.)
         let pattern = AMP_KEY.replacen("never", "neve[r]", 1);
-        let found = in_agent_container(
+        let found = exec_in_agent_container(
             &task,
             &format!(
                 "grep -rlsE '{pattern}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; \
                  cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' '\\n' \
                    | grep -E '{pattern}'; true"
             ),
+            &[],
         )
         .await;
         assert_eq!(
@@ -381,10 +353,10 @@ both_backends!(
         .await;
         s.sim.comment(&s.repo, 53, "writer", "/amp probe").await;
         let task = s.wait_for_state("awaiting_ci", 120).await;
-        let env = in_agent_container(&task, "cat /tmp/agent-env").await;
+        let env = exec_in_agent_container(&task, "cat /tmp/agent-env", &[]).await;
         assert!(env.contains("AMP_URL=http://amp-gateway:3128"), "{env}");
         assert!(!env.to_ascii_lowercase().contains("_proxy=http"), "{env}");
-        let proxied = in_agent_container(&task, "cat /tmp/proxied.out").await;
+        let proxied = exec_in_agent_container(&task, "cat /tmp/proxied.out", &[]).await;
         assert!(proxied.contains("403"), "{proxied}");
         assert!(server.heads().is_empty(), "{:?}", server.heads());
         s.sim.comment(&s.repo, 53, "writer", "/amp stop").await;

@@ -10,7 +10,9 @@ use amp_orchestrator::entities::{task, task_event};
 use common::github_sim::GitHubSim;
 use common::github_sim::git::git;
 use common::service::SECRET;
-use common::story::{Story, assert_no_containers_for, service_env, story_with, tunables};
+use common::story::{
+    Story, assert_no_containers_for, exec_in_agent_container, service_env, story_with, tunables,
+};
 use common::{TestDb, TestService, eventually};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
@@ -123,34 +125,6 @@ both_backends!(
         s.assert_no_containers_for(&task).await;
     }
 );
-
-/// Run `sh -c script` in the task's agent container as the agent's user, with `env`.
-async fn exec_in_agent_container(task: &task::Model, script: &str, env: &[&str]) -> String {
-    let engine = Engine::connect(None).await.unwrap();
-    let owned = engine.owned(None).await.unwrap();
-    let (_, container) = owned
-        .iter()
-        .find(|(t, c)| *t == task.public_id && !c.id.is_empty())
-        .expect("the task's container is alive");
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let exec = amp_orchestrator::docker::Exec {
-        cmd: vec!["sh".into(), "-c".into(), script.into()],
-        env: env.iter().map(|e| e.to_string()).collect(),
-        user: Some("1000:1000".into()),
-        workdir: None,
-    };
-    let (code, out) = tokio::join!(engine.exec(container, exec, tx), async {
-        let mut out = String::new();
-        while let Some(o) = rx.recv().await {
-            if let amp_orchestrator::docker::Output::Stdout(s) = o {
-                out.push_str(&s);
-            }
-        }
-        out
-    });
-    assert_eq!(code.unwrap(), Some(0), "{script}: {out}");
-    out
-}
 
 both_backends!(
     a_process_the_agent_leaves_behind_never_sees_the_token,
