@@ -95,16 +95,51 @@ pub async fn story_with(db: TestDb, extra: &[(&str, &str)], files: &[(&str, &str
 }
 
 impl Story {
+    /// The newest task, once it is in `state`. After `secs` seconds it panics saying where the
+    /// task is instead, with the end of its log.
     pub async fn wait_for_state(&self, state: &str, secs: u64) -> task::Model {
-        eventually(secs, &format!("the task reaches {state}"), || async {
-            let t = task::Entity::find()
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let newest = task::Entity::find()
                 .order_by_desc(task::Column::Id)
                 .one(&self.conn)
                 .await
-                .unwrap()?;
-            (t.state.as_str() == state).then_some(t)
-        })
-        .await
+                .unwrap();
+            if let Some(t) = &newest
+                && t.state.as_str() == state
+            {
+                return newest.unwrap();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let Some(t) = newest else {
+                    panic!(
+                        "timed out after {secs}s waiting for the task to reach {state}: there is no task"
+                    );
+                };
+                let events = self.events(t.id).await;
+                let tail: Vec<String> = events
+                    .iter()
+                    .rev()
+                    .take(30)
+                    .rev()
+                    .map(|e| {
+                        format!(
+                            "  {} {:?} {}",
+                            e.seq,
+                            e.kind,
+                            e.data.chars().take(300).collect::<String>()
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "timed out after {secs}s waiting for the task to reach {state}: it is {} ({} events); its log ends:\n{}",
+                    t.state.as_str(),
+                    events.len(),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn events(
