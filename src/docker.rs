@@ -112,6 +112,13 @@ pub(crate) struct PreparedContainer {
     volume: String,
 }
 
+impl PreparedContainer {
+    /// The workspace volume's name.
+    pub(crate) fn volume(&self) -> &str {
+        &self.volume
+    }
+}
+
 /// How a git helper container mounts the task's workspace volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkspaceAccess {
@@ -253,6 +260,34 @@ impl Engine {
             .await
     }
 
+    /// As [`Engine::start_task_container`], with `beside` run on the new workspace volume (given
+    /// its name) while the container is created and started: a clone into the workspace need
+    /// not wait for the container. What `beside` gives is returned with the container; when
+    /// starting fails, the volume goes once `beside` is done with it.
+    pub async fn start_task_container_beside<T, Fut>(
+        &self,
+        spec: &ContainerSpec,
+        beside: impl FnOnce(String) -> Fut,
+    ) -> Result<(TaskContainer, T), DockerError>
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        let prepared = self.prepare_task_container(spec).await?;
+        let volume = prepared.volume.clone();
+        let (started, beside) = tokio::join!(
+            self.launch_task_container(spec, prepared, None),
+            beside(volume.clone())
+        );
+        match started {
+            Ok(container) => Ok((container, beside)),
+            Err(e) => {
+                // Launching removed the volume when `beside` may still have used it: again now.
+                self.discard_volume(&volume).await;
+                Err(e)
+            }
+        }
+    }
+
     /// The first steps of starting a task's container, which need no network: the image is
     /// there, and a fresh workspace volume.
     pub(crate) async fn prepare_task_container(
@@ -280,9 +315,9 @@ impl Engine {
         Ok(PreparedContainer { name, volume })
     }
 
-    /// Give up a prepared container: remove its volume.
-    pub(crate) async fn discard(&self, prepared: PreparedContainer) {
-        self.remove_volume(&prepared.volume).await;
+    /// Give up a prepared container's volume (when starting it failed; a no-op if it is gone).
+    pub(crate) async fn discard_volume(&self, volume: &str) {
+        self.remove_volume(volume).await;
     }
 
     /// Create and start the prepared container. Nothing is left behind if a step fails (the
@@ -352,7 +387,7 @@ impl Engine {
     pub async fn start_helper_container(
         &self,
         spec: &ContainerSpec,
-        task: &TaskContainer,
+        volume: &str,
         network: &str,
         workspace: WorkspaceAccess,
     ) -> Result<TaskContainer, DockerError> {
@@ -375,7 +410,7 @@ impl Engine {
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
                     target: Some(WORKSPACE.into()),
-                    source: Some(task.volume.clone()),
+                    source: Some(volume.to_string()),
                     typ: Some(MountType::VOLUME),
                     read_only: Some(workspace == WorkspaceAccess::ReadOnly),
                     ..Default::default()

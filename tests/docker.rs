@@ -197,7 +197,7 @@ async fn git_helpers_use_their_own_network_and_may_write_the_workspace() {
 
     // The clone's helper writes the workspace, on the git network (not the agent's).
     let cloner = engine
-        .start_helper_container(&spec, &agent, "host", WorkspaceAccess::ReadWrite)
+        .start_helper_container(&spec, &agent.volume, "host", WorkspaceAccess::ReadWrite)
         .await
         .unwrap();
     let mode = docker
@@ -216,7 +216,7 @@ async fn git_helpers_use_their_own_network_and_may_write_the_workspace() {
 
     // The push's helper only reads it.
     let pusher = engine
-        .start_helper_container(&spec, &agent, "none", WorkspaceAccess::ReadOnly)
+        .start_helper_container(&spec, &agent.volume, "none", WorkspaceAccess::ReadOnly)
         .await
         .unwrap();
     let (code, out, _) = run(

@@ -49,40 +49,53 @@ pub async fn start_agent(
     spec: &ContainerSpec,
     pool: &SubnetPool,
 ) -> Result<SandboxedAgent, DockerError> {
-    // The network is made while the volume is, and the gateway joins it while the container is
-    // created: none of them waits for another.
-    let (network, prepared) = tokio::join!(
-        network::new_task_network(engine, spec, pool),
-        engine.prepare_task_container(spec),
-    );
-    let (network, prepared) = match (network, prepared) {
-        (Ok(network), Ok(prepared)) => (network, prepared),
-        (Err(e), Ok(prepared)) => {
-            engine.discard(prepared).await;
-            return Err(e);
-        }
-        (Ok(network), Err(e)) => {
-            network::remove_task_network(engine, &network.name).await;
-            return Err(e);
-        }
-        (Err(e), Err(_)) => return Err(e),
+    start_agent_beside(engine, spec, pool, |_| async {})
+        .await
+        .map(|(agent, ())| agent)
+}
+
+/// As [`start_agent`], with `beside` run on the new workspace volume (given its name) while the
+/// network is made, the gateway joins it and the container starts: the clone fills the
+/// workspace meanwhile. When starting fails, the volume goes once `beside` is done with it.
+pub async fn start_agent_beside<T, Fut>(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    pool: &SubnetPool,
+    beside: impl FnOnce(String) -> Fut,
+) -> Result<(SandboxedAgent, T), DockerError>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    // The volume first (it takes milliseconds); then nothing waits for anything else.
+    let prepared = engine.prepare_task_container(spec).await?;
+    let volume = prepared.volume().to_string();
+    let start = async {
+        let network = network::new_task_network(engine, spec, pool).await?;
+        let (connected, started) = tokio::join!(
+            network::connect_gateway(engine, &spec.store, &network.name),
+            engine.launch_task_container(spec, prepared, Some(&network.name)),
+        );
+        let container = match (connected, started) {
+            (Ok(()), Ok(container)) => container,
+            (Err(e), Ok(container)) => {
+                engine.remove(&container).await;
+                return Err(e);
+            }
+            (_, Err(e)) => {
+                network::remove_task_network(engine, &network.name).await;
+                return Err(e);
+            }
+        };
+        with_address(engine, container, network).await
     };
-    let (connected, started) = tokio::join!(
-        network::connect_gateway(engine, &spec.store, &network.name),
-        engine.launch_task_container(spec, prepared, Some(&network.name)),
-    );
-    let container = match (connected, started) {
-        (Ok(()), Ok(container)) => container,
-        (Err(e), Ok(container)) => {
-            engine.remove(&container).await;
-            return Err(e);
+    let (started, beside) = tokio::join!(start, beside(volume.clone()));
+    match started {
+        Ok(agent) => Ok((agent, beside)),
+        Err(e) => {
+            engine.discard_volume(&volume).await;
+            Err(e)
         }
-        (_, Err(e)) => {
-            network::remove_task_network(engine, &network.name).await;
-            return Err(e);
-        }
-    };
-    with_address(engine, container, network).await
+    }
 }
 
 /// Start the task's agent container on `network`, made beforehand with

@@ -101,14 +101,19 @@ impl Sandbox {
         Ok(gateway)
     }
 
-    /// Start a task's agent container on its own network, the gateway its only neighbour.
-    pub async fn start_agent(
+    /// Start a task's agent container on its own network, the gateway its only neighbour, with
+    /// `beside` run on the new workspace volume meanwhile (see [`super::start_agent_beside`]).
+    pub async fn start_agent_beside<T, Fut>(
         &self,
         engine: &Engine,
         spec: &ContainerSpec,
-    ) -> Result<SandboxedAgent, DockerError> {
+        beside: impl FnOnce(String) -> Fut,
+    ) -> Result<(SandboxedAgent, T), DockerError>
+    where
+        Fut: std::future::Future<Output = T>,
+    {
         self.gateway(engine).await?;
-        super::start_agent(engine, spec, &self.pool).await
+        super::start_agent_beside(engine, spec, &self.pool, beside).await
     }
 
     /// The environment of a turn of the agent at `ip`: a credential for `task` valid until

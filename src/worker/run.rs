@@ -12,7 +12,7 @@ use super::lease;
 use super::outcome::{End, Facts, Next, next_step};
 use super::publish;
 use super::target::{self, Target};
-use super::workspace::Workspace;
+use super::workspace::{Seed, StartError, Workspace};
 use crate::agent::stream::TurnOutcome;
 use crate::context::Ctx;
 use crate::docker::{DockerError, Engine, TaskContainer};
@@ -170,15 +170,34 @@ async fn open_workspace(
             .map_err(|e| Failure::internal("continuing in the agent container failed", e))?;
         return Ok((ws, false));
     }
+    let token = github
+        .repo_token(&run.task.repo())
+        .await
+        .map_err(|e| github_failure("getting a token for the clone failed", &e))?;
     run.journal
-        .info(&format!("Starting the agent container ({})", spec.image))
+        .info(&format!(
+            "Starting the agent container ({}) and cloning {}",
+            spec.image, run.task.repo_full_name
+        ))
         .await;
-    let ws = match Workspace::start(engine, spec, ctx.sandbox.clone(), journal).await {
-        Ok(ws) => ws,
-        Err(DockerError::MissingImage(image)) => return Err(failures::missing_image(&image).into()),
-        Err(e) => return Err(Failure::internal("starting the agent container failed", e).into()),
+    let seed = Seed {
+        token: &token,
+        clone_url: &run.task.clone_url,
+        branch: &target.clone_branch,
     };
-    prepare(run, &ws, github, target).await?;
+    let ws = match Workspace::start(engine, spec, ctx.sandbox.clone(), journal, &seed).await {
+        Ok(ws) => ws,
+        Err(StartError::Docker(DockerError::MissingImage(image))) => {
+            return Err(failures::missing_image(&image).into());
+        }
+        Err(StartError::Docker(e)) => {
+            return Err(Failure::internal("starting the agent container failed", e).into());
+        }
+        Err(StartError::Clone(e)) => {
+            return Err(Failure::internal("cloning the repository failed", e).into());
+        }
+    };
+    prepare(run, &ws, &token, target).await?;
     Ok((ws, false))
 }
 
@@ -201,23 +220,14 @@ async fn record_blocked_egress(run: &Job<'_>, ws: &Workspace) {
         .await;
 }
 
-/// Clone into the workspace: the default branch and a new branch, or a pull request's head.
+/// The branch the task works on, in the freshly cloned workspace: a new branch from the default
+/// branch (or from the task's branch pushed before), or a pull request's head as cloned.
 async fn prepare(
     run: &mut Job<'_>,
     ws: &Workspace,
-    github: &GitHub,
+    token: &SecretString,
     target: &Target,
 ) -> Result<(), End> {
-    run.journal
-        .info(&format!("Cloning {}", run.task.repo_full_name))
-        .await;
-    let token = github
-        .repo_token(&run.task.repo())
-        .await
-        .map_err(|e| github_failure("getting a token for the clone failed", &e))?;
-    ws.clone(&token, &run.task.clone_url, &target.clone_branch)
-        .await
-        .map_err(|e| Failure::internal("cloning the repository failed", e))?;
     if target.pull.is_none() {
         // A task run before may have pushed its branch without getting as far as a pull request
         // (stopped, or failed opening it): go on from that branch, so the next push is a
@@ -225,7 +235,7 @@ async fn prepare(
         let existing = match &run.task.branch {
             None => false,
             Some(_) => ws
-                .fetch_if_present(&token, &target.branch)
+                .fetch_if_present(token, &target.branch)
                 .await
                 .map_err(|e| Failure::internal("looking for the task's branch failed", e))?,
         };

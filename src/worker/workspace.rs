@@ -76,20 +76,33 @@ pub struct Head {
 }
 
 impl Workspace {
-    /// Start a new container with an empty workspace: in `sandbox` when there is one.
+    /// Start a new container, its workspace filled with a clone of `seed` (in a helper container
+    /// on the git network, while the container starts): in `sandbox` when there is one.
     pub async fn start(
         engine: Engine,
         spec: ContainerSpec,
         sandbox: Option<Arc<Sandbox>>,
         journal: Journal,
-    ) -> Result<Workspace, DockerError> {
-        let (container, sandbox) = match sandbox {
-            Some(sandbox) => {
-                let agent = sandbox.start_agent(&engine, &spec).await?;
-                (agent.container, Some((sandbox, agent.ip)))
-            }
-            None => (engine.start_task_container(&spec).await?, None),
+        seed: &Seed<'_>,
+    ) -> Result<Workspace, StartError> {
+        let clone = |volume: String| {
+            let (engine, spec, journal) = (&engine, &spec, &journal);
+            async move { seed.clone_into(engine, spec, journal, &volume).await }
         };
+        let (container, sandbox, cloned) = match sandbox {
+            Some(sandbox) => {
+                let (agent, cloned) = sandbox.start_agent_beside(&engine, &spec, clone).await?;
+                (agent.container, Some((sandbox, agent.ip)), cloned)
+            }
+            None => {
+                let (container, cloned) = engine.start_task_container_beside(&spec, clone).await?;
+                (container, None, cloned)
+            }
+        };
+        if let Err(e) = cloned {
+            engine.remove(&container).await;
+            return Err(StartError::Clone(e));
+        }
         Ok(Workspace {
             engine,
             spec,
@@ -167,22 +180,16 @@ impl Workspace {
         script: &str,
         env: Vec<String>,
     ) -> Result<String, ShellError> {
-        let helper = self
-            .engine
-            .start_helper_container(
-                &self.spec,
-                &self.container,
-                &self.spec.git_network,
-                WorkspaceAccess::ReadWrite,
-            )
-            .await?;
-        let result = self
-            .sh_in(&helper, script, Self::with_token(token, env), WORKSPACE)
-            .await;
-        // Its work is done: the agent need not wait for it to go.
-        let engine = self.engine.clone();
-        tokio::spawn(async move { engine.remove(&helper).await });
-        result
+        git_in_helper(
+            &self.engine,
+            &self.spec,
+            &self.journal,
+            &self.container.volume,
+            token,
+            script,
+            env,
+        )
+        .await
     }
 
     /// Run a shell script in the workspace; its stdout when it exits 0. Its stderr is logged
@@ -198,67 +205,7 @@ impl Workspace {
         env: Vec<String>,
         workdir: &str,
     ) -> Result<String, ShellError> {
-        let (tx, mut rx) = mpsc::channel(256);
-        let exec = Exec {
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            env,
-            user: Some(AGENT_USER.into()),
-            workdir: Some(workdir.into()),
-        };
-        let run = self.engine.exec(container, exec, tx);
-        let collect = async {
-            let mut stdout = String::new();
-            let mut stderr = String::new();
-            while let Some(o) = rx.recv().await {
-                match o {
-                    Output::Stdout(s) => stdout.push_str(&s),
-                    Output::Stderr(s) => stderr.push_str(&s),
-                }
-            }
-            (stdout, stderr)
-        };
-        let (code, (stdout, stderr)) = tokio::join!(run, collect);
-        let code = code?.unwrap_or(-1);
-        let stderr = self.journal.redact(stderr.trim());
-        if !stderr.is_empty() {
-            self.journal.info(&stderr).await;
-        }
-        if code != 0 {
-            return Err(ShellError::Failed(if stderr.is_empty() {
-                format!("exit status {code}")
-            } else {
-                stderr
-            }));
-        }
-        Ok(stdout)
-    }
-
-    /// `env` with the token for a git step that needs it (and no prompt if it is refused).
-    fn with_token(token: &SecretString, mut env: Vec<String>) -> Vec<String> {
-        env.push(format!("GIT_TOKEN={}", token.expose_secret()));
-        env.push("GIT_TERMINAL_PROMPT=0".into());
-        env
-    }
-
-    /// Clone `branch` of the repository into the workspace. Only before the agent has run.
-    /// Values from the webhook reach git through the environment, never pasted into the script.
-    pub async fn clone(
-        &self,
-        token: &SecretString,
-        clone_url: &str,
-        branch: &str,
-    ) -> Result<(), ShellError> {
-        let env = vec![format!("BASE={branch}"), format!("CLONE_URL={clone_url}")];
-        self.git_with_token(
-            token,
-            &format!(
-                "export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
-                 git {CREDENTIAL_HELPER} clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" ."
-            ),
-            env,
-        )
-        .await
-        .map(drop)
+        sh_in(&self.engine, &self.journal, container, script, env, workdir).await
     }
 
     /// Fetch `branch` from the repository if it is there (into `FETCH_HEAD`); `false` when it is
@@ -410,7 +357,7 @@ impl Workspace {
             .engine
             .start_helper_container(
                 &self.spec,
-                &self.container,
+                &self.container.volume,
                 &self.spec.git_network,
                 WorkspaceAccess::ReadOnly,
             )
@@ -429,7 +376,7 @@ impl Workspace {
             format!("CLONE_URL={clone_url}"),
         ];
         let result = self
-            .sh_in(&helper, &script, Self::with_token(token, env), "/tmp")
+            .sh_in(&helper, &script, with_token(token, env), "/tmp")
             .await;
         self.engine.remove(&helper).await;
         result.map(drop)
@@ -453,6 +400,128 @@ impl Workspace {
         };
         tokio::spawn(async move { engine.exec(&container, exec, output).await })
     }
+}
+
+/// What a new workspace is filled with: `branch` of the repository at `clone_url`, cloned with
+/// `token`.
+pub struct Seed<'a> {
+    pub token: &'a SecretString,
+    pub clone_url: &'a str,
+    pub branch: &'a str,
+}
+
+impl Seed<'_> {
+    /// Clone into the workspace volume `volume`. Values from the webhook reach git through the
+    /// environment, never pasted into the script.
+    async fn clone_into(
+        &self,
+        engine: &Engine,
+        spec: &ContainerSpec,
+        journal: &Journal,
+        volume: &str,
+    ) -> Result<(), ShellError> {
+        let env = vec![
+            format!("BASE={}", self.branch),
+            format!("CLONE_URL={}", self.clone_url),
+        ];
+        let script = format!(
+            "export HOME=/tmp GIT_CONFIG_NOSYSTEM=1; \
+             git {CREDENTIAL_HELPER} clone --quiet --branch \"$BASE\" -- \"$CLONE_URL\" ."
+        );
+        git_in_helper(engine, spec, journal, volume, self.token, &script, env)
+            .await
+            .map(drop)
+    }
+}
+
+/// Starting a workspace failed: its container, or the clone (the container is gone either way).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("{0}")]
+    Clone(ShellError),
+}
+
+/// Run `script` with the token in a short-lived helper container on the git network, with the
+/// workspace volume `volume` writable: only before the agent has run.
+async fn git_in_helper(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    journal: &Journal,
+    volume: &str,
+    token: &SecretString,
+    script: &str,
+    env: Vec<String>,
+) -> Result<String, ShellError> {
+    let helper = engine
+        .start_helper_container(spec, volume, &spec.git_network, WorkspaceAccess::ReadWrite)
+        .await?;
+    let result = sh_in(
+        engine,
+        journal,
+        &helper,
+        script,
+        with_token(token, env),
+        WORKSPACE,
+    )
+    .await;
+    // Its work is done: the agent need not wait for it to go.
+    let engine = engine.clone();
+    tokio::spawn(async move { engine.remove(&helper).await });
+    result
+}
+
+/// Run a shell script in `container`; its stdout when it exits 0. Its stderr is logged (masked),
+/// and is the error when it fails. `env` reaches this one process only.
+async fn sh_in(
+    engine: &Engine,
+    journal: &Journal,
+    container: &TaskContainer,
+    script: &str,
+    env: Vec<String>,
+    workdir: &str,
+) -> Result<String, ShellError> {
+    let (tx, mut rx) = mpsc::channel(256);
+    let exec = Exec {
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        env,
+        user: Some(AGENT_USER.into()),
+        workdir: Some(workdir.into()),
+    };
+    let run = engine.exec(container, exec, tx);
+    let collect = async {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        while let Some(o) = rx.recv().await {
+            match o {
+                Output::Stdout(s) => stdout.push_str(&s),
+                Output::Stderr(s) => stderr.push_str(&s),
+            }
+        }
+        (stdout, stderr)
+    };
+    let (code, (stdout, stderr)) = tokio::join!(run, collect);
+    let code = code?.unwrap_or(-1);
+    let stderr = journal.redact(stderr.trim());
+    if !stderr.is_empty() {
+        journal.info(&stderr).await;
+    }
+    if code != 0 {
+        return Err(ShellError::Failed(if stderr.is_empty() {
+            format!("exit status {code}")
+        } else {
+            stderr
+        }));
+    }
+    Ok(stdout)
+}
+
+/// `env` with the token for a git step that needs it (and no prompt if it is refused).
+fn with_token(token: &SecretString, mut env: Vec<String>) -> Vec<String> {
+    env.push(format!("GIT_TOKEN={}", token.expose_secret()));
+    env.push("GIT_TERMINAL_PROMPT=0".into());
+    env
 }
 
 /// The environment [`REMOTE_TIP`] reads.
