@@ -251,6 +251,37 @@ async fn every_operation_against_the_simulator() {
     assert!(!ok, "an expired token cannot push");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_read_from_a_branch_through_the_contents_api() {
+    let sim = GitHubSim::start("unused").await;
+    let config = "image = \"rust:1-bookworm\"\n# ünïcode & a line longer than sixty characters, which GitHub's base64 breaks\n";
+    let repo = sim.add_repo_with_files(
+        "octo-org/configured",
+        91,
+        &[],
+        &[
+            ("README.md", "# configured\n"),
+            (".github/amp.toml", config),
+        ],
+    );
+    let gh = client(&sim);
+    let r = repo_ref(&repo);
+    let read = gh.file_at(&r, ".github/amp.toml", "main").await.unwrap();
+    assert_eq!(read.as_deref(), Some(config.as_bytes()));
+    // No such file, no such branch: nothing, not an error.
+    assert_eq!(
+        gh.file_at(&r, ".github/none.toml", "main").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        gh.file_at(&r, ".github/amp.toml", "gone").await.unwrap(),
+        None
+    );
+    // A directory is not a file.
+    let e = gh.file_at(&r, ".github", "main").await.unwrap_err();
+    assert!(e.to_string().contains("not a file"), "{e}");
+}
+
 fn repo_ref(repo: &common::github_sim::Repo) -> RepoRef {
     RepoRef {
         installation_id: repo.installation_id,

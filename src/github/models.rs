@@ -49,6 +49,46 @@ pub struct RepoDetails {
     pub archived: bool,
 }
 
+/// A file as GitHub's contents API gives it (a directory is a list instead, and does not parse).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RepoFile {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `base64`; `none` for a file over 1 MB, whose content is then left out.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+impl RepoFile {
+    /// The file's bytes.
+    pub fn decoded(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        if self.kind != "file" {
+            return Err(format!("it is a {}, not a file", self.kind));
+        }
+        match (self.encoding.as_deref(), &self.content) {
+            (Some("base64"), Some(content)) => {
+                // GitHub breaks the base64 into lines.
+                let joined: String = content
+                    .chars()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(joined)
+                    .map_err(|e| format!("its content is not base64: {e}"))
+            }
+            (Some("none"), _) => {
+                Err("it is larger than the 1 MB GitHub's contents API gives".into())
+            }
+            (encoding, _) => Err(format!(
+                "its content comes in an unknown encoding {encoding:?}"
+            )),
+        }
+    }
+}
+
 /// A user's permission on a repository.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CollaboratorPermission {
@@ -388,5 +428,23 @@ mod tests {
 
         let delivery: HookDelivery = read(json!({"id": 1, "guid": "g"}));
         assert!(delivery.delivered_at().is_none());
+    }
+
+    #[test]
+    fn a_file_from_the_contents_api_is_decoded() {
+        let file: RepoFile = serde_json::from_value(json!({
+            "type": "file", "encoding": "base64", "size": 12,
+            "content": "aW1hZ2UgPSAi\ncnVzdCIK\n",
+        }))
+        .unwrap();
+        assert_eq!(file.decoded().unwrap(), b"image = \"rust\"\n");
+        let large: RepoFile = serde_json::from_value(json!({
+            "type": "file", "encoding": "none", "size": 2_000_000, "content": "",
+        }))
+        .unwrap();
+        assert!(large.decoded().unwrap_err().contains("1 MB"));
+        let link: RepoFile =
+            serde_json::from_value(json!({"type": "symlink", "target": "x"})).unwrap();
+        assert!(link.decoded().is_err());
     }
 }

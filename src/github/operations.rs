@@ -323,6 +323,39 @@ impl GitHub {
         .await
     }
 
+    /// The content of the file at `path` on `git_ref` (a branch name), or `None` when there is
+    /// no such file there (GitHub's contents API answers 404). A directory at `path`, or a file
+    /// larger than the API's 1 MB, is an error.
+    pub async fn file_at(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        git_ref: &str,
+    ) -> Result<Option<Vec<u8>>, GitHubError> {
+        let url = format!(
+            "/repos/{}/contents/{}?ref={}",
+            repo.full_name,
+            path.split('/')
+                .map(query_escape)
+                .collect::<Vec<_>>()
+                .join("/"),
+            query_escape(git_ref)
+        );
+        let answer: Value = match self
+            .call(Auth::Repo(repo), Method::GET, &url, None::<&Value>)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(GitHubError::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let file: RepoFile = serde_json::from_value(answer)
+            .map_err(|_| GitHubError::Other(format!("{path} on {git_ref} is not a file")))?;
+        file.decoded()
+            .map(Some)
+            .map_err(|why| GitHubError::Other(format!("{path} on {git_ref} cannot be read: {why}")))
+    }
+
     /// A pull request (its head branch and the repository that holds it, its state).
     pub async fn get_pull(&self, repo: &RepoRef, number: i64) -> Result<PullDetails, GitHubError> {
         self.call(
@@ -530,6 +563,19 @@ fn next_cursor(headers: &http::HeaderMap) -> Option<String> {
     })
 }
 
+/// `value` as one percent-encoded component of a URL (everything but unreserved characters).
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_cursor;
@@ -559,5 +605,12 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(next_cursor(&headers), None);
+    }
+
+    #[test]
+    fn a_branch_name_is_escaped_for_the_query() {
+        assert_eq!(query_escape("main"), "main");
+        assert_eq!(query_escape("feat/a&b#c+d"), "feat%2Fa%26b%23c%2Bd");
+        assert_eq!(query_escape("amp.toml"), "amp.toml");
     }
 }

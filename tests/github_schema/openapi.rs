@@ -118,6 +118,19 @@ impl RestApi {
     }
 }
 
+/// The last `n` segments of `path`, as one string.
+fn path_rest(path: &str, n: usize) -> &str {
+    let trimmed = path.trim_matches('/');
+    let mut start = trimmed.len();
+    for _ in 0..n {
+        start = trimmed[..start].rfind('/').map_or(0, |i| i);
+        if start == 0 {
+            break;
+        }
+    }
+    trimmed[start..].trim_start_matches('/')
+}
+
 impl Description {
     /// The operation for `method` and a concrete `path`: of the path templates that match, the
     /// one whose literal segments come first (`/issues/comments/{id}` before
@@ -131,6 +144,16 @@ impl Description {
                 continue;
             };
             let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+            // A file's `{path}` at the end (the contents API's) spans segments: `a/b.toml`.
+            let spans_rest = parts.last() == Some(&"{path}");
+            let segments: Vec<&str> = if spans_rest && segments.len() > parts.len() {
+                let (head, rest) = segments.split_at(parts.len() - 1);
+                let mut joined = head.to_vec();
+                joined.push(path_rest(path, rest.len()));
+                joined
+            } else {
+                segments.clone()
+            };
             if parts.len() != segments.len() {
                 continue;
             }

@@ -76,7 +76,7 @@ pub(super) fn required_permission(
     Some(match parts.as_slice() {
         [""] | ["collaborators", ..] => ("metadata", "read"),
         ["issues", ..] => ("issues", level),
-        ["git", ..] => ("contents", level),
+        ["git" | "contents", ..] => ("contents", level),
         ["pulls", ..] => ("pull_requests", level),
         ["commits", _, "status"] => ("statuses", "read"),
         ["commits", _, "check-suites" | "check-runs"] | ["check-runs", ..] => ("checks", level),

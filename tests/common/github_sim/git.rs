@@ -85,6 +85,109 @@ fn install_workflow_guard(bare: &Path) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `GET /repos/{owner}/{repo}/contents/{path}?ref=`: a file on a branch (the default branch
+/// without `ref`) as GitHub's contents API gives it: its content in base64, broken into lines,
+/// and `encoding: none` with no content over 1 MB; a directory as a list of its entries; 404
+/// for a path or a ref that is not there.
+pub(super) async fn get_contents(
+    State(state): State<Shared>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    AuthorizedRepo(repo): AuthorizedRepo,
+) -> Response {
+    use base64::Engine as _;
+    let (root, base_url) = {
+        let s = state.lock().unwrap();
+        (s.root.clone(), s.base_url.clone())
+    };
+    let bare = bare_path(&root, &repo);
+    let path = params.get("path").cloned().unwrap_or_default();
+    let git_ref = query
+        .get("ref")
+        .cloned()
+        .unwrap_or_else(|| repo.default_branch.clone());
+    let not_found = || github_error(StatusCode::NOT_FOUND, "Not Found");
+    let object = format!("{git_ref}:{path}");
+    let Some(kind) = git_try(&bare, &["cat-file", "-t", &object]) else {
+        return not_found();
+    };
+    let full_name = repo.full_name();
+    let url = |p: &str| format!("{base_url}/repos/{full_name}/contents/{p}?ref={git_ref}");
+    match kind.as_str() {
+        "blob" => {
+            let sha = git(&bare, &["rev-parse", &object]);
+            let content = std::process::Command::new("git")
+                .args(["cat-file", "blob", &object])
+                .current_dir(&bare)
+                .output()
+                .unwrap()
+                .stdout;
+            let size = content.len();
+            let (encoding, content) = if size > 1024 * 1024 {
+                ("none", String::new())
+            } else {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&content);
+                let lines: Vec<&str> = encoded
+                    .as_bytes()
+                    .chunks(60)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect();
+                ("base64", lines.join("\n") + "\n")
+            };
+            let name = path.rsplit('/').next().unwrap_or_default();
+            axum::Json(serde_json::json!({
+                "type": "file",
+                "encoding": encoding,
+                "size": size,
+                "name": name,
+                "path": path,
+                "content": content,
+                "sha": sha,
+                "url": url(&path),
+                "git_url": format!("{base_url}/repos/{full_name}/git/blobs/{sha}"),
+                "html_url": format!("https://github.com/{full_name}/blob/{git_ref}/{path}"),
+                "download_url": format!("https://raw.githubusercontent.com/{full_name}/{git_ref}/{path}"),
+                "_links": {"self": url(&path), "git": null, "html": null},
+            }))
+            .into_response()
+        }
+        "tree" => {
+            let listing = git(&bare, &["ls-tree", &object]);
+            let entries: Vec<serde_json::Value> = listing
+                .lines()
+                .filter_map(|line| {
+                    let (meta, name) = line.split_once('\t')?;
+                    let mut meta = meta.split(' ');
+                    let (_, kind, sha) = (meta.next()?, meta.next()?, meta.next()?);
+                    let child = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}/{name}")
+                    };
+                    Some(serde_json::json!({
+                        "type": if kind == "tree" { "dir" } else { "file" },
+                        "name": name, "path": child, "sha": sha, "url": url(&child),
+                    }))
+                })
+                .collect();
+            axum::Json(entries).into_response()
+        }
+        _ => not_found(),
+    }
+}
+
+/// Run git; its stdout when it succeeds, `None` when it fails.
+fn git_try(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn bare_path(root: &Path, repo: &Repo) -> PathBuf {
     root.join(&repo.owner).join(format!("{}.git", repo.name))
 }

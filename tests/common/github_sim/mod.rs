@@ -124,6 +124,10 @@ impl GitHubSim {
             )
             .route("/repos/{owner}/{repo}", get(issues::get_repo))
             .route(
+                "/repos/{owner}/{repo}/contents/{*path}",
+                get(git::get_contents),
+            )
+            .route(
                 "/repos/{owner}/{repo}/installation",
                 get(apps::get_repo_installation),
             )
