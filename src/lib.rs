@@ -29,6 +29,7 @@ pub mod notify;
 pub mod pages;
 pub mod redact;
 pub mod redelivery;
+pub mod repo_config;
 pub mod sandbox;
 pub mod sealed;
 pub mod server;

@@ -8,5 +8,6 @@ pub mod failures;
 pub mod notes;
 pub mod prompts;
 pub mod refusals;
+pub mod repo_config;
 
 pub use comments::TaskView;
