@@ -16,8 +16,8 @@
 //! * Lines in fenced code (```` ``` ```` or `~~~`), indented code (four
 //!   columns or more, where a tab counts as a tab stop) and block quotes (`>`)
 //!   are never commands.
-//! * `/amp stop`, `/amp retry`, `/amp status` and `/amp help` are control
-//!   commands when the word stands alone on its line. A bare `/amp` is
+//! * `/amp stop`, `/amp retry`, `/amp status`, `/amp help` and `/amp config`
+//!   are control commands when the word stands alone on its line. A bare `/amp` is
 //!   [`Command::Help`].
 //! * Any other `/amp …` is a [`Command::Prompt`]. It runs to the end of the
 //!   comment, so nothing after it is parsed.
@@ -51,11 +51,15 @@ pub enum Command {
     /// wants to learn what it does. Running an agent with an empty prompt
     /// would help nobody.
     Help,
+    /// `/amp config`: show the repository's effective configuration (its
+    /// `.github/amp.toml` on the default branch, over the service's defaults)
+    /// and any problem with the file.
+    Config,
 }
 
 impl Command {
     /// The command's stable lowercase name (`"prompt"`, `"stop"`, `"retry"`,
-    /// `"status"` or `"help"`).
+    /// `"status"`, `"help"` or `"config"`).
     ///
     /// Logs, metrics and replies use this name. It never contains the prompt
     /// text, which can be long and may be private.
@@ -66,6 +70,7 @@ impl Command {
             Command::Retry => "retry",
             Command::Status => "status",
             Command::Help => "help",
+            Command::Config => "config",
         }
     }
 }
@@ -268,11 +273,12 @@ fn strip_trigger(text: &str) -> Option<&str> {
 /// Only a control word on its own counts. `/amp stop the tests from timing
 /// out` is a real request to the agent, not a request to cancel.
 fn control_command(args: &str) -> Option<Command> {
-    const CONTROLS: [(&str, Command); 4] = [
+    const CONTROLS: [(&str, Command); 5] = [
         ("stop", Command::Stop),
         ("retry", Command::Retry),
         ("status", Command::Status),
         ("help", Command::Help),
+        ("config", Command::Config),
     ];
     if args.is_empty() {
         return Some(Command::Help);
@@ -296,6 +302,7 @@ struct Tally {
     retry: usize,
     status: usize,
     help: usize,
+    config: usize,
 }
 
 impl Tally {
@@ -308,6 +315,7 @@ impl Tally {
                 Command::Retry => tally.retry += 1,
                 Command::Status => tally.status += 1,
                 Command::Help => tally.help += 1,
+                Command::Config => tally.config += 1,
             }
         }
         tally
@@ -328,6 +336,7 @@ impl Tally {
             Command::Retry => &mut self.retry,
             Command::Status => &mut self.status,
             Command::Help => &mut self.help,
+            Command::Config => &mut self.config,
         };
         if *count == 0 {
             return false;

@@ -368,6 +368,7 @@ async fn two_tasks_on_one_issue_never_run_at_once() {
                 comment_id: 1,
                 delivery_id: None,
                 prompt: prompt.into(),
+                repo_config: None,
             },
         )
         .await

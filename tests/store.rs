@@ -45,6 +45,7 @@ fn new_task(delivery: &str) -> NewTask {
         comment_id: 99,
         delivery_id: Some(delivery.into()),
         prompt: "add --json — and make it 🚀".into(),
+        repo_config: None,
     }
 }
 

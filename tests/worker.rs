@@ -555,6 +555,7 @@ both_backends!(
                 comment_id: 1,
                 delivery_id: None,
                 prompt: "add a json flag".into(),
+                repo_config: None,
             },
         )
         .await

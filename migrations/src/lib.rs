@@ -15,6 +15,7 @@ mod m20261202_000001_status_note;
 mod m20261203_000001_commands_seen;
 mod m20261203_000002_notify_per_statement;
 mod m20261204_000001_egress_blocked;
+mod m20261205_000001_repo_config;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_commands_seen::Migration),
             Box::new(m20261203_000002_notify_per_statement::Migration),
             Box::new(m20261204_000001_egress_blocked::Migration),
+            Box::new(m20261205_000001_repo_config::Migration),
         ]
     }
 }

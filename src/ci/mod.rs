@@ -330,7 +330,9 @@ async fn failed(
         .into_iter()
         .rev()
         .find(|r| r.kind != RoundKind::FollowUp && r.fingerprint.is_some());
-    let max = ctx.config.max_ci_rounds;
+    let max = crate::repo_config::settings_of(task, &ctx.config)
+        .max_rounds
+        .value;
     let previous = previous.as_ref().and_then(|p| p.fingerprint.as_deref());
     let give_up = should_give_up(task.ci_round, max, previous, &fingerprint);
     let round = NewRound {

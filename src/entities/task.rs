@@ -49,6 +49,9 @@ pub struct Model {
     /// The connections the sandbox refused ([`crate::domain::BlockedEgress`] as JSON; see the
     /// `egress_blocked` migration).
     pub egress_blocked: Option<String>,
+    /// The repository's `.github/amp.toml` on its default branch when the task was asked for
+    /// (`None`: it had none); see the `repo_config` migration.
+    pub repo_config: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,

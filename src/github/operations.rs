@@ -578,7 +578,7 @@ fn query_escape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::next_cursor;
+    use super::{next_cursor, query_escape};
 
     #[test]
     fn the_next_cursor_comes_from_the_link_header() {

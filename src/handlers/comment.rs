@@ -21,11 +21,13 @@ use crate::entities::task;
 use crate::github::GitHub;
 use crate::lifecycle::status_comment::AnnounceError;
 use crate::lifecycle::{Created, Move, Stopped, TaskRequest};
+use crate::repo_config::{self, Found};
 use crate::store::commands::{self as commands_seen, Seen};
 use crate::store::deliveries::Outcome;
 use crate::store::rounds::{self, NewRound};
 use crate::store::tasks;
-use crate::texts::{TaskView, comments, notes, prompts};
+use crate::texts::repo_config::FileFound;
+use crate::texts::{self, TaskView, comments, notes, prompts};
 use crate::webhook::events::IssueCommentEvent;
 
 /// A user without access who keeps commenting is told so at most this often per issue.
@@ -82,6 +84,7 @@ pub async fn handle(
         event,
         repo: &repo,
         github: &github,
+        config: &Found::Absent,
     };
 
     let role = github
@@ -91,17 +94,7 @@ pub async fn handle(
     let minimum = ctx.config.required_permission;
     if role < minimum {
         info!(login = %event.sender.login, role = %role, "command refused: not enough access");
-        // A storm of comments from one user gets one answer an hour, not one each.
-        let due = commands_seen::refusal_due(
-            &ctx.db,
-            repo.repo_id,
-            event.issue.number,
-            &event.sender.login,
-            REFUSAL_REPLY_EVERY.as_millis() as i64,
-        )
-        .await
-        .context("recording the refusal")?;
-        if due {
+        if turn.refusal_due().await? {
             turn.reply(&comments::not_permitted(
                 &event.sender.login,
                 role.as_str(),
@@ -112,9 +105,59 @@ pub async fn handle(
         return Ok(Outcome::Done);
     }
 
+    // The repository's own rules, from its default branch (never from a branch a task writes).
+    let bounds = repo_config::Bounds::from_config(&ctx.config);
+    let config = repo_config::read(&github, &repo, &event.repository.default_branch, &bounds)
+        .await
+        .context("reading the repository's .github/amp.toml")?;
+    let effective = config.effective(&bounds);
+    let asks_for_work = commands
+        .iter()
+        .any(|c| !matches!(c, Command::Help | Command::Config | Command::Status));
+    if asks_for_work {
+        let refusal = if role < effective.minimum.value {
+            Some(comments::not_permitted(
+                &event.sender.login,
+                role.as_str(),
+                effective.minimum.value.as_str(),
+            ))
+        } else {
+            effective
+                .users
+                .value
+                .as_ref()
+                .filter(|users| {
+                    !users
+                        .iter()
+                        .any(|u| u.eq_ignore_ascii_case(&event.sender.login))
+                })
+                .map(|_| texts::repo_config::not_listed(&event.sender.login))
+        };
+        if let Some(refusal) = refusal {
+            info!(login = %event.sender.login, role = %role, "command refused by the repository's .github/amp.toml");
+            if turn.refusal_due().await? {
+                turn.reply(&refusal).await?;
+            }
+            return Ok(Outcome::Done);
+        }
+    }
+    let turn = Turn {
+        config: &config,
+        ..turn
+    };
+
     for command in commands {
         match command {
             Command::Prompt(prompt) => turn.prompt(prompt).await?,
+            Command::Config => {
+                let found = match &config {
+                    Found::Absent => FileFound::Absent,
+                    Found::Valid { .. } => FileFound::Valid,
+                    Found::Invalid(problems) => FileFound::Invalid(problems),
+                };
+                turn.reply(&texts::repo_config::config_reply(found, &effective))
+                    .await?
+            }
             Command::Help => turn.reply(&comments::help()).await?,
             Command::Status => {
                 let latest = turn.latest_task().await?;
@@ -154,6 +197,7 @@ pub async fn report_failure(
         event,
         repo: &repo,
         github: &github,
+        config: &Found::Absent,
     };
     let view = task.as_ref().map(|t| turn.view(t));
     turn.reply(&comments::internal_error(view.as_ref())).await
@@ -166,9 +210,25 @@ struct Turn<'a> {
     event: &'a IssueCommentEvent,
     repo: &'a RepoRef,
     github: &'a Arc<GitHub>,
+    /// The repository's `.github/amp.toml` (absent until it is read, after the access check).
+    config: &'a Found,
 }
 
 impl Turn<'_> {
+    /// Whether a refusal is to be said now: a storm of comments from one user gets one answer an
+    /// hour per issue, not one each.
+    async fn refusal_due(&self) -> anyhow::Result<bool> {
+        commands_seen::refusal_due(
+            &self.ctx.db,
+            self.repo.repo_id,
+            self.event.issue.number,
+            &self.event.sender.login,
+            REFUSAL_REPLY_EVERY.as_millis() as i64,
+        )
+        .await
+        .context("recording the refusal")
+    }
+
     fn view<'t>(&'t self, task: &'t task::Model) -> TaskView<'t> {
         TaskView::of(task, &self.ctx.config.public_url)
     }
@@ -338,6 +398,9 @@ impl Turn<'_> {
         if self.handled_before(&task) {
             return Ok(());
         }
+        if self.refused_for_config().await? {
+            return Ok(());
+        }
         if !task.state.is_terminal() {
             return self
                 .reply(&comments::already_running(self.login(), &self.view(&task)))
@@ -390,7 +453,24 @@ impl Turn<'_> {
         .await
     }
 
+    /// When `.github/amp.toml` has problems, say so instead of starting work: whether it did.
+    async fn refused_for_config(&self) -> anyhow::Result<bool> {
+        let Found::Invalid(problems) = self.config else {
+            return Ok(false);
+        };
+        info!(
+            problems = problems.len(),
+            "command refused: the repository's .github/amp.toml has problems"
+        );
+        self.reply(&texts::repo_config::invalid_config(self.login(), problems))
+            .await?;
+        Ok(true)
+    }
+
     async fn prompt(&self, prompt: String) -> anyhow::Result<()> {
+        if self.refused_for_config().await? {
+            return Ok(());
+        }
         let ctx = self.ctx;
         let event = self.event;
         // On a pull request a task works on: a follow-up round of that task.
@@ -414,6 +494,7 @@ impl Turn<'_> {
             comment_id: event.comment.id,
             delivery_id: Some(self.delivery_id.to_string()),
             prompt,
+            repo_config: self.config.text().map(str::to_string),
         };
         let task = match ctx
             .lifecycle

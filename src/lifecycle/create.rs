@@ -26,6 +26,8 @@ pub struct TaskRequest {
     /// The webhook delivery that asked; the same delivery handled again finds its task.
     pub delivery_id: Option<String>,
     pub prompt: String,
+    /// The repository's `.github/amp.toml`, read and found valid when the task was asked for.
+    pub repo_config: Option<String>,
 }
 
 /// What asking for a task came to.
@@ -69,6 +71,7 @@ impl Lifecycle {
             comment_id: request.comment_id,
             delivery_id: request.delivery_id,
             prompt: request.prompt,
+            repo_config: request.repo_config,
         };
         match tasks::create(&self.db, new).await? {
             Some((task, event)) => {

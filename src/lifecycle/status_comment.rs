@@ -83,7 +83,10 @@ impl Lifecycle {
             warn!(task_id = %task.id, error = %e, "reading the task's rounds failed");
             Vec::new()
         });
-        let rounds = comments::rounds_section(&rounds, self.config.max_ci_rounds);
+        let max_rounds = crate::repo_config::settings_of(task, &self.config)
+            .max_rounds
+            .value;
+        let rounds = comments::rounds_section(&rounds, max_rounds);
         let pr_url = task.pull_number().map(|n| {
             format!(
                 "[#{n}]({}/{}/pull/{n})",

@@ -227,6 +227,20 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
             format!("{full_name} is archived"),
         ));
     }
+    let bounds = crate::repo_config::Bounds::from_config(&ctx.config);
+    let config = crate::repo_config::read(&github, &repo, &details.default_branch, &bounds)
+        .await
+        .map_err(|e| github_error(&format!("reading {}", crate::repo_config::PATH), e))?;
+    if let crate::repo_config::Found::Invalid(problems) = &config {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{full_name}'s configuration has problems: {}",
+                listed.join("; ")
+            ),
+        ));
+    }
     let issue = match request.issue {
         Some(number) => github
             .get_issue(&repo, number)
@@ -259,6 +273,7 @@ pub async fn create(ctx: &Ctx, request: Request) -> Result<task::Model, CreateEr
             comment_id: 0,
             delivery_id: None,
             prompt,
+            repo_config: config.text().map(str::to_string),
         })
         .await
         .map_err(|e| {

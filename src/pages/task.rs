@@ -243,6 +243,7 @@ mod tests {
             command_delivery_id: None,
             status_note: None,
             egress_blocked: None,
+            repo_config: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_000,
             started_at: None,

@@ -19,7 +19,24 @@ pub struct Bounds {
     pub turn_timeout: Duration,
     /// `REQUIRED_PERMISSION`: the default least role, and the lowest a file may set.
     pub minimum: Role,
+    /// Keys a file may not set here (see [`NOT_YET_APPLIED`]).
+    pub refused_keys: &'static [&'static str],
 }
+
+/// Keys of the file that this version of the service knows but does not apply yet. A file that
+/// sets one is refused at the key's line and column rather than half applied: a repository is
+/// never told a setting is in effect when it is not.
+pub const NOT_YET_APPLIED: &[&str] = &[
+    "image",
+    "setup",
+    "setup_failure",
+    "cache_key",
+    "secrets",
+    "ci.wait_timeout",
+    "ci.required",
+    "ci.ignore",
+    "egress.allow",
+];
 
 impl Bounds {
     pub fn from_config(config: &Config) -> Bounds {
@@ -29,6 +46,7 @@ impl Bounds {
             wait_timeout: config.ci_wait_timeout,
             turn_timeout: config.task_timeout,
             minimum: config.required_permission,
+            refused_keys: NOT_YET_APPLIED,
         }
     }
 
@@ -54,6 +72,7 @@ mod tests {
                 wait_timeout: Duration::from_secs(600),
                 turn_timeout: Duration::from_secs(7200),
                 minimum: Role::Write,
+                refused_keys: NOT_YET_APPLIED,
             }
         );
     }

@@ -34,6 +34,15 @@ const ROLE_NAMES: &[&str] = &["read", "triage", "write", "maintain", "admin"];
 /// The values of `file` that pass; whatever does not is a problem in `problems` (and `None`).
 pub(super) fn check(file: File, bounds: &Bounds, problems: &mut Problems) -> RepoConfig {
     let mut c = Check { problems };
+    for (key, offset) in set_keys(&file) {
+        if bounds.refused_keys.contains(&key) {
+            c.problem(
+                key,
+                offset,
+                "is not applied by this service yet, so it may not be set: remove it",
+            );
+        }
+    }
     let secrets = file.secrets.map(|s| c.secrets(s));
     let env = file
         .env
@@ -95,6 +104,33 @@ pub(super) fn check(file: File, bounds: &Bounds, problems: &mut Problems) -> Rep
             hosts
         }),
     }
+}
+
+/// The keys `file` sets that [`Bounds::refused_keys`] may name, with where each is.
+fn set_keys(file: &File) -> Vec<(&'static str, usize)> {
+    let ci = file.ci.as_ref();
+    let at = |text: Option<&Text>| text.map(|t| t.span().start);
+    let at_list = |list: Option<&List>| list.map(|l| l.span().start);
+    [
+        ("image", at(file.image.as_ref())),
+        ("setup", at_list(file.setup.as_ref())),
+        ("setup_failure", at(file.setup_failure.as_ref())),
+        ("cache_key", at_list(file.cache_key.as_ref())),
+        ("secrets", at_list(file.secrets.as_ref())),
+        (
+            "ci.wait_timeout",
+            at(ci.and_then(|c| c.wait_timeout.as_ref())),
+        ),
+        ("ci.required", at_list(ci.and_then(|c| c.required.as_ref()))),
+        ("ci.ignore", at_list(ci.and_then(|c| c.ignore.as_ref()))),
+        (
+            "egress.allow",
+            at_list(file.egress.as_ref().and_then(|e| e.allow.as_ref())),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, offset)| offset.map(|o| (key, o)))
+    .collect()
 }
 
 /// The checks in progress.

@@ -1,12 +1,15 @@
 //! A repository's own configuration, `.github/amp.toml` on its default branch: its text turned
 //! into validated values, or into every problem found, each with its line and column; and the
 //! effective configuration, those values within the operator's bounds, with the service's
-//! defaults for the rest. Pure: reading the file and applying it happen elsewhere.
+//! defaults for the rest. Everything but `source` is pure; applying the values happens where
+//! each is used.
 //!
 //! - `file`: the keys the file may have, as serde reads them (unknown keys and wrong types);
 //! - `rules` and `check`: what each value must be, and the operator's bounds ([`Bounds`]);
 //! - `settings`: the validated file ([`RepoConfig`]);
-//! - `effective`: what a task runs with ([`Effective`]), and where each value comes from.
+//! - `effective`: what a task runs with ([`Effective`]), and where each value comes from;
+//! - `source`: the file read from the repository's default branch ([`read`]), and kept on the
+//!   task it starts ([`of_task`]).
 
 mod bounds;
 mod check;
@@ -15,13 +18,15 @@ mod file;
 mod problem;
 mod rules;
 mod settings;
+mod source;
 #[cfg(test)]
 mod tests;
 
-pub use bounds::Bounds;
+pub use bounds::{Bounds, NOT_YET_APPLIED};
 pub use effective::{DEFAULT_CACHE_KEY, Effective, Setting, Source, effective};
 pub use problem::Problem;
 pub use settings::{Mode, RepoConfig, SetupFailure};
+pub use source::{Found, of_task, read, settings_of};
 
 use problem::Problems;
 

@@ -43,6 +43,7 @@ fn bounds() -> Bounds {
         wait_timeout: Duration::from_secs(3600),
         turn_timeout: Duration::from_secs(7200),
         minimum: Role::Write,
+        refused_keys: &[],
     }
 }
 
@@ -443,4 +444,26 @@ fn a_file_too_large_is_not_read() {
     );
     let fits = format!("#{}", "x".repeat(MAX_FILE_BYTES - 1));
     assert!(parse(&fits, &bounds()).is_ok());
+}
+
+#[test]
+fn a_key_the_service_does_not_apply_yet_is_refused_where_it_is() {
+    let bounds = Bounds {
+        refused_keys: NOT_YET_APPLIED,
+        ..bounds()
+    };
+    let text = "[agent]\nmode = \"high\"\n\n[ci]\nmax_rounds = 2\nrequired = [\"test\"]\n";
+    let found = parse(text, &bounds).unwrap_err();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].line, found[0].column), (6, 12));
+    assert!(
+        found[0].message.contains("`ci.required`: is not applied"),
+        "{}",
+        found[0].message
+    );
+    // What the service applies passes.
+    let applied = "[agent]\nmode = \"high\"\ninstructions = \"x\"\nturn_timeout = \"20m\"\n\
+                   [env]\nA = \"1\"\n[ci]\nmax_rounds = 2\n[permissions]\nminimum = \"admin\"\n\
+                   users = [\"octocat\"]\n[paths]\nworkdir = \"a/b\"\n";
+    assert!(parse(applied, &bounds).is_ok());
 }

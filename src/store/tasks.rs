@@ -58,6 +58,8 @@ pub struct NewTask {
     /// The delivery that asked for it; a second attempt at the same delivery finds this task.
     pub delivery_id: Option<String>,
     pub prompt: String,
+    /// The repository's `.github/amp.toml` as read for this task (`None`: there was none).
+    pub repo_config: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,7 @@ pub async fn create(
         comment_id: Set(new.comment_id),
         delivery_id: Set(new.delivery_id),
         prompt: Set(new.prompt),
+        repo_config: Set(new.repo_config),
         state: Set(TaskState::Queued),
         last_seq: Set(0),
         ci_round: Set(0),

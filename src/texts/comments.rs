@@ -202,6 +202,7 @@ pub fn help() -> String {
      | `/amp status` | Show the current task's state and link. |\n\
      | `/amp stop` | Stop the running task. |\n\
      | `/amp retry` | Run the last task again. |\n\
+     | `/amp config` | Show this repository's settings (`.github/amp.toml`) and any problem with them. |\n\
      | `/amp help` | This list. |\n\n\
      Commands are lines that start with `/amp`; people with write access to the repository can \
      use them."

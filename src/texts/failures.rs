@@ -93,6 +93,32 @@ pub fn task_too_long(limit: Duration) -> String {
     )
 }
 
+/// An agent turn ran longer than a turn may (`agent.turn_timeout`, by default the task's).
+pub fn turn_too_long(limit: Duration) -> String {
+    format!(
+        "Amp's turn ran longer than the {} a turn may take (agent.turn_timeout)",
+        format_duration(limit)
+    )
+}
+
+/// The task's `.github/amp.toml` no longer passes the service's limits (the operator changed
+/// them since the task started).
+pub fn config_out_of_bounds(problems: &[crate::repo_config::Problem]) -> Failure {
+    Failure::user(format!(
+        "The task's `.github/amp.toml` no longer fits this service's limits, so it could not go \
+         on:\n\n{}\n\nFix the file on the default branch and start a new task.",
+        super::repo_config::problem_list(problems)
+    ))
+}
+
+/// `paths.workdir` names no directory of the repository.
+pub fn workdir_missing(workdir: &str) -> Failure {
+    Failure::user(format!(
+        "`.github/amp.toml` sets `paths.workdir = \"{workdir}\"`, which is not a directory on the \
+         branch the task works on."
+    ))
+}
+
 /// The service restarted mid-run and the task's container did not survive.
 pub fn container_lost() -> String {
     "The service stopped while this task was running and its container is gone, so it could not \
@@ -125,6 +151,13 @@ mod tests {
             agent_idle(Duration::from_secs(600)),
             shown(&agent_flooded(256 * 1024 * 1024)),
             task_too_long(Duration::from_secs(7200)),
+            turn_too_long(Duration::from_secs(1200)),
+            shown(&workdir_missing("services/api")),
+            shown(&config_out_of_bounds(&[crate::repo_config::Problem {
+                line: 4,
+                column: 14,
+                message: "3 rounds is more than this service allows (MAX_CI_ROUNDS is 2)".into(),
+            }])),
             container_lost(),
         ];
         insta::assert_snapshot!("failures", all.join("\n\n"));

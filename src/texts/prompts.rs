@@ -28,6 +28,17 @@ pub fn agent_prompt(task: &task::Model, branch: &str) -> String {
     )
 }
 
+/// `prompt` with the repository's own instructions for the agent (`agent.instructions` in its
+/// `.github/amp.toml`) after it, when it has some.
+pub fn with_instructions(prompt: String, instructions: Option<&str>) -> String {
+    match instructions {
+        Some(instructions) => format!(
+            "{prompt}\nInstructions from the repository's .github/amp.toml:\n{instructions}\n"
+        ),
+        None => prompt,
+    }
+}
+
 /// What the agent gets for a follow-up prompt on the task's pull request.
 pub fn follow_up_prompt(login: &str, pr_number: i64, prompt: &str) -> String {
     format!(
@@ -164,6 +175,7 @@ mod tests {
             command_delivery_id: None,
             status_note: None,
             egress_blocked: None,
+            repo_config: None,
             created_at: 0,
             updated_at: 0,
             started_at: None,
@@ -182,6 +194,13 @@ mod tests {
             follow_up_prompt("mona", 7, "Also document the flag.")
         );
         insta::assert_snapshot!("resumed", resumed("Fix the failing test."));
+        insta::assert_snapshot!(
+            "agent_prompt_with_instructions",
+            with_instructions(
+                agent_prompt(&task(), "amp/21-add-a-json-flag-q5bv8m"),
+                Some("Run `cargo test` before you finish.")
+            )
+        );
     }
 
     #[test]

@@ -64,8 +64,17 @@ pub fn invalid_config(login: &str, problems: &[Problem]) -> String {
     )
 }
 
+/// Someone with enough access, but not among the users `.github/amp.toml` lets command the
+/// agent.
+pub fn not_listed(login: &str) -> String {
+    format!(
+        "@{login}, nothing was started: this repository's `{PATH}` lets only the users it lists \
+         (`permissions.users`) use `/amp` commands. Ask one of them to run it for you."
+    )
+}
+
 /// One line per problem, `file:line:column: message`.
-fn problem_list(problems: &[Problem]) -> String {
+pub(crate) fn problem_list(problems: &[Problem]) -> String {
     let mut lines: Vec<String> = problems
         .iter()
         .take(MAX_PROBLEMS_SHOWN)
@@ -265,6 +274,7 @@ mod tests {
             wait_timeout: Duration::from_secs(3600),
             turn_timeout: Duration::from_secs(7200),
             minimum: Role::Write,
+            refused_keys: &[],
         }
     }
 
@@ -329,6 +339,7 @@ users = ["@someone"]
             config_reply(FileFound::Invalid(&problems), &effective(None, &b))
         );
         insta::assert_snapshot!("invalid_config", invalid_config("mona", &problems));
+        insta::assert_snapshot!("not_listed", not_listed("mona"));
     }
 
     #[test]

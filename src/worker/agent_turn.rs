@@ -19,6 +19,7 @@ use crate::docker::Output;
 use crate::domain::{AgentLine, Failure, ThreadId};
 use crate::entities::task;
 use crate::lifecycle::Journal;
+use crate::repo_config::Effective;
 use crate::store::tasks::{self, Progress};
 use crate::texts::failures;
 
@@ -31,6 +32,7 @@ pub async fn run(
     task: &task::Model,
     amp_key: &SecretString,
     prompt: String,
+    config: &Effective,
 ) -> Result<TurnOutcome, End> {
     let mut cmd = vec!["amp".to_string()];
     if let Some(thread) = &task.thread_id {
@@ -42,9 +44,19 @@ pub async fn run(
         "--stream-json".into(),
         "--dangerously-allow-all".into(),
     ]);
+    if let Some(mode) = config.mode.value {
+        cmd.extend(["--mode".into(), mode.as_str().into()]);
+    }
+    // The repository's variables first: the service's own (which a file may not name) follow.
+    let mut env: Vec<String> = config
+        .env
+        .value
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     // No turn outlives its task, so neither does the credential it gets in the sandbox.
     let until = SystemTime::now() + ctx.config.task_timeout;
-    let mut env = ws.agent_env(amp_key, ctx.config.amp_url.as_deref(), until);
+    env.extend(ws.agent_env(amp_key, ctx.config.amp_url.as_deref(), until));
     env.push("AMP_SKIP_UPDATE_CHECK=1".into());
     journal.info("Starting Amp").await;
     let mut log = AgentLog::open(ctx, task.id)
@@ -53,19 +65,27 @@ pub async fn run(
     let limits = log.limits().clone();
     // Few chunks in flight: a fast agent waits for the log rather than filling memory.
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let run = ws.spawn(cmd, env, tx);
+    let run = ws.spawn(cmd, env, config.workdir.value.as_deref(), tx);
     let mut tracker = TurnTracker::default();
     let mut out = TurnOutput::new(&limits);
     let idle = ctx.config.agent_idle_timeout;
+    let turn_timeout = config.turn_timeout.value;
+    let deadline = tokio::time::Instant::now() + turn_timeout;
     loop {
-        let first = match tokio::time::timeout(idle, rx.recv()).await {
+        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let first = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(first)) => first,
             Ok(None) => break,
             Err(_) => {
                 run.abort();
                 out.finish(ctx, task, &mut tracker, &mut log).await?;
                 log.flush().await;
-                return Err(End::TimedOut(failures::agent_idle(idle)));
+                let why = if tokio::time::Instant::now() >= deadline {
+                    failures::turn_too_long(turn_timeout)
+                } else {
+                    failures::agent_idle(idle)
+                };
+                return Err(End::TimedOut(why));
             }
         };
         // Whatever else is already waiting is taken in too, and stored in batches.

@@ -12,7 +12,7 @@ use super::lease;
 use super::outcome::{End, Facts, Next, next_step};
 use super::publish;
 use super::target::{self, Target};
-use super::workspace::{Seed, StartError, Workspace};
+use super::workspace::{Seed, ShellError, StartError, Workspace};
 use crate::agent::stream::TurnOutcome;
 use crate::context::Ctx;
 use crate::docker::{DockerError, Engine, TaskContainer};
@@ -20,6 +20,7 @@ use crate::domain::{BlockedEgress, Failure, TaskState};
 use crate::entities::{task, task_round};
 use crate::github::GitHub;
 use crate::lifecycle::Move;
+use crate::repo_config::{self, Effective};
 use crate::store::{rounds, tasks};
 use crate::texts::{failures, prompts};
 
@@ -88,6 +89,12 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
     let Some(github) = ctx.github() else {
         return failures::no_github_app().into();
     };
+    // The repository's configuration the task was started with.
+    let bounds = repo_config::Bounds::from_config(&ctx.config);
+    let config = match repo_config::of_task(&run.task, &bounds) {
+        Ok(config) => config,
+        Err(problems) => return failures::config_out_of_bounds(&problems).into(),
+    };
     let target = match target::resolve(&github, &run.task).await {
         Ok(target) => target,
         Err(failure) => return failure.into(),
@@ -106,7 +113,10 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
     };
     let prompt = match &round {
         Some(round) => round.prompt.clone(),
-        None => prompts::agent_prompt(&run.task, &target.branch),
+        None => prompts::with_instructions(
+            prompts::agent_prompt(&run.task, &target.branch),
+            config.instructions.value.as_deref(),
+        ),
     };
     if round.is_none() && !resumed {
         let waited = (crate::db::now_ms() - run.task.created_at).max(0) as u64;
@@ -119,7 +129,24 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
     } else {
         prompt
     };
-    let end = match work(run, &ws, &github, &amp_key, &target, prompt, round.as_ref()).await {
+    if let Some(workdir) = &config.workdir.value
+        && let Err(e) = ws
+            .sh("test -d \"$DIR\"", vec![format!("DIR={workdir}")])
+            .await
+    {
+        return match e {
+            ShellError::Failed(_) => failures::workdir_missing(workdir).into(),
+            ShellError::Docker(e) => {
+                Failure::internal("looking for the working directory failed", e).into()
+            }
+        };
+    }
+    let turn = Turn {
+        prompt,
+        round: round.as_ref(),
+        config: &config,
+    };
+    let end = match work(run, &ws, &github, &amp_key, &target, turn).await {
         Ok(end) | Err(end) => end,
     };
     // Record how the round went (a failed run leaves it pending, for `/amp retry`).
@@ -264,6 +291,14 @@ async fn prepare(
     Ok(())
 }
 
+/// What one turn of the agent is asked and runs with.
+struct Turn<'a> {
+    prompt: String,
+    /// The round it answers (`None`: the task's first turn).
+    round: Option<&'a task_round::Model>,
+    config: &'a Effective,
+}
+
 /// The agent's turn, then commit, push and the pull request.
 async fn work(
     run: &mut Job<'_>,
@@ -271,14 +306,27 @@ async fn work(
     github: &GitHub,
     amp_key: &SecretString,
     target: &Target,
-    prompt: String,
-    round: Option<&task_round::Model>,
+    turn: Turn<'_>,
 ) -> Result<End, End> {
+    let Turn {
+        prompt,
+        round,
+        config,
+    } = turn;
     // A CI round stays `fixing` until it pushes; everything else runs as `running`.
     if matches!(run.state, TaskState::Preparing | TaskState::Pushing) {
         run.move_to(TaskState::Running).await?;
     }
-    let turn = super::agent_turn::run(run.ctx, ws, &run.journal, &run.task, amp_key, prompt).await;
+    let turn = super::agent_turn::run(
+        run.ctx,
+        ws,
+        &run.journal,
+        &run.task,
+        amp_key,
+        prompt,
+        config,
+    )
+    .await;
     record_blocked_egress(run, ws).await;
     let turn = turn?;
     let summary = match turn {

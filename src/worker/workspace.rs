@@ -388,15 +388,20 @@ impl Workspace {
         &self,
         cmd: Vec<String>,
         env: Vec<String>,
+        subdir: Option<&str>,
         output: mpsc::Sender<Output>,
     ) -> JoinHandle<Result<Option<i64>, DockerError>> {
         let engine = self.engine.clone();
         let container = self.container.clone();
+        let workdir = match subdir {
+            Some(subdir) => format!("{WORKSPACE}/{subdir}"),
+            None => WORKSPACE.to_string(),
+        };
         let exec = Exec {
             cmd,
             env,
             user: Some(AGENT_USER.into()),
-            workdir: Some(WORKSPACE.into()),
+            workdir: Some(workdir),
         };
         tokio::spawn(async move { engine.exec(&container, exec, output).await })
     }

@@ -159,6 +159,7 @@ pub async fn new_task(
             comment_id: 5,
             delivery_id: None,
             prompt: "add a --json flag".into(),
+            repo_config: None,
         },
     )
     .await

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
-use super::auth::{basic_token, check_installation_token, grants};
+use super::auth::{AuthorizedRepo, basic_token, check_installation_token, grants};
 use super::ci::run_ci;
 use super::json::github_error;
 use super::state::{Repo, Shared, find_repo};
