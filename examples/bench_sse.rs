@@ -144,6 +144,7 @@ async fn run_server(a: Args) -> anyhow::Result<()> {
             comment_id: 1,
             delivery_id: None,
             prompt: "bench".into(),
+            repo_config: None,
         },
     )
     .await?
