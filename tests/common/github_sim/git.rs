@@ -164,9 +164,29 @@ pub(super) async fn get_contents(
                     } else {
                         format!("{path}/{name}")
                     };
+                    let dir = kind == "tree";
+                    // GitHub gives a directory's size as 0 and no download link.
+                    let size = if dir {
+                        0
+                    } else {
+                        git(&bare, &["cat-file", "-s", sha]).parse::<u64>().ok()?
+                    };
+                    let (git_kind, html_kind) = if dir {
+                        ("trees", "tree")
+                    } else {
+                        ("blobs", "blob")
+                    };
+                    let git_url = format!("{base_url}/repos/{full_name}/git/{git_kind}/{sha}");
+                    let html_url =
+                        format!("https://github.com/{full_name}/{html_kind}/{git_ref}/{child}");
+                    let download_url = (!dir).then(|| {
+                        format!("https://raw.githubusercontent.com/{full_name}/{git_ref}/{child}")
+                    });
                     Some(serde_json::json!({
-                        "type": if kind == "tree" { "dir" } else { "file" },
-                        "name": name, "path": child, "sha": sha, "url": url(&child),
+                        "type": if dir { "dir" } else { "file" },
+                        "size": size, "name": name, "path": child, "sha": sha, "url": url(&child),
+                        "git_url": git_url, "html_url": html_url, "download_url": download_url,
+                        "_links": {"self": url(&child), "git": git_url, "html": html_url},
                     }))
                 })
                 .collect();
