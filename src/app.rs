@@ -181,6 +181,9 @@ pub async fn start_with(
         for secret in config.webhook_secrets.iter().chain(&config.redact_values) {
             redactor.add(secret.expose_secret());
         }
+        for value in config.repo_secrets.values() {
+            redactor.add(value);
+        }
         for secret in [
             &config.amp_api_key,
             &config.private_key,

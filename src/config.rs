@@ -15,6 +15,7 @@ use crate::domain::Role;
 use crate::sealed::{HOW_TO_MAKE_A_KEY, Keyring, SecretKey};
 
 pub mod egress;
+pub mod repo_secrets;
 pub use egress::{Egress, EgressMode};
 
 /// Where the service's SQLite database lives when `DATABASE_URL` is not set.
@@ -110,6 +111,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Webhook bodies read at once before their signature is checked (each up to 25 MiB).
     pub max_concurrent_webhook_bodies: usize,
+    /// `AMP_REPO_SECRET_<NAME>`: values repositories' setup commands may ask for by name.
+    pub repo_secrets: repo_secrets::RepoSecrets,
 }
 
 /// Every problem found in the environment, one per line.
@@ -146,7 +149,21 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 impl Config {
     /// Read the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| std::env::var(name).ok())?.with_repo_secrets(std::env::vars())
+    }
+
+    /// The repository secrets (`AMP_REPO_SECRET_<NAME>`) among `vars`, which
+    /// [`Config::from_lookup`] cannot list.
+    pub fn with_repo_secrets(
+        mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (secrets, problems) = repo_secrets::RepoSecrets::from_vars(vars);
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        self.repo_secrets = secrets;
+        Ok(self)
     }
 
     /// Read the configuration through `lookup`, so tests never have to mutate the process
@@ -334,6 +351,7 @@ impl Config {
             return Err(ConfigError { problems });
         }
         Ok(Config {
+            repo_secrets: Default::default(),
             app_id,
             private_key,
             webhook_secrets,

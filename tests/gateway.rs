@@ -230,6 +230,46 @@ async fn connect_tunnels_to_an_allowed_host_in_an_allowed_network() {
 }
 
 #[tokio::test]
+async fn a_task_reaches_the_hosts_its_credential_adds_and_no_other_task_does() {
+    let upstream = echo_server().await;
+    let gw = start_gateway(&[
+        ("GATEWAY_ALLOW", "registry.example.invalid"),
+        ("GATEWAY_ALLOW_NETWORKS", "127.0.0.0/8,::1/128"),
+    ])
+    .await;
+    let target = format!("localhost:{}", upstream.port());
+    // The task's repository adds the host (`egress.allow`): the service signs it into the token.
+    let adding = credential::mint_allowing(
+        AMP_KEY,
+        TASK,
+        SystemTime::now() + Duration::from_secs(3600),
+        loopback(),
+        std::slice::from_ref(&target),
+    );
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {}\r\n\r\n",
+            proxy_auth(&adding)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let mut greeting = [0u8; 20];
+    s.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting, b"hello from upstream\n");
+    // Another task, without it, is refused.
+    let other = token_for("otherTask", loopback(), Duration::from_secs(3600));
+    let (status, _, body) = connect_request(&gw, &target, Some(&proxy_auth(&other))).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(blocked(&gw, TASK).await, serde_json::json!([]));
+    assert_eq!(blocked(&gw, "otherTask").await.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn connect_to_a_name_that_resolves_to_loopback_is_refused() {
     let upstream = echo_server().await;
     let gw = start_gateway(&[("GATEWAY_ALLOW", &format!("localhost:{}", upstream.port()))]).await;

@@ -1,7 +1,8 @@
 //! A repository's own `.github/amp.toml`, read from its default branch when a command arrives:
 //! a broken file is answered with its line and column and starts nothing, `/amp config` shows
 //! what tasks run with, the file's rules on who may command the agent hold, and its settings
-//! (Amp's mode, instructions, variables, a working directory) reach the agent. The real service
+//! (Amp's mode, instructions, variables, a working directory) reach the agent, and its `ci` rules
+//! (which checks decide, how long CI is waited for) decide the task. The real service
 //! and worker, the real Docker engine with the stub agent, and the GitHub simulator.
 
 mod common;
@@ -160,3 +161,209 @@ both_backends!(
         assert_eq!(show("services/api/INSTRUCTED"), "yes");
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_required_checks_decide_and_the_ignored_ones_are_not_waited_for() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = "[ci]\nrequired = [\"widgets\"]\nignore = [\"deploy-preview\"]\n";
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "2s")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", config),
+            (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 44, "writer", "/amp add a json flag")
+        .await;
+    let task = s.wait_for_state("awaiting_ci", 90).await;
+    let sha = task.head_sha.clone().unwrap().0;
+    // A flaky check fails, a deploy preview never finishes, and the required check has not
+    // reported: past the wait for CI the task still waits, for `widgets` alone.
+    s.sim
+        .add_check_run(&s.repo, &sha, None, "flaky e2e", "completed", "failure");
+    s.sim
+        .add_check_run(&s.repo, &sha, None, "deploy-preview", "in_progress", "");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let waiting = task::Entity::find_by_id(task.id)
+        .one(&s.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waiting.state.as_str(), "awaiting_ci");
+    assert_eq!(waiting.ci_round, 0, "the flaky failure went nowhere");
+    // It passes: the task succeeds, saying which failure did not count.
+    s.sim.add_status(&s.repo, &sha, "widgets", "success");
+    let done = s.wait_for_state("succeeded", 30).await;
+    assert_eq!(done.ci_round, 0);
+    let status = s.status_saying(44, "The required checks passed").await;
+    assert!(status.body.contains("`flaky e2e`"), "{}", status.body);
+    assert!(!status.body.contains("deploy-preview"), "{}", status.body);
+    assert!(!s.sim.pulls()[0].draft);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_sets_its_own_wait_for_ci() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // The service waits ten minutes for CI; this repository, which has none, ten seconds.
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "10m")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", "[ci]\nwait_timeout = \"10s\"\n"),
+            (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 45, "writer", "/amp add a json flag")
+        .await;
+    s.wait_for_state("succeeded", 90).await;
+    let status = s.status_saying(45, "taken to have no CI").await;
+    assert!(
+        status
+            .body
+            .contains("`ci.wait_timeout` in .github/amp.toml (10s)"),
+        "{}",
+        status.body
+    );
+}
+
+/// A secret the service holds for repositories (in a test, a token-shaped string).
+const WIDGETS_TOKEN: &str = "wt_s3cr3t_0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_prepares_the_workspace_before_the_agent_starts() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Setup takes a few seconds, sees the file's variables and its secret, runs in the working
+    // directory, and leaves something the agent finds.
+    let config = "secrets = [\"WIDGETS_TOKEN\"]\n\
+                  setup = [\n  \"echo fetching; sleep 2\",\n  \
+                  \"echo \\\"$TOOLCHAIN in $(pwd)\\\" > /tmp/prepared\",\n  \
+                  \"echo \\\"token is $WIDGETS_TOKEN\\\"; printf %s \\\"$WIDGETS_TOKEN\\\" | wc -c > /tmp/token-length\",\n]\n\
+                  [env]\nTOOLCHAIN = \"widgets-1.2\"\n[paths]\nworkdir = \"api\"\n";
+    let s = story_with(
+        db,
+        &[
+            ("CI_WAIT_TIMEOUT", "2s"),
+            ("AMP_REPO_SECRET_WIDGETS_TOKEN", WIDGETS_TOKEN),
+        ],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", config),
+            ("api/README.md", "# api\n"),
+            (
+                "api/.amp-stub/json.sh",
+                "cp /tmp/prepared FOUND; cp /tmp/token-length TOKEN_LENGTH\n",
+            ),
+            ("api/.amp-stub/show-env", "TOOLCHAIN\nWIDGETS_TOKEN\n"),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 46, "writer", "/amp add a json flag")
+        .await;
+    let task = s.wait_for_state("succeeded", 90).await;
+    let bare = s.sim.bare_repo(&s.repo);
+    let branch = task.branch.clone().unwrap();
+    let show = |path: &str| git(&bare, &["show", &format!("{branch}:{path}")]);
+    assert_eq!(show("api/FOUND"), "widgets-1.2 in /workspace/api");
+    // Setup had the secret; the agent has the variables but not the secret.
+    assert_eq!(
+        show("api/TOKEN_LENGTH").trim(),
+        WIDGETS_TOKEN.len().to_string()
+    );
+    let events = s.events(task.id).await;
+    let said = |text: &str| events.iter().any(|e| e.data.contains(text));
+    assert!(said("env TOOLCHAIN=widgets-1.2"));
+    assert!(said("env WIDGETS_TOKEN=<unset>"), "the agent has no secret");
+    // What setup printed is in the log as its own lines, the secret masked, after each command
+    // and before Amp.
+    assert!(said("token is [REDACTED]"));
+    assert!(!said(WIDGETS_TOKEN));
+    let at = |text: &str| {
+        events
+            .iter()
+            .position(|e| e.data.contains(text))
+            .unwrap_or_else(|| panic!("{text:?} in the log"))
+    };
+    let printed = at(r#""text":"fetching""#);
+    assert!(events[printed].data.contains(r#""type":"setup""#));
+    assert!(at("Setup 1/3: echo fetching") < printed);
+    assert!(printed < at("Setup 2/3"));
+    assert!(at("Setup finished: 3 commands") < at("Starting Amp"));
+    let comments: Vec<String> = s
+        .sim
+        .app_comments(&s.repo, 46)
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    assert!(!comments.iter().any(|c| c.contains(WIDGETS_TOKEN)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_setup_stops_the_task_unless_told_to_continue() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let setup = "setup = [\"echo one\", \"echo compiling widgets; echo 'error: libwidget not \
+                 found' >&2; exit 3\", \"echo never-run\"]\n";
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "2s")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", setup),
+            (".amp-stub/json.sh", "printf -- '--json\\n' >> FLAGS\n"),
+            (".amp-stub/dependencies.sh", "echo told > TOLD\n"),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 47, "writer", "/amp add a json flag")
+        .await;
+    let task = s.wait_for_state("failed", 90).await;
+    let status = s.status_saying(47, "`failed`").await;
+    for said in [
+        "Setup command 2 of .github/amp.toml exited with 3",
+        "exit 3",
+        "error: libwidget not found",
+        "setup_failure = \"continue\"",
+    ] {
+        assert!(status.body.contains(said), "{said:?} in {}", status.body);
+    }
+    let events = s.events(task.id).await;
+    assert!(!events.iter().any(|e| e.data.contains("never-run\"}")));
+    assert!(!events.iter().any(|e| e.data.contains("Starting Amp")));
+    assert!(s.sim.pulls().is_empty());
+
+    // With `setup_failure = "continue"` the agent starts, and is told.
+    let bare = s.sim.bare_repo(&s.repo);
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::write(
+        work.path().join(".github/amp.toml"),
+        format!("{setup}setup_failure = \"continue\"\n"),
+    )
+    .unwrap();
+    git(
+        work.path(),
+        &["commit", "-qam", "Start the agent after a failed setup"],
+    );
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    s.sim
+        .comment(&s.repo, 48, "writer", "/amp add a json flag")
+        .await;
+    let task = s.wait_for_state("succeeded", 90).await;
+    assert_eq!(task.issue_number, 48);
+    let branch = task.branch.clone().unwrap();
+    assert_eq!(git(&bare, &["show", &format!("{branch}:TOLD")]), "told");
+    let events = s.events(task.id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.data.contains("the agent starts anyway"))
+    );
+}

@@ -7,7 +7,10 @@
 //!   as last round's: then the task ends `needs_human`;
 //! - passed → the pull request is marked ready, the requester asked for a review, the task ends
 //!   `succeeded` and its container goes;
-//! - still running → wait; nothing at all within `CI_WAIT_TIMEOUT` → taken as no CI.
+//! - still running → wait; nothing at all within `CI_WAIT_TIMEOUT` (or the repository's
+//!   `ci.wait_timeout`) → taken as no CI.
+//!
+//! The repository's `ci.required` and `ci.ignore` say which checks decide ([`CheckRules`]).
 //!
 //! Every decision is a compare-and-set on the task's state and head commit (through the
 //! lifecycle), so duplicate and out-of-order events lead to one decision, acted on once.
@@ -27,13 +30,14 @@ use crate::domain::{CommitSha, LogLine, RepoRef, RoundKind, RoundOutcome, TaskId
 use crate::entities::task;
 use crate::github::{GitHub, GitHubError};
 use crate::lifecycle::Move;
+use crate::repo_config::{self, Effective};
 use crate::store::deliveries::Outcome;
 use crate::store::rounds::{self, NewRound};
 use crate::store::tasks;
 use crate::texts::notes::{self, GiveUp};
 use crate::texts::{comments, prompts};
 use crate::webhook::events::{CheckSuiteAction, CheckSuiteEvent};
-use verdict::{Detail, Failure, Verdict};
+use verdict::{CheckRules, Detail, Failure, Verdict};
 
 /// GitHub's words for a call the installation's permissions do not allow.
 const NO_PERMISSION: &str = "Resource not accessible by integration";
@@ -73,15 +77,24 @@ pub async fn on_check_suite(ctx: &Ctx, event: &CheckSuiteEvent) -> anyhow::Resul
 /// asked to look.
 const CI_STUCK_FACTOR: u32 = 6;
 
-fn waited_too_long(ctx: &Ctx, task: &task::Model) -> bool {
+/// How long `task` has waited for CI on its head commit.
+fn waited(task: &task::Model) -> Duration {
     let since = task.awaiting_since.unwrap_or(task.updated_at);
-    now_ms() - since > (ctx.config.ci_wait_timeout * CI_STUCK_FACTOR).as_millis() as i64
+    Duration::from_millis((now_ms() - since).max(0) as u64)
 }
 
-/// Re-decide every task that has waited longer than `CI_WAIT_TIMEOUT`: no checks at all means
-/// no CI; anything else is acted on as if its webhook had arrived (GitHub does not redeliver).
+/// The shortest wait for CI any task may have: the service's, or the least a repository may set.
+fn shortest_wait(ctx: &Ctx) -> Duration {
+    ctx.config
+        .ci_wait_timeout
+        .min(repo_config::MIN_WAIT_TIMEOUT)
+}
+
+/// Re-decide every task that has waited longer than its wait for CI (`CI_WAIT_TIMEOUT`, or its
+/// repository's `ci.wait_timeout`): no checks at all means no CI; anything else is acted on as if
+/// its webhook had arrived (GitHub does not redeliver).
 pub async fn sweep(ctx: &Ctx) {
-    let cutoff = now_ms() - ctx.config.ci_wait_timeout.as_millis() as i64;
+    let cutoff = now_ms() - shortest_wait(ctx).as_millis() as i64;
     let waiting = match tasks::awaiting_ci_since(&ctx.db, cutoff).await {
         Ok(waiting) => waiting,
         Err(e) => {
@@ -90,6 +103,12 @@ pub async fn sweep(ctx: &Ctx) {
         }
     };
     for task in waiting {
+        let wait = repo_config::settings_of(&task, &ctx.config)
+            .wait_timeout
+            .value;
+        if waited(&task) <= wait {
+            continue;
+        }
         if let Err(e) = evaluate(ctx, &task, true).await {
             warn!(task_id = %task.id, error = %format!("{e:#}"), "deciding on CI failed");
         }
@@ -110,10 +129,10 @@ async fn recheck(ctx: &Ctx, task_id: TaskId) {
 }
 
 /// Until shutdown: decide on each task as it starts waiting for CI, and [`sweep`] often enough
-/// for `CI_WAIT_TIMEOUT`.
+/// for the shortest wait for CI a task may have.
 pub async fn watch(ctx: Ctx, mut started_waiting: mpsc::UnboundedReceiver<TaskId>) {
     let every =
-        (ctx.config.ci_wait_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        (shortest_wait(&ctx) / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
     let mut next_sweep = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
@@ -130,17 +149,32 @@ pub async fn watch(ctx: Ctx, mut started_waiting: mpsc::UnboundedReceiver<TaskId
     }
 }
 
-/// What GitHub says about a commit's checks.
+/// The checks that decide for a task, from its repository's configuration.
+fn check_rules(settings: &Effective) -> CheckRules<'_> {
+    CheckRules {
+        required: settings.required.value.as_deref(),
+        ignore: &settings.ignore.value,
+    }
+}
+
+/// What GitHub says about a commit's checks, as `rules` count them.
 pub async fn verdict_for(
     ctx: &Ctx,
     github: &GitHub,
     repo: &RepoRef,
     sha: &str,
+    rules: CheckRules<'_>,
 ) -> Result<Verdict, GitHubError> {
     let suites = github.check_suites(repo, sha).await?;
     let runs = github.check_runs(repo, sha).await?;
     let statuses = github.commit_statuses(repo, sha).await?;
-    Ok(verdict::decide(&suites, &runs, &statuses, ctx.app_id()))
+    Ok(verdict::decide(
+        &suites,
+        &runs,
+        &statuses,
+        ctx.app_id(),
+        rules,
+    ))
 }
 
 async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Result<()> {
@@ -148,7 +182,9 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
         return Ok(());
     };
     let repo = task.repo();
-    let verdict = match verdict_for(ctx, &github, &repo, sha.as_str()).await {
+    let settings = repo_config::settings_of(task, &ctx.config);
+    let rules = check_rules(&settings);
+    let verdict = match verdict_for(ctx, &github, &repo, sha.as_str(), rules).await {
         Ok(verdict) => verdict,
         // GitHub refused for good (a permission the installation has not granted, a repository
         // gone): asking again will not change that, so the wait ends with the reason.
@@ -160,26 +196,27 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
         }
         Err(e) => return Err(e.into()),
     };
+    let wait = &settings.wait_timeout;
     match verdict {
-        Verdict::Waiting if waited_out && waited_too_long(ctx, task) => {
-            let note = notes::ci_stuck(
-                ctx.config.ci_wait_timeout * CI_STUCK_FACTOR,
-                CI_STUCK_FACTOR,
-            );
+        Verdict::Waiting if waited_out && waited(task) > wait.value * CI_STUCK_FACTOR => {
+            let note = notes::ci_stuck(wait, CI_STUCK_FACTOR);
             end(ctx, task, sha, TaskState::NeedsHuman, &note).await
         }
         Verdict::Waiting => Ok(()),
         Verdict::NoChecks if !waited_out => Ok(()),
         Verdict::NoChecks => {
-            let note = notes::no_ci(ctx.config.ci_wait_timeout);
+            let note = notes::no_ci(wait);
             succeed(ctx, &github, &repo, task, sha, &note).await
         }
-        Verdict::Passed => {
+        Verdict::Passed { not_required } => {
             let took = Duration::from_millis((now_ms() - task.created_at).max(0) as u64);
-            let note = notes::ci_passed(task.ci_round, took);
+            let names: Vec<&str> = not_required.iter().map(|f| f.name.as_str()).collect();
+            let note = notes::ci_passed(task.ci_round, took, &names);
             succeed(ctx, &github, &repo, task, sha, &note).await
         }
-        Verdict::Failed(failures) => failed(ctx, &github, &repo, task, sha, failures).await,
+        Verdict::Failed(failures) => {
+            failed(ctx, &github, &repo, task, sha, failures, &settings).await
+        }
     }
 }
 
@@ -298,10 +335,11 @@ async fn failed(
     task: &task::Model,
     sha: &CommitSha,
     failures: Vec<Failure>,
+    settings: &Effective,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (gathered, downloading) = gather(github, repo, task, failures).await;
-    let base_red = base_failures(ctx, github, repo, task).await;
+    let base_red = base_failures(ctx, github, repo, task, check_rules(settings)).await;
     let branch = task.branch.clone().unwrap_or_default();
     let report = verdict::report(
         sha.as_str(),
@@ -319,20 +357,14 @@ async fn failed(
             conclusion: f.conclusion.clone(),
         })
         .collect();
-    let names = gathered
-        .iter()
-        .map(|(f, _)| format!("`{}`", f.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = notes::code_list(&gathered.iter().map(|(f, _)| &f.name).collect::<Vec<_>>());
 
     let previous = rounds::list(&ctx.db, task.id)
         .await?
         .into_iter()
         .rev()
         .find(|r| r.kind != RoundKind::FollowUp && r.fingerprint.is_some());
-    let max = crate::repo_config::settings_of(task, &ctx.config)
-        .max_rounds
-        .value;
+    let max = settings.max_rounds.value;
     let previous = previous.as_ref().and_then(|p| p.fingerprint.as_deref());
     let give_up = should_give_up(task.ci_round, max, previous, &fingerprint);
     let round = NewRound {
@@ -457,16 +489,13 @@ async fn base_failures(
     github: &GitHub,
     repo: &RepoRef,
     task: &task::Model,
+    rules: CheckRules<'_>,
 ) -> Option<String> {
     let pull = github.get_pull(repo, task.pr_number?).await.ok()?;
-    match verdict_for(ctx, github, repo, &pull.base.sha).await {
-        Ok(Verdict::Failed(failures)) => Some(
-            failures
-                .iter()
-                .map(|f| format!("`{}`", f.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
+    match verdict_for(ctx, github, repo, &pull.base.sha, rules).await {
+        Ok(Verdict::Failed(failures)) => Some(notes::code_list(
+            &failures.iter().map(|f| &f.name).collect::<Vec<_>>(),
+        )),
         _ => None,
     }
 }

@@ -28,9 +28,48 @@ pub enum Verdict {
     NoChecks,
     /// Something is still queued or in progress, and nothing has failed.
     Waiting,
-    /// Every run completed with `success`, `neutral` or `skipped`, every status is `success`.
-    Passed,
+    /// Every run that counts completed with `success`, `neutral` or `skipped`, every status that
+    /// counts is `success`.
+    Passed {
+        /// Checks that failed but are not among the repository's `ci.required`: reported, not
+        /// blocking.
+        not_required: Vec<Failure>,
+    },
     Failed(Vec<Failure>),
+}
+
+impl Verdict {
+    /// Passed, with nothing failing at all.
+    pub const PASSED: Verdict = Verdict::Passed {
+        not_required: Vec::new(),
+    };
+}
+
+/// Which checks decide: the repository's `ci.required` and `ci.ignore`, by exact name (a check
+/// run's name, a commit status's context).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckRules<'a> {
+    /// `None`: every check that is not ignored must pass. `Some`: only these must, and each must
+    /// be there: one not reported yet is waited for.
+    pub required: Option<&'a [String]>,
+    /// Never waited for, never reported.
+    pub ignore: &'a [String],
+}
+
+impl CheckRules<'_> {
+    /// Every check counts.
+    pub const ALL: CheckRules<'static> = CheckRules {
+        required: None,
+        ignore: &[],
+    };
+
+    fn ignored(&self, name: &str) -> bool {
+        self.ignore.iter().any(|i| i == name)
+    }
+
+    fn blocking(&self, name: &str) -> bool {
+        self.required.is_none_or(|r| r.iter().any(|n| n == name))
+    }
 }
 
 /// A failed check run or commit status.
@@ -48,15 +87,18 @@ pub struct Failure {
     pub details_url: Option<String>,
 }
 
-/// Decide on a commit from all its check suites, check runs and commit statuses. Runs of
-/// `own_app` (this service's own checks, if any) do not count. A suite without runs counts only
-/// when it completed with a failing conclusion (a workflow that did not start); otherwise it is
-/// an app that made no checks (GitHub leaves those suites `queued`).
+/// Decide on a commit from all its check suites, check runs and commit statuses, as `rules`
+/// say. Runs of `own_app` (this service's own checks, if any) do not count. A suite without runs
+/// counts only when it completed with a failing conclusion (a workflow that did not start);
+/// otherwise it is an app that made no checks (GitHub leaves those suites `queued`). With
+/// required checks, such a suite blocks only while a required check is missing (it may be the
+/// workflow that would have run it).
 pub fn decide(
     suites: &[CheckSuite],
     runs: &[CheckRun],
     statuses: &[CommitStatus],
     own_app: Option<u64>,
+    rules: CheckRules<'_>,
 ) -> Verdict {
     let own_suites: Vec<u64> = suites
         .iter()
@@ -71,8 +113,18 @@ pub fn decide(
                 .as_ref()
                 .is_none_or(|s| !own_suites.contains(&s.id))
         })
+        .filter(|r| !rules.ignored(&r.name))
         .collect();
-    let not_started: Vec<&CheckSuite> = suites
+    let statuses: Vec<&CommitStatus> = statuses
+        .iter()
+        .filter(|s| !rules.ignored(&s.context))
+        .collect();
+    let missing_required = rules.required.is_some_and(|required| {
+        required.iter().any(|name| {
+            !runs.iter().any(|r| &r.name == name) && !statuses.iter().any(|s| &s.context == name)
+        })
+    });
+    let not_started: Vec<Failure> = suites
         .iter()
         .filter(|s| !own_suites.contains(&s.id) && s.latest_check_runs_count == Some(0))
         .filter(|s| s.status.as_deref() == Some("completed"))
@@ -81,16 +133,31 @@ pub fn decide(
                 .as_deref()
                 .is_some_and(|c| SUITE_FAILING.contains(&c))
         })
+        .map(suite_failure)
+        .filter(|f| !rules.ignored(&f.name))
         .collect();
-    if runs.is_empty() && statuses.is_empty() && not_started.is_empty() {
+    if runs.is_empty() && statuses.is_empty() && not_started.is_empty() && !missing_required {
         return Verdict::NoChecks;
     }
-    let mut failed: Vec<Failure> = not_started.iter().map(|s| suite_failure(s)).collect();
-    let mut waiting = false;
+    let mut failed: Vec<Failure> = Vec::new();
+    let mut not_required: Vec<Failure> = Vec::new();
+    if rules.required.is_none() || missing_required {
+        failed.extend(not_started);
+    } else {
+        not_required.extend(not_started);
+    }
+    let mut waiting = missing_required;
+    let mut failing = |failure: Failure| {
+        if rules.blocking(&failure.name) {
+            failed.push(failure);
+        } else {
+            not_required.push(failure);
+        }
+    };
     for run in &runs {
         let completed = run.status.as_deref().unwrap_or("completed") == "completed";
         match run.conclusion.as_deref() {
-            Some(c) if completed && FAILING.contains(&c) => failed.push(Failure {
+            Some(c) if completed && FAILING.contains(&c) => failing(Failure {
                 name: run.name.clone(),
                 conclusion: c.to_string(),
                 run_id: Some(run.id),
@@ -101,12 +168,12 @@ pub fn decide(
                 details_url: run.details_url.clone(),
             }),
             Some(c) if completed && PASSING.contains(&c) => {}
-            _ => waiting = true,
+            _ => waiting |= rules.blocking(&run.name),
         }
     }
     for status in statuses {
         match status.state.as_str() {
-            "error" | "failure" => failed.push(Failure {
+            "error" | "failure" => failing(Failure {
                 name: status.context.clone(),
                 conclusion: status.state.clone(),
                 run_id: None,
@@ -117,7 +184,7 @@ pub fn decide(
                 details_url: status.target_url.clone(),
             }),
             "success" => {}
-            _ => waiting = true,
+            _ => waiting |= rules.blocking(&status.context),
         }
     }
     if !failed.is_empty() {
@@ -126,7 +193,8 @@ pub fn decide(
     } else if waiting {
         Verdict::Waiting
     } else {
-        Verdict::Passed
+        not_required.sort_by(|a, b| a.name.cmp(&b.name));
+        Verdict::Passed { not_required }
     }
 }
 
@@ -452,7 +520,7 @@ mod tests {
                     run("docs", "completed", Some("skipped"), ACTIONS, 1),
                 ],
                 vec![status("ci/external", "success")],
-                Verdict::Passed,
+                Verdict::PASSED,
             ),
             (
                 "one still running",
@@ -478,7 +546,7 @@ mod tests {
         ];
         for (name, runs, statuses, expected) in cases {
             assert_eq!(
-                decide(&suites, &runs, &statuses, Some(OWN)),
+                decide(&suites, &runs, &statuses, Some(OWN), CheckRules::ALL),
                 expected,
                 "{name}"
             );
@@ -490,7 +558,7 @@ mod tests {
                 run("lint", "queued", None, 99, 2),
             ];
             assert_eq!(
-                names(decide(&suites, &runs, &[], Some(OWN))),
+                names(decide(&suites, &runs, &[], Some(OWN), CheckRules::ALL)),
                 ["test"],
                 "{conclusion}"
             );
@@ -500,7 +568,10 @@ mod tests {
             run("test", "completed", Some("success"), ACTIONS, 1),
             run("lint", "completed", Some("stale"), 99, 2),
         ];
-        assert_eq!(decide(&suites, &runs, &[], Some(OWN)), Verdict::Waiting);
+        assert_eq!(
+            decide(&suites, &runs, &[], Some(OWN), CheckRules::ALL),
+            Verdict::Waiting
+        );
         // A workflow that did not start fails, with nothing else on the commit and beside a
         // passing run; suites without runs that did not fail (another app's queued suite) do not
         // count.
@@ -512,6 +583,7 @@ mod tests {
             &[],
             &[],
             Some(OWN),
+            CheckRules::ALL,
         );
         let Verdict::Failed(failures) = failed else {
             panic!("{failed:?}")
@@ -530,27 +602,155 @@ mod tests {
                 &with(std::slice::from_ref(&not_started)),
                 &runs,
                 &[],
-                Some(OWN)
+                Some(OWN),
+                CheckRules::ALL
             )),
             [format!("app {ACTIONS}")]
         );
         assert_eq!(
-            decide(&with(&[idle]), &[], &[], Some(OWN)),
+            decide(&with(&[idle]), &[], &[], Some(OWN), CheckRules::ALL),
             Verdict::NoChecks
         );
         let own_not_started = suite_without_runs(9, OWN, "completed", Some("startup_failure"));
         assert_eq!(
-            decide(&with(&[own_not_started]), &[], &[], Some(OWN)),
+            decide(
+                &with(&[own_not_started]),
+                &[],
+                &[],
+                Some(OWN),
+                CheckRules::ALL
+            ),
             Verdict::NoChecks
         );
-        let failed = decide(&suites, &runs, &[status("ci/ext", "error")], Some(OWN));
+        let failed = decide(
+            &suites,
+            &runs,
+            &[status("ci/ext", "error")],
+            Some(OWN),
+            CheckRules::ALL,
+        );
         assert_eq!(names(failed), ["ci/ext"]);
         // A run in this app's own suite does not count, whatever app it names.
         let runs = [
             run("ok", "completed", Some("success"), ACTIONS, 1),
             run("mine", "completed", Some("failure"), ACTIONS, 3),
         ];
-        assert_eq!(decide(&suites, &runs, &[], Some(OWN)), Verdict::Passed);
+        assert_eq!(
+            decide(&suites, &runs, &[], Some(OWN), CheckRules::ALL),
+            Verdict::PASSED
+        );
+    }
+
+    #[test]
+    fn required_and_ignored_checks() {
+        let suites = [suite(1, ACTIONS), suite(2, 99)];
+        let required = ["test".to_string()];
+        let ignore = ["preview".to_string()];
+        let rules = CheckRules {
+            required: Some(&required),
+            ignore: &ignore,
+        };
+        let only_ignored = CheckRules {
+            required: None,
+            ignore: &ignore,
+        };
+        let names = |fs: &[Failure]| fs.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+        let flaky = run("flaky", "completed", Some("failure"), 99, 2);
+        let test_ok = run("test", "completed", Some("success"), ACTIONS, 1);
+        let test_red = run("test", "completed", Some("failure"), ACTIONS, 1);
+        let preview_red = run("preview", "completed", Some("failure"), 99, 2);
+        let preview_running = run("preview", "in_progress", None, 99, 2);
+
+        // A failing check that is not required is reported, and does not block.
+        let verdict = decide(&suites, &[test_ok.clone(), flaky.clone()], &[], None, rules);
+        let Verdict::Passed { not_required } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(names(&not_required), ["flaky"]);
+        // …nor does one still running.
+        let slow = run("slow", "queued", None, 99, 2);
+        assert!(matches!(
+            decide(&suites, &[test_ok.clone(), slow], &[], None, rules),
+            Verdict::Passed { .. }
+        ));
+        // A required check that fails, fails.
+        let verdict = decide(&suites, &[test_red, flaky.clone()], &[], None, rules);
+        let Verdict::Failed(failed) = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(names(&failed), ["test"]);
+        // A required check not reported yet is waited for, even with nothing else on the commit.
+        assert_eq!(
+            decide(&suites, std::slice::from_ref(&flaky), &[], None, rules),
+            Verdict::Waiting
+        );
+        assert_eq!(decide(&suites, &[], &[], None, rules), Verdict::Waiting);
+        // A commit status is a check too, named by its context.
+        let required_status = ["ci/external".to_string()];
+        let by_status = CheckRules {
+            required: Some(&required_status),
+            ignore: &[],
+        };
+        assert_eq!(
+            decide(
+                &suites,
+                std::slice::from_ref(&flaky),
+                &[status("ci/external", "pending")],
+                None,
+                by_status
+            ),
+            Verdict::Waiting
+        );
+        assert!(matches!(
+            decide(
+                &suites,
+                std::slice::from_ref(&flaky),
+                &[status("ci/external", "success")],
+                None,
+                by_status
+            ),
+            Verdict::Passed { .. }
+        ));
+        // An ignored check is neither waited for nor reported, failing or running.
+        for preview in [preview_red, preview_running] {
+            assert_eq!(
+                decide(
+                    &suites,
+                    &[test_ok.clone(), preview.clone()],
+                    &[],
+                    None,
+                    only_ignored
+                ),
+                Verdict::PASSED
+            );
+            assert_eq!(
+                decide(&suites, &[preview], &[], None, only_ignored),
+                Verdict::NoChecks
+            );
+        }
+        assert_eq!(
+            decide(
+                &suites,
+                &[],
+                &[status("preview", "failure")],
+                None,
+                only_ignored
+            ),
+            Verdict::NoChecks
+        );
+        // A workflow that did not start blocks while a required check is missing (it may be the
+        // one that runs it), and is only reported once every required check is there.
+        let not_started = suite_without_runs(7, ACTIONS, "completed", Some("startup_failure"));
+        let with_broken = [suites[0].clone(), suites[1].clone(), not_started];
+        assert!(matches!(
+            decide(&with_broken, &[], &[], None, rules),
+            Verdict::Failed(_)
+        ));
+        let verdict = decide(&with_broken, &[test_ok], &[], None, rules);
+        let Verdict::Passed { not_required } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(names(&not_required), [format!("app {ACTIONS}")]);
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub enum AgentLine {
     Stderr {
         text: String,
     },
+    /// A line printed by one of the repository's setup commands (`.github/amp.toml`).
+    Setup {
+        text: String,
+    },
     /// Output that is not the stream's JSON, kept as it came.
     Raw {
         text: String,
@@ -202,6 +206,7 @@ impl EventPayload {
                 AgentLine::Init { thread_id: text }
                 | AgentLine::Text { text }
                 | AgentLine::Stderr { text }
+                | AgentLine::Setup { text }
                 | AgentLine::Raw { text }
                 | AgentLine::Result { text, .. } => rewrite(text),
                 AgentLine::ToolUse { name, input } => {

@@ -1,7 +1,11 @@
 //! The per-task placeholder credential the agent holds instead of the Amp key.
 //!
 //! `amp-sbx.<task>.<expires>.<mac>`: the task's public id, the expiry in unix seconds and an
-//! HMAC-SHA256 over `<task>|<expires>|<agent ip>` with a key derived from `AMP_API_KEY`. The
+//! HMAC-SHA256 over `<task>|<expires>|<agent ip>` with a key derived from `AMP_API_KEY`. A task
+//! whose repository adds hosts to the proxy's allowlist (`egress.allow` in `.github/amp.toml`)
+//! carries them in the token, signed with the rest:
+//! `amp-sbx.<task>.<expires>.<hosts>.<mac>`, `<hosts>` the comma-separated entries in unpadded
+//! base64url and the HMAC over `<task>|<expires>|<agent ip>|<hosts>`. The
 //! service mints it when it starts the agent's container; the gateway verifies it against the TCP
 //! peer of the connection, so a token copied out of one container is useless from another, and a
 //! token is useless after the task's deadline. Nothing is stored: the key and the peer address
@@ -16,6 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::allowlist::Allowlist;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Every token starts with this, so it is recognisable (and redactable) in logs.
@@ -26,6 +32,9 @@ const DERIVATION_LABEL: &[u8] = b"amp-orchestrator egress credential v1";
 
 /// The longest task id accepted (public ids are far shorter; this bounds the work on garbage).
 const MAX_TASK_LEN: usize = 64;
+
+/// The longest list of added hosts a token carries, encoded (a repository may add 50 hosts).
+const MAX_HOSTS_LEN: usize = 24 * 1024;
 
 /// The key tokens are signed with, derived once from `AMP_API_KEY`.
 #[derive(Clone)]
@@ -39,9 +48,12 @@ impl Key {
         Key(mac.finalize().into_bytes().into())
     }
 
-    fn mac(&self, task: &str, expires: u64, ip: IpAddr) -> HmacSha256 {
+    fn mac(&self, task: &str, expires: u64, ip: IpAddr, hosts: Option<&str>) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key");
         mac.update(format!("{task}|{expires}|{}", canonical(ip)).as_bytes());
+        if let Some(hosts) = hosts {
+            mac.update(format!("|{hosts}").as_bytes());
+        }
         mac
     }
 }
@@ -81,19 +93,49 @@ pub enum Refusal {
     Expired,
 }
 
+/// What a valid token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub task: TaskName,
+    /// Hosts the task may reach besides the gateway's own allowlist.
+    pub allow: Allowlist,
+}
+
 /// Mint a token for `task`, valid until `expires`, usable only from `agent_ip`.
 ///
 /// `task` must be the task's public id (ASCII letters, digits, `-` and `_`); a token for anything else is
 /// refused by [`verify`].
 pub fn mint(amp_key: &str, task: &str, expires: SystemTime, agent_ip: IpAddr) -> String {
-    mint_with(&Key::derive(amp_key), task, expires, agent_ip)
+    mint_allowing(amp_key, task, expires, agent_ip, &[])
 }
 
-/// [`mint`] with a key derived once.
-pub fn mint_with(key: &Key, task: &str, expires: SystemTime, agent_ip: IpAddr) -> String {
+/// [`mint`] for a task that may also reach `hosts` (allowlist entries, as
+/// [`Allowlist::parse`] reads them).
+pub fn mint_allowing(
+    amp_key: &str,
+    task: &str,
+    expires: SystemTime,
+    agent_ip: IpAddr,
+    hosts: &[String],
+) -> String {
+    let key = Key::derive(amp_key);
     let expires = unix_seconds(expires);
-    let mac = key.mac(task, expires, agent_ip).finalize().into_bytes();
-    format!("{PREFIX}{task}.{expires}.{}", URL_SAFE_NO_PAD.encode(mac))
+    if hosts.is_empty() {
+        let mac = key
+            .mac(task, expires, agent_ip, None)
+            .finalize()
+            .into_bytes();
+        return format!("{PREFIX}{task}.{expires}.{}", URL_SAFE_NO_PAD.encode(mac));
+    }
+    let hosts = URL_SAFE_NO_PAD.encode(hosts.join(","));
+    let mac = key
+        .mac(task, expires, agent_ip, Some(&hosts))
+        .finalize()
+        .into_bytes();
+    format!(
+        "{PREFIX}{task}.{expires}.{hosts}.{}",
+        URL_SAFE_NO_PAD.encode(mac)
+    )
 }
 
 /// Whether `task` can be a task's public id: ASCII letters, digits, `-` and `_` (base64url),
@@ -107,13 +149,20 @@ pub fn is_task_name(task: &str) -> bool {
 }
 
 /// Check a token presented by a connection from `peer` at `now`.
-pub fn verify(key: &Key, token: &str, peer: IpAddr, now: SystemTime) -> Result<TaskName, Refusal> {
+pub fn verify(
+    key: &Key,
+    token: &str,
+    peer: IpAddr,
+    now: SystemTime,
+) -> Result<Credential, Refusal> {
     let rest = token.strip_prefix(PREFIX).ok_or(Refusal::Malformed)?;
-    let mut parts = rest.split('.');
-    let (Some(task), Some(expires), Some(mac), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Refusal::Malformed);
+    let parts: Vec<&str> = rest.splitn(5, '.').collect();
+    let (task, expires, hosts, mac) = match parts[..] {
+        [task, expires, mac] => (task, expires, None, mac),
+        [task, expires, hosts, mac] if !hosts.is_empty() && hosts.len() <= MAX_HOSTS_LEN => {
+            (task, expires, Some(hosts), mac)
+        }
+        _ => return Err(Refusal::Malformed),
     };
     if !is_task_name(task) {
         return Err(Refusal::Malformed);
@@ -129,13 +178,26 @@ pub fn verify(key: &Key, token: &str, peer: IpAddr, now: SystemTime) -> Result<T
     let mac = URL_SAFE_NO_PAD
         .decode(mac)
         .map_err(|_| Refusal::Malformed)?;
-    key.mac(task, expires, peer)
+    key.mac(task, expires, peer, hosts)
         .verify_slice(&mac)
         .map_err(|_| Refusal::BadSignature)?;
     if unix_seconds(now) >= expires {
         return Err(Refusal::Expired);
     }
-    Ok(TaskName(task.to_owned()))
+    // Signed by the service, so a list that does not read is a bug there, not an attack.
+    let allow = match hosts {
+        None => Allowlist::default(),
+        Some(hosts) => URL_SAFE_NO_PAD
+            .decode(hosts)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|list| Allowlist::parse(&list).ok())
+            .ok_or(Refusal::Malformed)?,
+    };
+    Ok(Credential {
+        task: TaskName(task.to_owned()),
+        allow,
+    })
 }
 
 /// An IPv4-mapped IPv6 address is the IPv4 address it carries.
@@ -170,7 +232,8 @@ mod tests {
         let token = mint(AMP_KEY, "abc123XYZ", later(3600), ip());
         assert!(token.starts_with("amp-sbx.abc123XYZ."));
         let task = verify(&Key::derive(AMP_KEY), &token, ip(), SystemTime::now()).unwrap();
-        assert_eq!(task.as_str(), "abc123XYZ");
+        assert_eq!(task.task.as_str(), "abc123XYZ");
+        assert!(task.allow.is_empty());
     }
 
     #[test]
@@ -178,7 +241,7 @@ mod tests {
         // Public ids are base64url.
         let token = mint(AMP_KEY, "l_5iRi0yIcz-E1ZyTOBGpcTj", later(3600), ip());
         let task = verify(&Key::derive(AMP_KEY), &token, ip(), SystemTime::now()).unwrap();
-        assert_eq!(task.as_str(), "l_5iRi0yIcz-E1ZyTOBGpcTj");
+        assert_eq!(task.task.as_str(), "l_5iRi0yIcz-E1ZyTOBGpcTj");
         assert!(!is_task_name("a.b"));
         assert!(!is_task_name(""));
     }
@@ -276,6 +339,41 @@ mod tests {
                 SystemTime::now()
             ),
             Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_token_carries_its_tasks_added_hosts_signed() {
+        let hosts = [
+            "registry.example.com".to_string(),
+            "*.example.org:8443".to_string(),
+        ];
+        let token = mint_allowing(AMP_KEY, "task1", later(3600), ip(), &hosts);
+        let key = Key::derive(AMP_KEY);
+        let credential = verify(&key, &token, ip(), SystemTime::now()).unwrap();
+        assert_eq!(credential.task.as_str(), "task1");
+        assert!(credential.allow.allows("registry.example.com", 443));
+        assert!(credential.allow.allows("a.example.org", 8443));
+        assert!(!credential.allow.allows("example.net", 443));
+        // Another list in the same token is not the service's.
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[3] = URL_SAFE_NO_PAD.encode("example.net");
+        assert_eq!(
+            verify(&key, &parts.join("."), ip(), SystemTime::now()),
+            Err(Refusal::BadSignature)
+        );
+        // Nor is a token without the list, with the same MAC.
+        parts.remove(3);
+        assert_eq!(
+            verify(&key, &parts.join("."), ip(), SystemTime::now()),
+            Err(Refusal::BadSignature)
+        );
+        // An empty list is the plain token.
+        assert_eq!(
+            mint_allowing(AMP_KEY, "task1", later(60), ip(), &[])
+                .split('.')
+                .count(),
+            4
         );
     }
 

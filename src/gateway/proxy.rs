@@ -1,7 +1,8 @@
 //! The forward proxy: `CONNECT host:port` tunnels and absolute-form plain-HTTP requests, for the
 //! hosts on the allowlist only.
 //!
-//! The policy, in order: the task's credential (407), no IP literals, the allowlist, then every
+//! The policy, in order: the task's credential (407), no IP literals, the allowlist (the
+//! gateway's, and the hosts the task's credential adds: its repository's `egress.allow`), then every
 //! address the name resolves to must be a public one (or inside `GATEWAY_ALLOW_NETWORKS`), and
 //! the connection goes to one of exactly those checked addresses, so a DNS answer that changes
 //! between the check and the connection (rebinding) gains nothing.
@@ -18,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::credential::{self, Refusal, TaskName};
+use super::credential::{self, Credential, Refusal, TaskName};
 use super::tunnel::{self, Ended};
 use super::{Body, CONNECT_TIMEOUT, Conn, Gateway, TUNNEL_IDLE_TIMEOUT, allowlist, headers};
 use super::{addresses, plain, texts};
@@ -40,10 +41,11 @@ pub(super) async fn connect(
     conn: Conn,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    let task = match authenticate(gw, conn, &req) {
-        Ok(task) => task,
+    let credential = match authenticate(gw, conn, &req) {
+        Ok(credential) => credential,
         Err(why) => return auth_required(conn, why),
     };
+    let task = credential.task.clone();
     let target = req.uri().to_string();
     let Some((host, port)) = req
         .uri()
@@ -54,7 +56,7 @@ pub(super) async fn connect(
     else {
         return plain(StatusCode::BAD_REQUEST, texts::bad_target(&target));
     };
-    let addrs = match check(gw, conn, &task, &host, port).await {
+    let addrs = match check(gw, conn, &credential, &host, port).await {
         Ok(addrs) => addrs,
         Err(resp) => return resp,
     };
@@ -84,10 +86,11 @@ pub(super) async fn connect(
 /// An absolute-form `GET http://host/path`: check, then forward it (streaming both ways)
 /// without the proxy's own headers.
 pub(super) async fn forward(gw: &Gateway, conn: Conn, req: Request<Incoming>) -> Response<Body> {
-    let task = match authenticate(gw, conn, &req) {
-        Ok(task) => task,
+    let credential = match authenticate(gw, conn, &req) {
+        Ok(credential) => credential,
         Err(why) => return auth_required(conn, why),
     };
+    let task = credential.task.clone();
     let uri = req.uri().clone();
     let target = uri.to_string();
     let Some(authority) = uri.authority().filter(|_| uri.scheme_str() == Some("http")) else {
@@ -98,7 +101,7 @@ pub(super) async fn forward(gw: &Gateway, conn: Conn, req: Request<Incoming>) ->
     if port == 0 {
         return plain(StatusCode::BAD_REQUEST, texts::bad_target(&target));
     }
-    let addrs = match check(gw, conn, &task, &host, port).await {
+    let addrs = match check(gw, conn, &credential, &host, port).await {
         Ok(addrs) => addrs,
         Err(resp) => return resp,
     };
@@ -156,7 +159,7 @@ fn authenticate(
     gw: &Gateway,
     conn: Conn,
     req: &Request<Incoming>,
-) -> Result<TaskName, Option<Refusal>> {
+) -> Result<Credential, Option<Refusal>> {
     let value = req.headers().get(header::PROXY_AUTHORIZATION).ok_or(None)?;
     let token = value
         .to_str()
@@ -191,10 +194,11 @@ fn auth_required(conn: Conn, why: Option<Refusal>) -> Response<Body> {
 async fn check(
     gw: &Gateway,
     conn: Conn,
-    task: &TaskName,
+    credential: &Credential,
     host: &str,
     port: u16,
 ) -> Result<Vec<SocketAddr>, Response<Body>> {
+    let task = &credential.task;
     // Longer than any DNS name (or bracketed IPv6 address): not worth a look, nor a place in
     // the task's refusals.
     if host.len() > 255 {
@@ -207,7 +211,7 @@ async fn check(
         info!(task = %task, port, "proxy request for an invalid host name");
         return Err(plain(StatusCode::BAD_REQUEST, texts::invalid_host()));
     };
-    if !gw.allow.allows(&name, port) {
+    if !gw.allow.allows(&name, port) && !credential.allow.allows(&name, port) {
         return Err(refuse(gw, task, &name, port, Refused::NotAllowed));
     }
     let resolved = tokio::time::timeout(

@@ -81,7 +81,7 @@ pub(super) async fn relay(gw: &Gateway, conn: Conn, mut req: Request<Incoming>) 
         None => Err(credential::Refusal::Missing),
     };
     let task = match verified {
-        Ok(task) => task,
+        Ok(credential) => credential.task,
         Err(why) => {
             info!(peer = %conn.peer, reason = %why, "relay: credential refused");
             return full(

@@ -12,8 +12,8 @@ use crate::text::{clip, strip_ansi};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub seq: i64,
-    /// CSS class: `text`, `tool`, `result`, `raw`, `log`, `error`, `change` (a state change),
-    /// `omitted` (where dropped output was).
+    /// CSS class: `text`, `tool`, `result`, `raw`, `setup` (a setup command's output), `log`,
+    /// `error`, `change` (a state change), `omitted` (where dropped output was).
     pub class: &'static str,
     /// What shows (the summary, for collapsed lines).
     pub text: String,
@@ -87,6 +87,7 @@ pub fn line(seq: i64, payload: &EventPayload) -> Line {
                 (class, format!("Amp finished: {text} ({usage})"), None)
             }
             AgentLine::Stderr { text } | AgentLine::Raw { text } => ("raw", strip_ansi(text), None),
+            AgentLine::Setup { text } => ("setup", strip_ansi(text), None),
             AgentLine::Dropped { lines, bytes } => (
                 "omitted",
                 format!(

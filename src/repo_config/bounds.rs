@@ -19,6 +19,9 @@ pub struct Bounds {
     pub turn_timeout: Duration,
     /// `REQUIRED_PERMISSION`: the default least role, and the lowest a file may set.
     pub minimum: Role,
+    /// The names of the secrets the service holds (`AMP_REPO_SECRET_<NAME>`): the only ones a
+    /// file may list.
+    pub held_secrets: Vec<String>,
     /// Keys a file may not set here (see [`NOT_YET_APPLIED`]).
     pub refused_keys: &'static [&'static str],
 }
@@ -26,17 +29,7 @@ pub struct Bounds {
 /// Keys of the file that this version of the service knows but does not apply yet. A file that
 /// sets one is refused at the key's line and column rather than half applied: a repository is
 /// never told a setting is in effect when it is not.
-pub const NOT_YET_APPLIED: &[&str] = &[
-    "image",
-    "setup",
-    "setup_failure",
-    "cache_key",
-    "secrets",
-    "ci.wait_timeout",
-    "ci.required",
-    "ci.ignore",
-    "egress.allow",
-];
+pub const NOT_YET_APPLIED: &[&str] = &["image", "cache_key"];
 
 impl Bounds {
     pub fn from_config(config: &Config) -> Bounds {
@@ -46,6 +39,7 @@ impl Bounds {
             wait_timeout: config.ci_wait_timeout,
             turn_timeout: config.task_timeout,
             minimum: config.required_permission,
+            held_secrets: config.repo_secrets.names(),
             refused_keys: NOT_YET_APPLIED,
         }
     }
@@ -72,6 +66,7 @@ mod tests {
                 wait_timeout: Duration::from_secs(600),
                 turn_timeout: Duration::from_secs(7200),
                 minimum: Role::Write,
+                held_secrets: vec![],
                 refused_keys: NOT_YET_APPLIED,
             }
         );

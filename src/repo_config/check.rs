@@ -26,8 +26,10 @@ const MAX_CHECKS: usize = 50;
 const MAX_CHECK_NAME_LEN: usize = 200;
 const MAX_USERS: usize = 100;
 const MAX_EGRESS_HOSTS: usize = 50;
-/// The shortest a turn or a wait for CI may be.
-const MIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest a turn may be.
+const MIN_TURN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest a wait for CI may be: a repository without CI may want its tasks to end soon.
+pub const MIN_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The roles a file may name (`none` is a role too, but never one to require).
 const ROLE_NAMES: &[&str] = &["read", "triage", "write", "maintain", "admin"];
 
@@ -43,7 +45,7 @@ pub(super) fn check(file: File, bounds: &Bounds, problems: &mut Problems) -> Rep
             );
         }
     }
-    let secrets = file.secrets.map(|s| c.secrets(s));
+    let secrets = file.secrets.map(|s| c.secrets(s, &bounds.held_secrets));
     let env = file
         .env
         .map(|env| c.env(env, secrets.as_deref().unwrap_or(&[])));
@@ -74,15 +76,19 @@ pub(super) fn check(file: File, bounds: &Bounds, problems: &mut Problems) -> Rep
         instructions: agent
             .instructions
             .and_then(|v| c.value("agent.instructions", v, instructions)),
-        turn_timeout: agent
-            .turn_timeout
-            .and_then(|v| c.value("agent.turn_timeout", v, |s| timeout(s, bounds.turn_timeout))),
+        turn_timeout: agent.turn_timeout.and_then(|v| {
+            c.value("agent.turn_timeout", v, |s| {
+                timeout(s, MIN_TURN_TIMEOUT, bounds.turn_timeout)
+            })
+        }),
         max_rounds: ci
             .max_rounds
             .and_then(|v| c.max_rounds(v, bounds.max_rounds)),
-        wait_timeout: ci
-            .wait_timeout
-            .and_then(|v| c.value("ci.wait_timeout", v, |s| timeout(s, bounds.wait_timeout))),
+        wait_timeout: ci.wait_timeout.and_then(|v| {
+            c.value("ci.wait_timeout", v, |s| {
+                timeout(s, MIN_WAIT_TIMEOUT, bounds.wait_timeout)
+            })
+        }),
         ignore: ci.ignore.map(|l| {
             let ignore = c.check_names("ci.ignore", l);
             c.apart(&ignore, required.as_deref().unwrap_or(&[]));
@@ -186,7 +192,7 @@ impl Check<'_, '_> {
     }
 
     /// `secrets`: the names that pass, with their places (for `env` to be compared with).
-    fn secrets(&mut self, list: List) -> Vec<Text> {
+    fn secrets(&mut self, list: List, held: &[String]) -> Vec<Text> {
         self.at_most(
             "secrets",
             list.span().start,
@@ -208,6 +214,13 @@ impl Check<'_, '_> {
                 ))
             } else if names.iter().any(|n| n.get_ref() == name.get_ref()) {
                 Some(format!("{} is listed twice", shown(name.get_ref())))
+            } else if !held.iter().any(|h| h == name.get_ref()) {
+                Some(format!(
+                    "{} is not a secret this service holds; its operator can add it as the \
+                     variable AMP_REPO_SECRET_{}",
+                    shown(name.get_ref()),
+                    name.get_ref()
+                ))
             } else {
                 None
             };
@@ -379,14 +392,14 @@ fn one_of(names: &[&str]) -> String {
     }
 }
 
-/// A duration from [`MIN_TIMEOUT`] to `ceiling`.
-fn timeout(value: &str, ceiling: Duration) -> Result<Duration, String> {
+/// A duration from `floor` to `ceiling`.
+fn timeout(value: &str, floor: Duration, ceiling: Duration) -> Result<Duration, String> {
     let duration = parse_duration(value).map_err(|why| format!("{} {why}", shown(value)))?;
-    if duration < MIN_TIMEOUT {
+    if duration < floor {
         Err(format!(
             "is {}, shorter than the least allowed ({})",
             format_duration(duration),
-            format_duration(MIN_TIMEOUT)
+            format_duration(floor)
         ))
     } else if duration > ceiling {
         Err(format!(

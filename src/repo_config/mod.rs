@@ -23,8 +23,10 @@ mod source;
 mod tests;
 
 pub use bounds::{Bounds, NOT_YET_APPLIED};
+pub use check::MIN_WAIT_TIMEOUT;
 pub use effective::{DEFAULT_CACHE_KEY, Effective, Setting, Source, effective};
 pub use problem::Problem;
+pub use rules::is_secret_name;
 pub use settings::{Mode, RepoConfig, SetupFailure};
 pub use source::{Found, of_task, read, settings_of};
 

@@ -60,7 +60,7 @@ pub(super) fn relative_path(value: &str) -> Result<String, String> {
 }
 
 /// `^[A-Z][A-Z0-9_]{0,63}$`.
-pub(super) fn is_secret_name(name: &str) -> bool {
+pub fn is_secret_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_uppercase())
         && name.len() <= 64

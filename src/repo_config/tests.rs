@@ -43,6 +43,10 @@ fn bounds() -> Bounds {
         wait_timeout: Duration::from_secs(3600),
         turn_timeout: Duration::from_secs(7200),
         minimum: Role::Write,
+        held_secrets: (0..30)
+            .map(|i| format!("S{i}"))
+            .chain(["NPM_TOKEN".to_string()])
+            .collect(),
         refused_keys: &[],
     }
 }
@@ -276,6 +280,13 @@ fn values_beyond_the_operators_bounds_name_them() {
         "`permissions.minimum`: \"none\" is not one of `read`, `triage`, `write`, `maintain` \
          or `admin`"
     );
+    // A wait for CI may be shorter than a turn: a repository without CI may not want to wait.
+    let found = problems("[ci]\nwait_timeout = \"5s\"\n");
+    assert_eq!(
+        found[0].message,
+        "`ci.wait_timeout`: is 5s, shorter than the least allowed (10s)"
+    );
+    assert!(parse("[ci]\nwait_timeout = \"10s\"\n", &bounds()).is_ok());
 }
 
 #[test]
@@ -452,18 +463,32 @@ fn a_key_the_service_does_not_apply_yet_is_refused_where_it_is() {
         refused_keys: NOT_YET_APPLIED,
         ..bounds()
     };
-    let text = "[agent]\nmode = \"high\"\n\n[ci]\nmax_rounds = 2\nrequired = [\"test\"]\n";
+    let text = "cache_key = [\"a.lock\"]\n[agent]\nmode = \"high\"\n\n[ci]\nmax_rounds = 2\n";
     let found = parse(text, &bounds).unwrap_err();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!((found[0].line, found[0].column), (6, 12));
+    assert_eq!((found[0].line, found[0].column), (1, 13));
     assert!(
-        found[0].message.contains("`ci.required`: is not applied"),
+        found[0].message.contains("`cache_key`: is not applied"),
         "{}",
         found[0].message
     );
     // What the service applies passes.
     let applied = "[agent]\nmode = \"high\"\ninstructions = \"x\"\nturn_timeout = \"20m\"\n\
-                   [env]\nA = \"1\"\n[ci]\nmax_rounds = 2\n[permissions]\nminimum = \"admin\"\n\
+                   [env]\nA = \"1\"\n[ci]\nmax_rounds = 2\nwait_timeout = \"10s\"\n\
+                   required = [\"test\"]\nignore = [\"preview\"]\n[egress]\nallow = [\"a.b\"]\n\
+                   [permissions]\nminimum = \"admin\"\n\
                    users = [\"octocat\"]\n[paths]\nworkdir = \"a/b\"\n";
     assert!(parse(applied, &bounds).is_ok());
+}
+
+#[test]
+fn a_secret_the_service_does_not_hold_is_named_with_how_to_add_it() {
+    let found = problems("secrets = [\"NPM_TOKEN\", \"PYPI_TOKEN\"]\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].line, found[0].column), (1, 25));
+    assert_eq!(
+        found[0].message,
+        "`secrets`: \"PYPI_TOKEN\" is not a secret this service holds; its operator can add it \
+         as the variable AMP_REPO_SECRET_PYPI_TOKEN"
+    );
 }

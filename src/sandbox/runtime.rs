@@ -117,10 +117,18 @@ impl Sandbox {
     }
 
     /// The environment of a turn of the agent at `ip`: a credential for `task` valid until
-    /// `until` in place of the Amp key, the relay as the Amp server and, in `proxy` mode, the
-    /// gateway as the HTTP(S) proxy.
-    pub fn agent_env(&self, task: &str, ip: Ipv4Addr, until: SystemTime) -> Vec<String> {
-        let token = credential::mint(self.amp_key.expose_secret(), task, until, ip.into());
+    /// `until` in place of the Amp key (carrying `allow`, the hosts the task's repository adds
+    /// to the proxy's allowlist), the relay as the Amp server and, in `proxy` mode, the gateway
+    /// as the HTTP(S) proxy.
+    pub fn agent_env(
+        &self,
+        task: &str,
+        ip: Ipv4Addr,
+        until: SystemTime,
+        allow: &[String],
+    ) -> Vec<String> {
+        let token =
+            credential::mint_allowing(self.amp_key.expose_secret(), task, until, ip.into(), allow);
         let gateway = format!("{GATEWAY_ALIAS}:{GATEWAY_PORT}");
         let mut env = vec![
             format!("AMP_API_KEY={token}"),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use humantime::format_duration;
 
 use crate::domain::Failure;
+use crate::worker::setup::SetupFailed;
 
 /// What the status comment and the task page say about a failure.
 pub fn shown(failure: &Failure) -> String {
@@ -86,6 +87,59 @@ pub fn agent_flooded(limit_bytes: u64) -> Failure {
     ))
 }
 
+/// The repository's setup commands ran longer than a turn may.
+pub fn setup_too_long(limit: Duration) -> String {
+    format!(
+        "the setup commands of .github/amp.toml ran longer than the {} they may take \
+         (agent.turn_timeout)",
+        format_duration(limit)
+    )
+}
+
+/// The setup commands printed more than a turn may.
+pub fn setup_flooded(limit_bytes: u64) -> Failure {
+    Failure::user(format!(
+        "The setup commands of .github/amp.toml printed more than {} MiB, the most a turn may \
+         print, so they were stopped. The task's log keeps the end of what they printed.",
+        limit_bytes / (1024 * 1024)
+    ))
+}
+
+/// A setup command failed, and `setup_failure` is `stop`.
+pub fn setup_failed(failed: &SetupFailed) -> Failure {
+    Failure::user(format!(
+        "{}\nThe agent did not start. Fix the command in .github/amp.toml on the default branch, \
+         or set `setup_failure = \"continue\"` to start the agent anyway, then comment \
+         `/amp retry`.",
+        setup_failure_said(failed)
+    ))
+}
+
+/// What a failed setup command did: which, how it ended, the end of its output.
+pub fn setup_failure_said(failed: &SetupFailed) -> String {
+    let ended = match failed.code {
+        Some(code) => format!("exited with {code}"),
+        None => "was killed".to_string(),
+    };
+    let output = if failed.tail.trim().is_empty() {
+        "It printed nothing.".to_string()
+    } else {
+        format!("Its output ends:\n{}", fenced(&failed.tail))
+    };
+    format!(
+        "Setup command {} of .github/amp.toml {ended}:\n{}\n{output}",
+        failed.number,
+        fenced(&failed.command),
+    )
+}
+
+/// `text` as a fenced code block (a fence longer than any run of backticks in it), inert.
+fn fenced(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}\n{}\n{fence}", crate::text::inert(text.trim_end()))
+}
+
 pub fn task_too_long(limit: Duration) -> String {
     format!(
         "the task ran longer than TASK_TIMEOUT ({})",
@@ -159,8 +213,39 @@ mod tests {
                 message: "3 rounds is more than this service allows (MAX_CI_ROUNDS is 2)".into(),
             }])),
             container_lost(),
+            setup_too_long(Duration::from_secs(1200)),
+            shown(&setup_flooded(256 * 1024 * 1024)),
+            shown(&setup_failed(&SetupFailed {
+                number: 2,
+                command: "npm ci".into(),
+                code: Some(1),
+                tail: "npm ERR! code ERESOLVE\nnpm ERR! ```@everyone```\n".into(),
+            })),
+            shown(&setup_failed(&SetupFailed {
+                number: 1,
+                command: "sleep 5".into(),
+                code: None,
+                tail: String::new(),
+            })),
         ];
         insta::assert_snapshot!("failures", all.join("\n\n"));
+    }
+
+    #[test]
+    fn a_setup_failure_stays_inside_its_code_blocks() {
+        let failed = SetupFailed {
+            number: 1,
+            command: "make".into(),
+            code: Some(2),
+            tail: "`````\n**bold** @octocat\n".into(),
+        };
+        let said = setup_failure_said(&failed);
+        // The fence around the output is longer than any run of backticks in it.
+        assert!(said.contains("``````\n"), "{said}");
+        assert!(
+            !said.contains("@octocat"),
+            "mentions are made inert: {said}"
+        );
     }
 
     #[test]

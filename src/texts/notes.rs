@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use humantime::format_duration;
 
+use crate::repo_config::{Setting, Source};
+
 /// The agent decided nothing needed to change.
 pub fn no_changes(explanation: &str) -> String {
     format!("No changes were needed. {explanation}")
@@ -55,21 +57,64 @@ pub fn requeued_after_restart() -> String {
 }
 
 /// Every check passed.
-pub fn ci_passed(rounds: i32, took: Duration) -> String {
+///
+/// `not_required`: checks that failed but are not in the repository's `ci.required`.
+pub fn ci_passed(rounds: i32, took: Duration, not_required: &[&str]) -> String {
+    let (all, others) = if not_required.is_empty() {
+        ("All checks passed", String::new())
+    } else {
+        (
+            "The required checks passed",
+            format!(
+                " Not required by `ci.required` in .github/amp.toml, and failing: {}.",
+                code_list(not_required)
+            ),
+        )
+    };
     format!(
-        "✅ All checks passed. The pull request is ready for review. CI rounds used: {rounds}; \
-         time taken: {}.",
+        "✅ {all}. The pull request is ready for review. CI rounds used: {rounds}; time taken: \
+         {}.{others}",
         format_duration(Duration::from_secs(took.as_secs()))
     )
 }
 
-/// No check reported within `CI_WAIT_TIMEOUT`.
-pub fn no_ci(waited: Duration) -> String {
+/// No check reported within the wait for CI.
+pub fn no_ci(wait: &Setting<Duration>) -> String {
     format!(
-        "No CI reported on this commit within CI_WAIT_TIMEOUT ({}), so the repository is taken to \
-         have no CI. The pull request is ready for review.",
-        format_duration(waited)
+        "No CI reported on this commit within {}, so the repository is taken to have no CI. The \
+         pull request is ready for review.",
+        wait_setting(wait, 1)
     )
+}
+
+/// The setting that decided how long to wait for CI, and the wait (`times` it).
+fn wait_setting(wait: &Setting<Duration>, times: u32) -> String {
+    let name = match wait.source {
+        Source::File => "`ci.wait_timeout` in .github/amp.toml",
+        Source::Service => "CI_WAIT_TIMEOUT",
+    };
+    let waited = format_duration(wait.value * times);
+    if times == 1 {
+        format!("{name} ({waited})")
+    } else {
+        format!("{waited} ({name} × {times})")
+    }
+}
+
+/// Names from GitHub (check names, file names: chosen by whoever writes the repository's
+/// workflows or commits), at most [`NAMED_FILES`] of them, each as code without backticks (which
+/// could end the code span and let the rest be read as Markdown or a mention) and cut to a sane
+/// length.
+pub fn code_list<S: AsRef<str>>(names: &[S]) -> String {
+    let mut named: Vec<String> = names
+        .iter()
+        .take(NAMED_FILES)
+        .map(|n| format!("`{}`", crate::text::clip(&n.as_ref().replace('`', ""), 120)))
+        .collect();
+    if names.len() > NAMED_FILES {
+        named.push(format!("and {} more", names.len() - NAMED_FILES));
+    }
+    named.join(", ")
 }
 
 /// The agent's change touches workflow files, which the App may not push.
@@ -78,15 +123,7 @@ pub fn no_ci(waited: Duration) -> String {
 /// backticks (which could end the code span and let the rest be read as Markdown or a mention)
 /// and cut to a sane length.
 pub fn workflows_not_pushed(files: &[String], patch_kept: bool) -> String {
-    let mut named: Vec<String> = files
-        .iter()
-        .take(NAMED_FILES)
-        .map(|f| format!("`{}`", crate::text::clip(&f.replace('`', ""), 120)))
-        .collect();
-    if files.len() > NAMED_FILES {
-        named.push(format!("and {} more", files.len() - NAMED_FILES));
-    }
-    let files = named.join(", ");
+    let files = code_list(files);
     format!(
         "The change edits workflow files ({files}), and GitHub lets an App push those only with \
          the `workflows` permission, which this App does not have. This change was not pushed; \
@@ -99,7 +136,7 @@ pub fn workflows_not_pushed(files: &[String], patch_kept: bool) -> String {
     )
 }
 
-/// The most workflow files a note names.
+/// The most names (workflow files, checks) a note lists.
 const NAMED_FILES: usize = 10;
 
 /// The change kept on the task page when it could not be pushed.
@@ -125,12 +162,12 @@ pub fn ci_unreadable(github_said: &str, missing_permission: bool) -> String {
 }
 
 /// Checks started but never finished.
-pub fn ci_stuck(waited: Duration, factor: u32) -> String {
+pub fn ci_stuck(wait: &Setting<Duration>, factor: u32) -> String {
     format!(
-        "CI has not finished on this commit after {} (CI_WAIT_TIMEOUT × {factor}): a check seems \
-         stuck (no runner, or waiting for an approval). The pull request stays a draft; comment \
-         `/amp retry` once CI has run.",
-        format_duration(waited)
+        "CI has not finished on this commit after {}: a check seems stuck (no runner, waiting \
+         for an approval, or a required check that never reports). The pull request stays a \
+         draft; comment `/amp retry` once CI has run.",
+        wait_setting(wait, factor)
     )
 }
 
@@ -188,6 +225,20 @@ pub fn ci_failed_reason(names: &str) -> String {
 mod tests {
     use super::*;
 
+    fn service(secs: u64) -> Setting<Duration> {
+        Setting {
+            value: Duration::from_secs(secs),
+            source: Source::Service,
+        }
+    }
+
+    fn file(secs: u64) -> Setting<Duration> {
+        Setting {
+            value: Duration::from_secs(secs),
+            source: Source::File,
+        }
+    }
+
     #[test]
     fn notes() {
         let notes = [
@@ -196,9 +247,12 @@ mod tests {
             stopped_before_start(),
             follow_up("mona", 7),
             retried(),
-            ci_passed(2, Duration::from_millis(754_300)),
-            no_ci(Duration::from_secs(600)),
-            ci_stuck(Duration::from_secs(3600), 6),
+            ci_passed(2, Duration::from_millis(754_300), &[]),
+            ci_passed(1, Duration::from_secs(300), &["flaky e2e", "lint"]),
+            no_ci(&service(600)),
+            no_ci(&file(30)),
+            ci_stuck(&service(600), 6),
+            ci_stuck(&file(120), 6),
             ci_unreadable("Resource not accessible by integration", true),
             ci_unreadable("Not Found", false),
             workflows_not_pushed(&[".github/workflows/ci.yml".into()], true),

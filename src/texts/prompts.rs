@@ -39,6 +39,16 @@ pub fn with_instructions(prompt: String, instructions: Option<&str>) -> String {
     }
 }
 
+/// `prompt` with word that a setup command failed and the agent was started anyway
+/// (`setup_failure = "continue"`).
+pub fn with_setup_failure(prompt: String, failed: &crate::worker::setup::SetupFailed) -> String {
+    format!(
+        "{prompt}\nNote: the repository's setup did not complete, so the workspace may lack \
+         dependencies or tools it expects. {}\n",
+        super::failures::setup_failure_said(failed)
+    )
+}
+
 /// What the agent gets for a follow-up prompt on the task's pull request.
 pub fn follow_up_prompt(login: &str, pr_number: i64, prompt: &str) -> String {
     format!(
@@ -199,6 +209,18 @@ mod tests {
             with_instructions(
                 agent_prompt(&task(), "amp/21-add-a-json-flag-q5bv8m"),
                 Some("Run `cargo test` before you finish.")
+            )
+        );
+        insta::assert_snapshot!(
+            "agent_prompt_after_a_failed_setup",
+            with_setup_failure(
+                "Add a --json flag.\n".into(),
+                &crate::worker::setup::SetupFailed {
+                    number: 2,
+                    command: "npm ci".into(),
+                    code: Some(1),
+                    tail: "npm ERR! code ERESOLVE\n".into(),
+                }
             )
         );
     }

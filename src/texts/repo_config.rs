@@ -274,6 +274,7 @@ mod tests {
             wait_timeout: Duration::from_secs(3600),
             turn_timeout: Duration::from_secs(7200),
             minimum: Role::Write,
+            held_secrets: vec!["NPM_TOKEN".into()],
             refused_keys: &[],
         }
     }

@@ -223,6 +223,7 @@ fn approximate_size(payload: &EventPayload) -> usize {
             AgentLine::Text { text }
             | AgentLine::Raw { text }
             | AgentLine::Stderr { text }
+            | AgentLine::Setup { text }
             | AgentLine::Result { text, .. },
         ) => text.len(),
         _ => 0,

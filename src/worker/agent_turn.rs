@@ -56,7 +56,12 @@ pub async fn run(
         .collect();
     // No turn outlives its task, so neither does the credential it gets in the sandbox.
     let until = SystemTime::now() + ctx.config.task_timeout;
-    env.extend(ws.agent_env(amp_key, ctx.config.amp_url.as_deref(), until));
+    env.extend(ws.agent_env(
+        amp_key,
+        ctx.config.amp_url.as_deref(),
+        until,
+        &config.egress_allow.value,
+    ));
     env.push("AMP_SKIP_UPDATE_CHECK=1".into());
     journal.info("Starting Amp").await;
     let mut log = AgentLog::open(ctx, task.id)

@@ -7,6 +7,7 @@
 //! - [`job`]: what the stages of a run share;
 //! - [`target`]: where the work goes (a new branch, or a pull request's);
 //! - [`workspace`]: the container and everything run in it;
+//! - [`setup`]: the repository's setup commands, in a new workspace before the agent;
 //! - [`agent_turn`]: one turn of the agent, and [`agent_log`]: its output into the log, bounded;
 //! - [`publish`]: commit, push, pull request;
 //! - [`outcome`]: how a run ends, decided from what happened.
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod publish;
 pub mod recovery;
 pub mod run;
+pub mod setup;
 pub mod target;
 pub mod workspace;
 

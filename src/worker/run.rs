@@ -20,7 +20,7 @@ use crate::domain::{BlockedEgress, Failure, TaskState};
 use crate::entities::{task, task_round};
 use crate::github::GitHub;
 use crate::lifecycle::Move;
-use crate::repo_config::{self, Effective};
+use crate::repo_config::{self, Effective, SetupFailure};
 use crate::store::{rounds, tasks};
 use crate::texts::{failures, prompts};
 
@@ -107,10 +107,11 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
         Ok(round) => round,
         Err(e) => return Failure::internal("reading the task's rounds failed", e).into(),
     };
-    let (ws, resumed) = match open_workspace(run, &github, engine, &target, start).await {
+    let (ws, opened) = match open_workspace(run, &github, engine, &target, start).await {
         Ok(opened) => opened,
         Err(end) => return end,
     };
+    let resumed = opened == Opened::Resumed;
     let prompt = match &round {
         Some(round) => round.prompt.clone(),
         None => prompts::with_instructions(
@@ -141,6 +142,25 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
             }
         };
     }
+    // A new container is set up as the repository says before the agent starts in it.
+    let prompt = if opened == Opened::New {
+        match super::setup::run(ctx, &ws, &run.journal, &run.task, &amp_key, &config).await {
+            Ok(None) => prompt,
+            Ok(Some(failed)) if config.setup_failure.value == SetupFailure::Continue => {
+                run.journal
+                    .info(&format!(
+                        "Setup command {} failed; the agent starts anyway (setup_failure = \"continue\")",
+                        failed.number
+                    ))
+                    .await;
+                prompts::with_setup_failure(prompt, &failed)
+            }
+            Ok(Some(failed)) => return failures::setup_failed(&failed).into(),
+            Err(end) => return end,
+        }
+    } else {
+        prompt
+    };
     let turn = Turn {
         prompt,
         round: round.as_ref(),
@@ -159,16 +179,27 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
     end
 }
 
-/// The workspace the run works in, and whether the run resumes an interrupted one. A round
-/// continues in the task's container while it still runs; a task resumed after a restart goes
-/// on in its surviving container; anything else starts a new container and clones.
+/// How the workspace of a run came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// A new container, freshly cloned.
+    New,
+    /// The task's container, still running from its last round.
+    Continued,
+    /// The container of an interrupted run.
+    Resumed,
+}
+
+/// The workspace the run works in, and how it came to be. A round continues in the task's
+/// container while it still runs; a task resumed after a restart goes on in its surviving
+/// container; anything else starts a new container and clones.
 async fn open_workspace(
     run: &mut Job<'_>,
     github: &GitHub,
     engine: Engine,
     target: &Target,
     start: Start,
-) -> Result<(Workspace, bool), End> {
+) -> Result<(Workspace, Opened), End> {
     let ctx = run.ctx;
     let spec = container_spec(ctx, &run.task);
     let journal = run.journal.clone();
@@ -179,7 +210,7 @@ async fn open_workspace(
             .map_err(|e| Failure::internal("resuming in the agent container failed", e))?;
         // Whatever the interrupted run left running in the container goes first.
         ws.kill_leftovers().await;
-        return Ok((ws, true));
+        return Ok((ws, Opened::Resumed));
     }
     let alive = if run.state == TaskState::Fixing {
         engine
@@ -195,7 +226,7 @@ async fn open_workspace(
         let ws = Workspace::reopen(engine, spec, container, ctx.sandbox.clone(), journal)
             .await
             .map_err(|e| Failure::internal("continuing in the agent container failed", e))?;
-        return Ok((ws, false));
+        return Ok((ws, Opened::Continued));
     }
     let token = github
         .repo_token(&run.task.repo())
@@ -225,7 +256,7 @@ async fn open_workspace(
         }
     };
     prepare(run, &ws, &token, target).await?;
-    Ok((ws, false))
+    Ok((ws, Opened::New))
 }
 
 /// Keep on the task what the sandbox refused during the turn (shown on its page and in its

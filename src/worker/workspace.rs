@@ -146,16 +146,18 @@ impl Workspace {
     }
 
     /// What a turn of the agent gets in its environment to reach the Amp service: in the
-    /// sandbox a credential for the task valid until `until`, the relay and the proxy; without
-    /// it the Amp key itself and `amp_url`.
+    /// sandbox a credential for the task valid until `until` (which lets it reach `allow` too,
+    /// beside the service's allowlist), the relay and the proxy; without it the Amp key itself
+    /// and `amp_url`.
     pub fn agent_env(
         &self,
         amp_key: &SecretString,
         amp_url: Option<&str>,
         until: SystemTime,
+        allow: &[String],
     ) -> Vec<String> {
         match &self.sandbox {
-            Some((sandbox, ip)) => sandbox.agent_env(&self.spec.task, *ip, until),
+            Some((sandbox, ip)) => sandbox.agent_env(&self.spec.task, *ip, until, allow),
             None => {
                 let mut env = vec![format!("AMP_API_KEY={}", amp_key.expose_secret())];
                 if let Some(url) = amp_url {

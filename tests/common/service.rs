@@ -74,7 +74,9 @@ impl TestService {
             env.get("LOG_LEVEL").map(String::as_str).unwrap_or("warn"),
             amp_orchestrator::config::LogFormat::Pretty,
         );
-        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
+        let config = Config::from_lookup(|name| env.get(name).cloned())
+            .and_then(|c| c.with_repo_secrets(env.clone()))
+            .expect("test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = app::start_with(config, listener, tunables)
             .await
