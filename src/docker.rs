@@ -14,8 +14,8 @@ use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -71,10 +71,21 @@ pub(crate) fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerErro
     }
 }
 
+/// Where a container whose image is not the service's finds the service's Amp CLI (`amp`),
+/// mounted read-only.
+pub const CLI_DIR: &str = "/opt/amp-orchestrator";
+
 /// Resource limits and placement of an agent container.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
+    /// The agent's image: the service's `AGENT_IMAGE`, or the repository's `image`.
     pub image: String,
+    /// The image of the git helper containers: always the service's (it has git, whatever the
+    /// repository's image has).
+    pub helper_image: String,
+    /// The volume holding the service's Amp CLI, mounted at [`CLI_DIR`]: for a repository's
+    /// image, which need not have one.
+    pub cli_volume: Option<String>,
     /// The task's public id (unique across databases and replicas).
     pub task: String,
     pub instance_id: String,
@@ -232,6 +243,70 @@ impl Engine {
         }
     }
 
+    /// The image's id (`sha256:…`), `None` when the engine does not have it.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(inspect.id),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(DockerError::Unreachable(e.to_string())),
+        }
+    }
+
+    /// Pull `image` (a name with its tag or digest) from its registry, within `limit`.
+    pub async fn pull_image(&self, image: &str, limit: Duration) -> Result<(), DockerError> {
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let pull = async {
+            let mut progress = self.docker.create_image(Some(options), None, None);
+            while let Some(step) = progress.next().await {
+                let step = step.map_err(api(&format!("pull {image}")))?;
+                if let Some(detail) = step.error_detail {
+                    return Err(DockerError::Api {
+                        action: format!("pull {image}"),
+                        message: detail.message.unwrap_or_default(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(limit, pull).await {
+            Ok(pulled) => pulled,
+            Err(_) => Err(DockerError::Api {
+                action: format!("pull {image}"),
+                message: format!("it took longer than {} s", limit.as_secs()),
+            }),
+        }
+    }
+
+    /// Whether a volume named `name` exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(DockerError::Unreachable(e.to_string())),
+        }
+    }
+
+    /// Create the volume `name` (nothing happens when it exists), labelled `role` (and not as a
+    /// task's: it outlives tasks).
+    pub async fn create_shared_volume(&self, name: &str, role: &str) -> Result<(), DockerError> {
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(HashMap::from([(LABEL_ROLE.to_string(), role.to_string())])),
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+            .map_err(api("create a volume"))
+    }
+
     /// The bollard client, for the modules that own other kinds of Docker objects
     /// ([`crate::sandbox`]).
     pub(crate) fn client(&self) -> &Docker {
@@ -338,12 +413,22 @@ impl Engine {
             labels: Some(labels),
             network_disabled: Some(task_network.is_none() && spec.network == "none"),
             host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(WORKSPACE.into()),
-                    source: Some(volume.clone()),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                }]),
+                mounts: Some(
+                    std::iter::once(Mount {
+                        target: Some(WORKSPACE.into()),
+                        source: Some(volume.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .chain(spec.cli_volume.as_ref().map(|cli| Mount {
+                        target: Some(CLI_DIR.into()),
+                        source: Some(cli.clone()),
+                        typ: Some(MountType::VOLUME),
+                        read_only: Some(true),
+                        ..Default::default()
+                    }))
+                    .collect(),
+                ),
                 dns: task_network.map(|_| vec![SANDBOX_DNS.to_string()]),
                 ..locked_down(spec, task_network.unwrap_or(&spec.network))
             }),
@@ -378,7 +463,7 @@ impl Engine {
         Ok(handle)
     }
 
-    /// Start a short-lived helper container beside the task's: the same image, user and labels,
+    /// Start a short-lived helper container beside the task's: the service's image, the same user and labels,
     /// the task's workspace volume mounted as `workspace` says, on `network` (the git network:
     /// `bridge`, `host`, `none` or a network name, never the agent's task network), and nothing
     /// else shared (its own processes, `/tmp` and environment). Git steps that hold the
@@ -397,7 +482,7 @@ impl Engine {
             rand::random::<u32>()
         );
         let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
+            image: Some(spec.helper_image.clone()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             user: Some(spec.user.clone()),
             working_dir: Some("/tmp".into()),

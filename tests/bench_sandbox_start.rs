@@ -15,6 +15,9 @@ use amp_orchestrator::sandbox::{
 fn spec(store: &str, network: &str) -> ContainerSpec {
     ContainerSpec {
         image: std::env::var("TEST_AGENT_IMAGE").expect("TEST_AGENT_IMAGE (the script sets it)"),
+        helper_image: std::env::var("TEST_AGENT_IMAGE")
+            .expect("TEST_AGENT_IMAGE (the script sets it)"),
+        cli_volume: None,
         task: format!("bench-{:016x}", rand::random::<u64>()),
         instance_id: "bench".into(),
         store: store.to_string(),

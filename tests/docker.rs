@@ -15,6 +15,8 @@ fn test_image() -> String {
 fn spec(image: &str) -> ContainerSpec {
     ContainerSpec {
         image: image.to_string(),
+        helper_image: image.to_string(),
+        cli_volume: None,
         task: format!("docker-test-{}", rand::random::<u64>()),
         instance_id: "docker-test".into(),
         store: "docker-test".into(),

@@ -367,3 +367,134 @@ async fn a_failing_setup_stops_the_task_unless_told_to_continue() {
             .any(|e| e.data.contains("the agent starts anyway"))
     );
 }
+
+/// A repository's "toolchain" image, built here from the test agent image (no registry): with a
+/// tool of its own (`widgetc`), without the Amp CLI, and without git when `variant` is `"nogit"`.
+fn toolchain_image(variant: &str) -> String {
+    let base =
+        std::env::var("TEST_AGENT_IMAGE").expect("TEST_AGENT_IMAGE (scripts/test.sh sets it)");
+    let base_tag = base.rsplit(':').next().unwrap_or("latest");
+    let name = format!("amp-orchestrator-test-toolchain:{variant}-{base_tag}");
+    let exists = std::process::Command::new("docker")
+        .args(["image", "inspect", &name])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if exists {
+        return name;
+    }
+    let without_git = if variant == "nogit" {
+        " && rm -f /usr/bin/git /usr/local/bin/git"
+    } else {
+        ""
+    };
+    let dockerfile = format!(
+        "FROM {base}\nUSER root\nRUN rm -f /usr/local/bin/amp && printf '#!/bin/sh\\necho \"widgetc 9.1\"\\n' \
+         > /usr/local/bin/widgetc && chmod 0755 /usr/local/bin/widgetc{without_git}\nUSER agent\n"
+    );
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &name, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "building {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_brings_its_own_image_and_gets_the_services_amp_cli() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let image = toolchain_image("widgets");
+    let config = format!("image = \"{image}\"\nsetup = [\"widgetc > /tmp/version\"]\n");
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "2s")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", &config),
+            (
+                ".amp-stub/json.sh",
+                "cp /tmp/version FOUND; command -v widgetc > TOOL\n",
+            ),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 49, "writer", "/amp add a json flag")
+        .await;
+    let task = s.wait_for_state("succeeded", 120).await;
+    let bare = s.sim.bare_repo(&s.repo);
+    let branch = task.branch.clone().unwrap();
+    let show = |path: &str| git(&bare, &["show", &format!("{branch}:{path}")]);
+    // Setup and the agent ran in the repository's image, the agent being the service's CLI.
+    assert_eq!(show("FOUND"), "widgetc 9.1");
+    assert_eq!(show("TOOL"), "/usr/local/bin/widgetc");
+    let events = s.events(task.id).await;
+    assert!(events.iter().any(|e| {
+        e.data
+            .contains(&format!("Starting the agent container ({image})"))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_run_a_task_is_named_with_what_it_lacks() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let image = toolchain_image("nogit");
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "2s")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".github/amp.toml", &format!("image = \"{image}\"\n")),
+        ],
+    )
+    .await;
+    s.sim
+        .comment(&s.repo, 50, "writer", "/amp add a json flag")
+        .await;
+    s.wait_for_state("failed", 90).await;
+    let status = s.status_saying(50, "`failed`").await;
+    assert!(
+        status.body.contains(&format!("The image {image}")) && status.body.contains("lacks git"),
+        "{}",
+        status.body
+    );
+
+    // An image its registry does not have (one on a loopback port where nothing listens) is
+    // named with the engine's reason.
+    let bare = s.sim.bare_repo(&s.repo);
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::write(
+        work.path().join(".github/amp.toml"),
+        "image = \"127.0.0.1:9/octo-org/missing:1\"\n",
+    )
+    .unwrap();
+    git(work.path(), &["commit", "-qam", "Another image"]);
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    s.sim
+        .comment(&s.repo, 52, "writer", "/amp add a json flag")
+        .await;
+    s.wait_for_state("failed", 90).await;
+    let status = s.status_saying(52, "could not be pulled").await;
+    assert!(
+        status.body.contains("127.0.0.1:9/octo-org/missing:1"),
+        "{}",
+        status.body
+    );
+}

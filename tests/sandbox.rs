@@ -69,6 +69,8 @@ fn new_pool() -> SubnetPool {
 fn agent_spec(store: &str, task: &str) -> ContainerSpec {
     ContainerSpec {
         image: test_image(),
+        helper_image: test_image(),
+        cli_volume: None,
         task: task.to_string(),
         instance_id: "sandbox-test".into(),
         store: store.to_string(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use humantime::format_duration;
 
 use crate::domain::Failure;
+use crate::worker::image::Lack;
 use crate::worker::setup::SetupFailed;
 
 /// What the status comment and the task page say about a failure.
@@ -37,6 +38,26 @@ pub fn missing_image(image: &str) -> Failure {
     Failure::user(format!(
         "The agent image {image} is not present on the Docker engine, so the task could not \
          start. The people who run this service need to build or pull it."
+    ))
+}
+
+/// The repository's image could not be pulled; `said` is the registry's (or Docker's) reason.
+pub fn image_unavailable(image: &str, said: &str) -> Failure {
+    Failure::user(format!(
+        "The image {image} named by `image` in .github/amp.toml could not be pulled: {said}. \
+         Check its name and that the Docker engine of this service can reach its registry."
+    ))
+}
+
+/// The repository's image lacks what a task needs.
+pub fn image_lacks(image: &str, lack: Lack) -> Failure {
+    let what = match lack {
+        Lack::Shell => "a POSIX shell (`sh`), which setup and the agent run under",
+        Lack::Git => "git, which the workspace is committed with",
+    };
+    Failure::user(format!(
+        "The image {image} named by `image` in .github/amp.toml lacks {what}. Use an image \
+         that has it (a Debian- or Ubuntu-based one, for example), or add it to the image."
     ))
 }
 
@@ -221,6 +242,12 @@ mod tests {
                 code: Some(1),
                 tail: "npm ERR! code ERESOLVE\nnpm ERR! ```@everyone```\n".into(),
             })),
+            shown(&image_unavailable(
+                "ghcr.io/octo-org/toolchain:1",
+                "manifest unknown",
+            )),
+            shown(&image_lacks("busybox:1", Lack::Git)),
+            shown(&image_lacks("scratch-tools:1", Lack::Shell)),
             shown(&setup_failed(&SetupFailed {
                 number: 1,
                 command: "sleep 5".into(),

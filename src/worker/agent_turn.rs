@@ -34,7 +34,7 @@ pub async fn run(
     prompt: String,
     config: &Effective,
 ) -> Result<TurnOutcome, End> {
-    let mut cmd = vec!["amp".to_string()];
+    let mut cmd = vec![ws.amp_program()];
     if let Some(thread) = &task.thread_id {
         cmd.extend(["threads".into(), "continue".into(), thread.to_string()]);
     }

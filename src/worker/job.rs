@@ -64,10 +64,12 @@ impl Job<'_> {
     }
 }
 
-/// The agent container a task gets.
-pub fn container_spec(ctx: &Ctx, task: &task::Model) -> ContainerSpec {
+/// The agent container a task gets, of `image` (the service's, or its repository's).
+pub fn container_spec(ctx: &Ctx, task: &task::Model, image: &str) -> ContainerSpec {
     ContainerSpec {
-        image: ctx.config.agent_image.clone(),
+        image: image.to_string(),
+        helper_image: ctx.config.agent_image.clone(),
+        cli_volume: None,
         task: task.public_id.clone(),
         instance_id: ctx.instance_id.clone(),
         store: ctx.store_label.clone(),

@@ -6,6 +6,7 @@
 //! - [`run`]: one run of a task, start to end;
 //! - [`job`]: what the stages of a run share;
 //! - [`target`]: where the work goes (a new branch, or a pull request's);
+//! - [`image`]: the agent's image, the service's or the repository's (with the CLI provided);
 //! - [`workspace`]: the container and everything run in it;
 //! - [`setup`]: the repository's setup commands, in a new workspace before the agent;
 //! - [`agent_turn`]: one turn of the agent, and [`agent_log`]: its output into the log, bounded;
@@ -14,6 +15,7 @@
 
 pub mod agent_log;
 pub mod agent_turn;
+pub mod image;
 pub mod job;
 pub mod lease;
 pub mod outcome;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tracing::{error, info, warn};
 
+use super::image::{self, Lack};
 use super::job::{Job, container_spec, github_failure};
 use super::lease;
 use super::outcome::{End, Facts, Next, next_step};
@@ -107,7 +108,7 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
         Ok(round) => round,
         Err(e) => return Failure::internal("reading the task's rounds failed", e).into(),
     };
-    let (ws, opened) = match open_workspace(run, &github, engine, &target, start).await {
+    let (ws, opened) = match open_workspace(run, &github, engine, &target, start, &config).await {
         Ok(opened) => opened,
         Err(end) => return end,
     };
@@ -199,9 +200,16 @@ async fn open_workspace(
     engine: Engine,
     target: &Target,
     start: Start,
+    config: &Effective,
 ) -> Result<(Workspace, Opened), End> {
     let ctx = run.ctx;
-    let spec = container_spec(ctx, &run.task);
+    let mut spec = container_spec(ctx, &run.task, &config.image.value);
+    let own_image = config.image.source == repo_config::Source::File;
+    if own_image {
+        spec.cli_volume = Some(image::cli_volume(&engine, &spec).await.map_err(|e| {
+            Failure::internal("providing the Amp CLI to the repository's image failed", e)
+        })?);
+    }
     let journal = run.journal.clone();
     if let Start::Resume(container) = start {
         run.journal.info("This task's previous worker is gone (a restart, a crash, or a replica that handed it over); resuming it in its container").await;
@@ -228,6 +236,9 @@ async fn open_workspace(
             .map_err(|e| Failure::internal("continuing in the agent container failed", e))?;
         return Ok((ws, Opened::Continued));
     }
+    if own_image {
+        pull_if_missing(run, &engine, &spec.image).await?;
+    }
     let token = github
         .repo_token(&run.task.repo())
         .await
@@ -248,6 +259,11 @@ async fn open_workspace(
         Err(StartError::Docker(DockerError::MissingImage(image))) => {
             return Err(failures::missing_image(&image).into());
         }
+        Err(StartError::Docker(DockerError::Api { message, .. }))
+            if own_image && image::no_executable(&message) =>
+        {
+            return Err(failures::image_lacks(&config.image.value, Lack::Shell).into());
+        }
         Err(StartError::Docker(e)) => {
             return Err(Failure::internal("starting the agent container failed", e).into());
         }
@@ -255,8 +271,50 @@ async fn open_workspace(
             return Err(Failure::internal("cloning the repository failed", e).into());
         }
     };
+    if own_image {
+        let lack = ws
+            .image_lacks()
+            .await
+            .map_err(|e| Failure::internal("checking the repository's image failed", e))?;
+        if let Some(lack) = lack {
+            return Err(failures::image_lacks(&config.image.value, lack).into());
+        }
+    }
     prepare(run, &ws, &token, target).await?;
     Ok((ws, Opened::New))
+}
+
+/// Pull a repository's image the engine does not have yet.
+async fn pull_if_missing(run: &Job<'_>, engine: &Engine, name: &str) -> Result<(), End> {
+    let present = engine
+        .image_exists(name)
+        .await
+        .map_err(|e| Failure::internal("the Docker engine cannot be reached", e))?;
+    if present {
+        return Ok(());
+    }
+    run.journal
+        .info(&format!("Pulling the repository's image {name}"))
+        .await;
+    let started = std::time::Instant::now();
+    match engine.pull_image(name, image::PULL_LIMIT).await {
+        Ok(()) => {
+            run.journal
+                .info(&format!(
+                    "Pulled {name} in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ))
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            let said = match &e {
+                DockerError::Api { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            Err(failures::image_unavailable(name, &run.journal.redact(&said)).into())
+        }
+    }
 }
 
 /// Keep on the task what the sandbox refused during the turn (shown on its page and in its

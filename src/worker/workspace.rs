@@ -168,6 +168,20 @@ impl Workspace {
         }
     }
 
+    /// The Amp CLI to run: the service's, provided at [`crate::docker::CLI_DIR`] in a
+    /// repository's image, or the image's own `amp`.
+    pub fn amp_program(&self) -> String {
+        match self.spec.cli_volume {
+            Some(_) => super::image::cli_path(),
+            None => "amp".into(),
+        }
+    }
+
+    /// What the container's image lacks to run a task (see [`super::image::lacks`]).
+    pub async fn image_lacks(&self) -> Result<Option<super::image::Lack>, DockerError> {
+        super::image::lacks(&self.engine, &self.container).await
+    }
+
     /// The connections the sandbox refused for the task so far (none without a sandbox).
     pub async fn blocked_egress(&self) -> Option<Vec<crate::domain::BlockedEgress>> {
         let (sandbox, _) = self.sandbox.as_ref()?;
