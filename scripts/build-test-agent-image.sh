@@ -78,7 +78,7 @@ build_real() {
 }
 
 NAME="${TEST_AGENT_IMAGE_NAME:-amp-orchestrator-test-agent}"
-TOOLS=(sh cat env sleep head tail tr ls mkdir rm cp mv find grep sed wc sort id date readlink dirname basename touch chmod true false printf expr uname)
+TOOLS=(sh cat env sleep head tail tr ls mkdir rm cp mv find grep sed wc sort id date readlink dirname basename touch chmod true false printf expr uname tar)
 
 git_exec=$(git --exec-path)
 hash=$( (cat "$0" docker/agent-test/amp; git --version; for t in "${TOOLS[@]}"; do command -v "$t" || true; done) | sha256sum | cut -c1-16)

@@ -27,6 +27,9 @@ docker network ls -q --filter label=io.amp-orchestrator.test | xargs -r docker n
 # build the one they need.
 docker images -q amp-orchestrator-gateway | sort -u | xargs -r docker rmi -f >/dev/null ||
   fail "could not remove the gateway images of earlier runs"
+# Setup snapshots the tests of earlier runs saved (their databases are gone).
+docker images -q amp-orchestrator-snapshot | sort -u | xargs -r docker rmi -f >/dev/null ||
+  fail "could not remove the setup snapshots of earlier runs"
 TEST_AGENT_IMAGE=$(./scripts/build-test-agent-image.sh) || fail "the test agent image could not be built"
 export TEST_AGENT_IMAGE
 ensure_chromium || fail "Chromium and chromedriver are needed by the browser test and could not be installed"

@@ -55,11 +55,14 @@ pub enum Command {
     /// `.github/amp.toml` on the default branch, over the service's defaults)
     /// and any problem with the file.
     Config,
+    /// `/amp config --rebuild`: remove the repository's setup snapshots, so
+    /// the next task runs its setup from the start.
+    Rebuild,
 }
 
 impl Command {
     /// The command's stable lowercase name (`"prompt"`, `"stop"`, `"retry"`,
-    /// `"status"`, `"help"` or `"config"`).
+    /// `"status"`, `"help"`, `"config"` or `"rebuild"`).
     ///
     /// Logs, metrics and replies use this name. It never contains the prompt
     /// text, which can be long and may be private.
@@ -71,6 +74,7 @@ impl Command {
             Command::Status => "status",
             Command::Help => "help",
             Command::Config => "config",
+            Command::Rebuild => "rebuild",
         }
     }
 }
@@ -283,6 +287,13 @@ fn control_command(args: &str) -> Option<Command> {
     if args.is_empty() {
         return Some(Command::Help);
     }
+    let mut words = args.split_whitespace();
+    if let (Some(config), Some(flag), None) = (words.next(), words.next(), words.next())
+        && config.eq_ignore_ascii_case("config")
+        && flag.eq_ignore_ascii_case("--rebuild")
+    {
+        return Some(Command::Rebuild);
+    }
     CONTROLS
         .into_iter()
         .find(|(word, _)| args.eq_ignore_ascii_case(word))
@@ -303,6 +314,7 @@ struct Tally {
     status: usize,
     help: usize,
     config: usize,
+    rebuild: usize,
 }
 
 impl Tally {
@@ -316,6 +328,7 @@ impl Tally {
                 Command::Status => tally.status += 1,
                 Command::Help => tally.help += 1,
                 Command::Config => tally.config += 1,
+                Command::Rebuild => tally.rebuild += 1,
             }
         }
         tally
@@ -337,6 +350,7 @@ impl Tally {
             Command::Status => &mut self.status,
             Command::Help => &mut self.help,
             Command::Config => &mut self.config,
+            Command::Rebuild => &mut self.rebuild,
         };
         if *count == 0 {
             return false;
@@ -399,6 +413,21 @@ mod tests {
                 vec![prompt("fix it")],
             ),
             ("tab separator", "/amp\tfix it", vec![prompt("fix it")]),
+            (
+                "config --rebuild",
+                "/amp config --rebuild",
+                vec![Command::Rebuild],
+            ),
+            (
+                "config --rebuild in any case and spacing",
+                "/AMP  Config\t--REBUILD ",
+                vec![Command::Rebuild],
+            ),
+            (
+                "config with other words is a prompt",
+                "/amp config --rebuild the parser",
+                vec![prompt("config --rebuild the parser")],
+            ),
             (
                 "prompt includes code fences verbatim",
                 "/amp apply this:\n```diff\n- a\n+ b\n```\n",

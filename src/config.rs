@@ -111,6 +111,10 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Webhook bodies read at once before their signature is checked (each up to 25 MiB).
     pub max_concurrent_webhook_bodies: usize,
+    /// `SNAPSHOTS_PER_REPO`: setup snapshots kept for one repository.
+    pub snapshots_per_repo: usize,
+    /// `SNAPSHOT_MAX_GIB`: the most all setup snapshots together may take, in GiB.
+    pub snapshot_max_gib: usize,
     /// `AMP_REPO_SECRET_<NAME>`: values repositories' setup commands may ask for by name.
     pub repo_secrets: repo_secrets::RepoSecrets,
 }
@@ -149,7 +153,11 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 impl Config {
     /// Read the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())?.with_repo_secrets(std::env::vars())
+        // `vars_os`: a variable that is not UTF-8 (none of the service's) is no reason to stop.
+        let vars = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        Self::from_lookup(|name| std::env::var(name).ok())?.with_repo_secrets(vars)
     }
 
     /// The repository secrets (`AMP_REPO_SECRET_<NAME>`) among `vars`, which
@@ -344,6 +352,8 @@ impl Config {
                 problems.push(format!("{name} must be at most 1h"));
             }
         }
+        let snapshots_per_repo = parse_count(&get, "SNAPSHOTS_PER_REPO", 3, &mut problems);
+        let snapshot_max_gib = parse_count(&get, "SNAPSHOT_MAX_GIB", 20, &mut problems);
         let max_concurrent_webhook_bodies =
             parse_count(&get, "MAX_CONCURRENT_WEBHOOK_BODIES", 4, &mut problems);
 
@@ -352,6 +362,8 @@ impl Config {
         }
         Ok(Config {
             repo_secrets: Default::default(),
+            snapshots_per_repo,
+            snapshot_max_gib,
             app_id,
             private_key,
             webhook_secrets,

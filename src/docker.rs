@@ -14,8 +14,8 @@ use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveVolumeOptions,
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -70,6 +70,20 @@ pub(crate) fn api(action: &str) -> impl Fn(bollard::errors::Error) -> DockerErro
         message: e.to_string(),
     }
 }
+
+/// An image reference with a tag: `latest` when it names neither a tag nor a digest (as the
+/// docker CLI does; the engine's API would take every tag).
+pub fn with_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// The home of the agent's user in a repository's image (made when its container starts).
+pub const FOREIGN_HOME: &str = "/tmp/home";
 
 /// Where a container whose image is not the service's finds the service's Amp CLI (`amp`),
 /// mounted read-only.
@@ -256,8 +270,9 @@ impl Engine {
 
     /// Pull `image` (a name with its tag or digest) from its registry, within `limit`.
     pub async fn pull_image(&self, image: &str, limit: Duration) -> Result<(), DockerError> {
+        // Without a tag the engine would pull every tag of the repository.
         let options = CreateImageOptions {
-            from_image: Some(image.to_string()),
+            from_image: Some(with_tag(image)),
             ..Default::default()
         };
         let pull = async {
@@ -279,6 +294,55 @@ impl Engine {
                 action: format!("pull {image}"),
                 message: format!("it took longer than {} s", limit.as_secs()),
             }),
+        }
+    }
+
+    /// Save the container's file system (not its volumes) as the image `repo:tag` with
+    /// `labels`; the image's size in bytes.
+    pub async fn commit(
+        &self,
+        container: &TaskContainer,
+        repo: &str,
+        tag: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<i64, DockerError> {
+        let options = CommitContainerOptions {
+            container: Some(container.id.clone()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            pause: true,
+            ..Default::default()
+        };
+        let config = bollard::models::ContainerConfig {
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .commit_container(options, config)
+            .await
+            .map_err(api("save the container as an image"))?;
+        let image = format!("{repo}:{tag}");
+        let inspect = self
+            .docker
+            .inspect_image(&image)
+            .await
+            .map_err(api("inspect the saved image"))?;
+        Ok(inspect.size.unwrap_or(0))
+    }
+
+    /// Remove the image `name` (its tag, even while a container runs from it). Errors are
+    /// logged; an image already gone is no error.
+    pub async fn remove_image(&self, name: &str) {
+        let options = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_image(name, Some(options), None).await {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => tracing::warn!(image = name, error = %e, "removing an image failed"),
         }
     }
 
@@ -407,8 +471,15 @@ impl Engine {
         let labels = labels(spec);
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            // Whatever the image's entrypoint, the container only waits for commands.
+            entrypoint: Some(vec![String::new()]),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             user: Some(spec.user.clone()),
+            // A repository's image may have no home for the agent's user: one in /tmp.
+            env: spec
+                .cli_volume
+                .as_ref()
+                .map(|_| vec![format!("HOME={FOREIGN_HOME}")]),
             working_dir: Some(WORKSPACE.into()),
             labels: Some(labels),
             network_disabled: Some(task_network.is_none() && spec.network == "none"),
@@ -483,6 +554,7 @@ impl Engine {
         );
         let body = ContainerCreateBody {
             image: Some(spec.helper_image.clone()),
+            entrypoint: Some(vec![String::new()]),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             user: Some(spec.user.clone()),
             working_dir: Some("/tmp".into()),
@@ -807,4 +879,19 @@ fn agent_container(
         volume,
         network,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_tag;
+
+    #[test]
+    fn an_image_without_a_tag_is_pulled_as_latest() {
+        assert_eq!(with_tag("rust"), "rust:latest");
+        assert_eq!(with_tag("ghcr.io/o/i"), "ghcr.io/o/i:latest");
+        assert_eq!(with_tag("127.0.0.1:5000/o/i"), "127.0.0.1:5000/o/i:latest");
+        assert_eq!(with_tag("127.0.0.1:5000/o/i:2"), "127.0.0.1:5000/o/i:2");
+        assert_eq!(with_tag("rust:1-bookworm"), "rust:1-bookworm");
+        assert_eq!(with_tag("o/i@sha256:abc"), "o/i@sha256:abc");
+    }
 }

@@ -373,8 +373,22 @@ async fn a_failing_setup_stops_the_task_unless_told_to_continue() {
 fn toolchain_image(variant: &str) -> String {
     let base =
         std::env::var("TEST_AGENT_IMAGE").expect("TEST_AGENT_IMAGE (scripts/test.sh sets it)");
-    let base_tag = base.rsplit(':').next().unwrap_or("latest");
-    let name = format!("amp-orchestrator-test-toolchain:{variant}-{base_tag}");
+    let without_git = if variant == "nogit" {
+        " && rm -f /usr/bin/git /usr/local/bin/git"
+    } else {
+        ""
+    };
+    // An entrypoint that would end the container at once, as a tool's image may have.
+    let dockerfile = format!(
+        "FROM {base}\nUSER root\nRUN rm -f /usr/local/bin/amp && printf '#!/bin/sh\\necho \"widgetc 9.1\"\\n' \
+         > /usr/local/bin/widgetc && chmod 0755 /usr/local/bin/widgetc{without_git}\nUSER agent\n\
+         ENTRYPOINT [\"/usr/local/bin/widgetc\"]\n"
+    );
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(dockerfile.as_bytes())[..8])
+    };
+    let name = format!("amp-orchestrator-test-toolchain:{variant}-{digest}");
     let exists = std::process::Command::new("docker")
         .args(["image", "inspect", &name])
         .output()
@@ -384,15 +398,6 @@ fn toolchain_image(variant: &str) -> String {
     if exists {
         return name;
     }
-    let without_git = if variant == "nogit" {
-        " && rm -f /usr/bin/git /usr/local/bin/git"
-    } else {
-        ""
-    };
-    let dockerfile = format!(
-        "FROM {base}\nUSER root\nRUN rm -f /usr/local/bin/amp && printf '#!/bin/sh\\necho \"widgetc 9.1\"\\n' \
-         > /usr/local/bin/widgetc && chmod 0755 /usr/local/bin/widgetc{without_git}\nUSER agent\n"
-    );
     let mut build = std::process::Command::new("docker")
         .args(["build", "-q", "-t", &name, "-"])
         .stdin(std::process::Stdio::piped())
@@ -429,7 +434,7 @@ async fn a_repository_brings_its_own_image_and_gets_the_services_amp_cli() {
             (".github/amp.toml", &config),
             (
                 ".amp-stub/json.sh",
-                "cp /tmp/version FOUND; command -v widgetc > TOOL\n",
+                "cp /tmp/version FOUND; command -v widgetc > TOOL; echo \"$HOME\" > HOME_WAS\n",
             ),
         ],
     )
@@ -444,6 +449,8 @@ async fn a_repository_brings_its_own_image_and_gets_the_services_amp_cli() {
     // Setup and the agent ran in the repository's image, the agent being the service's CLI.
     assert_eq!(show("FOUND"), "widgetc 9.1");
     assert_eq!(show("TOOL"), "/usr/local/bin/widgetc");
+    // The image's entrypoint was set aside, and the agent had a home it could write.
+    assert_eq!(show("HOME_WAS"), "/tmp/home");
     let events = s.events(task.id).await;
     assert!(events.iter().any(|e| {
         e.data
@@ -497,4 +504,101 @@ async fn an_image_that_cannot_run_a_task_is_named_with_what_it_lacks() {
         "{}",
         status.body
     );
+}
+
+/// Setup snapshots on the engine, by the store's rows.
+async fn snapshot_rows(s: &Story) -> Vec<amp_orchestrator::entities::snapshot::Model> {
+    amp_orchestrator::entities::snapshot::Entity::find()
+        .all(&s.conn)
+        .await
+        .unwrap()
+}
+
+fn image_exists(image: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_task_with_the_same_setup_starts_from_its_snapshot() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Setup takes a while, leaves files in the workspace (ignored by git) and outside it.
+    let config = "setup = [\"sleep 2; mkdir -p deps && echo installed > deps/lib.txt && echo tool > /tmp/tool\"]\n";
+    let s = story_with(
+        db,
+        &[("CI_WAIT_TIMEOUT", "2s"), ("SNAPSHOTS_PER_REPO", "1")],
+        &[
+            ("README.md", "# widgets\n"),
+            (".gitignore", "deps/\n"),
+            ("package-lock.json", "{\"lockfileVersion\": 1}\n"),
+            (".github/amp.toml", config),
+            (".amp-stub/json.sh", "cat deps/lib.txt /tmp/tool > FOUND\n"),
+        ],
+    )
+    .await;
+    let bare = s.sim.bare_repo(&s.repo);
+    let found = |task: &task::Model| {
+        let branch = task.branch.clone().unwrap();
+        git(&bare, &["show", &format!("{branch}:FOUND")])
+    };
+    let said = |events: &[amp_orchestrator::entities::task_event::Model], text: &str| {
+        events.iter().any(|e| e.data.contains(text))
+    };
+
+    // The first task runs setup and saves it.
+    s.sim
+        .comment(&s.repo, 53, "writer", "/amp add a json flag")
+        .await;
+    let first = s.wait_for_state("succeeded", 120).await;
+    assert_eq!(found(&first), "installed\ntool");
+    let events = s.events(first.id).await;
+    assert!(said(&events, "Setup 1/1"));
+    assert!(said(&events, "Saved the setup as a snapshot"));
+    let saved = snapshot_rows(&s).await;
+    assert_eq!(saved.len(), 1);
+    assert!(image_exists(&saved[0].image));
+
+    // The second starts from it: no setup, the same files.
+    s.sim
+        .comment(&s.repo, 54, "writer", "/amp add a json flag")
+        .await;
+    let second = s.wait_for_state("succeeded", 120).await;
+    assert_ne!(second.id, first.id);
+    assert_eq!(found(&second), "installed\ntool");
+    let events = s.events(second.id).await;
+    assert!(said(&events, "Starting from the setup snapshot"));
+    assert!(!said(&events, "Setup 1/1"));
+
+    // A new lockfile is a new key: setup runs again, and the repository keeps one snapshot.
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::write(
+        work.path().join("package-lock.json"),
+        "{\"lockfileVersion\": 2}\n",
+    )
+    .unwrap();
+    git(work.path(), &["commit", "-qam", "Update the lockfile"]);
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    s.sim
+        .comment(&s.repo, 55, "writer", "/amp add a json flag")
+        .await;
+    let third = s.wait_for_state("succeeded", 120).await;
+    let events = s.events(third.id).await;
+    assert!(said(&events, "Setup 1/1"));
+    let now = snapshot_rows(&s).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0].key, saved[0].key);
+    assert!(!image_exists(&saved[0].image), "the older snapshot is gone");
+
+    // `/amp config --rebuild` removes it.
+    s.sim
+        .comment(&s.repo, 55, "writer", "/amp config --rebuild")
+        .await;
+    reply_saying(&s, 55, "Removed this repository's setup snapshot").await;
+    assert!(snapshot_rows(&s).await.is_empty());
+    assert!(!image_exists(&now[0].image));
 }

@@ -16,6 +16,7 @@ mod m20261203_000001_commands_seen;
 mod m20261203_000002_notify_per_statement;
 mod m20261204_000001_egress_blocked;
 mod m20261205_000001_repo_config;
+mod m20261206_000001_snapshots;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_notify_per_statement::Migration),
             Box::new(m20261204_000001_egress_blocked::Migration),
             Box::new(m20261205_000001_repo_config::Migration),
+            Box::new(m20261206_000001_snapshots::Migration),
         ]
     }
 }

@@ -132,6 +132,10 @@ impl Tail {
         while !self.kept.is_char_boundary(from) {
             from += 1;
         }
+        // From the start of a line: a cut inside a secret would leave a piece masking misses.
+        if let Some(newline) = self.kept[from..].find('\n') {
+            from += newline + 1;
+        }
         self.kept.drain(..from);
         self.cut = true;
     }
@@ -233,5 +237,9 @@ mod tests {
         assert!(kept.starts_with("[… earlier output dropped …]"), "{kept}");
         assert!(kept.ends_with("the end"), "{kept}");
         assert!(kept.len() < 60, "{kept}");
+        // A cut in the middle of a line drops the rest of that line too.
+        let mut lines = Tail::new(12);
+        lines.push("token=abcdefgh\nend\n");
+        assert_eq!(lines.into_string(), "[… earlier output dropped …] end\n");
     }
 }

@@ -90,6 +90,26 @@ fn shortest_wait(ctx: &Ctx) -> Duration {
         .min(repo_config::MIN_WAIT_TIMEOUT)
 }
 
+/// How often the sweep runs: often enough for the shortest wait a task may have.
+fn sweep_every(ctx: &Ctx) -> Duration {
+    (shortest_wait(ctx) / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
+}
+
+/// Whether a sweep every `every` re-decides a task that has `waited` for CI, its wait being
+/// `wait`: once it is past its wait, on the first sweep of each period of a quarter of its wait
+/// (at most 30 s), so a task whose CI runs long costs GitHub a few calls a minute, not some
+/// each sweep.
+fn due(waited: Duration, wait: Duration, every: Duration) -> bool {
+    let Some(past) = waited.checked_sub(wait).filter(|p| !p.is_zero()) else {
+        return false;
+    };
+    let period = (wait / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    if period <= every {
+        return true;
+    }
+    past.as_millis() % period.as_millis() < every.as_millis()
+}
+
 /// Re-decide every task that has waited longer than its wait for CI (`CI_WAIT_TIMEOUT`, or its
 /// repository's `ci.wait_timeout`): no checks at all means no CI; anything else is acted on as if
 /// its webhook had arrived (GitHub does not redeliver).
@@ -102,11 +122,12 @@ pub async fn sweep(ctx: &Ctx) {
             return;
         }
     };
+    let every = sweep_every(ctx);
     for task in waiting {
         let wait = repo_config::settings_of(&task, &ctx.config)
             .wait_timeout
             .value;
-        if waited(&task) <= wait {
+        if !due(waited(&task), wait, every) {
             continue;
         }
         if let Err(e) = evaluate(ctx, &task, true).await {
@@ -131,8 +152,7 @@ async fn recheck(ctx: &Ctx, task_id: TaskId) {
 /// Until shutdown: decide on each task as it starts waiting for CI, and [`sweep`] often enough
 /// for the shortest wait for CI a task may have.
 pub async fn watch(ctx: Ctx, mut started_waiting: mpsc::UnboundedReceiver<TaskId>) {
-    let every =
-        (shortest_wait(&ctx) / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let every = sweep_every(&ctx);
     let mut next_sweep = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
@@ -503,6 +523,24 @@ async fn base_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_past_its_wait_is_decided_once_a_period_not_each_sweep() {
+        let s = Duration::from_secs;
+        let every = Duration::from_millis(2500);
+        let wait = s(600);
+        assert!(!due(s(599), wait, every));
+        assert!(!due(s(600), wait, every));
+        // Swept every 2.5 s for ten minutes after the wait: one decision each 30 s.
+        let decided = (1..=240)
+            .map(|i| Duration::from_millis(600_000 + i * 2500 - 1))
+            .filter(|&waited| due(waited, wait, every))
+            .count();
+        assert_eq!(decided, 20);
+        // A wait as short as the sweep is decided on each sweep.
+        assert!(due(s(11), s(10), every));
+        assert!(due(s(13), s(10), every));
+    }
 
     #[test]
     fn when_the_loop_gives_up() {

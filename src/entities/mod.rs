@@ -7,6 +7,7 @@ pub mod github_app;
 pub mod installation;
 pub mod refusal_reply;
 pub mod setup_state;
+pub mod snapshot;
 pub mod task;
 pub mod task_event;
 pub mod task_round;

@@ -356,6 +356,38 @@ impl GitHub {
             .map_err(|why| GitHubError::Other(format!("{path} on {git_ref} cannot be read: {why}")))
     }
 
+    /// The id of the file `path` on `git_ref` (its git blob, which changes with its content);
+    /// `None` when there is no such file or ref.
+    pub async fn file_sha(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        git_ref: &str,
+    ) -> Result<Option<String>, GitHubError> {
+        let url = format!(
+            "/repos/{}/contents/{}?ref={}",
+            repo.full_name,
+            path.split('/')
+                .map(query_escape)
+                .collect::<Vec<_>>()
+                .join("/"),
+            query_escape(git_ref)
+        );
+        let answer: Value = match self
+            .call(Auth::Repo(repo), Method::GET, &url, None::<&Value>)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(GitHubError::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A directory is a list, not a file: it keys nothing.
+        Ok(answer["sha"]
+            .as_str()
+            .filter(|_| answer["type"] == "file")
+            .map(str::to_string))
+    }
+
     /// A pull request (its head branch and the repository that holds it, its state).
     pub async fn get_pull(&self, repo: &RepoRef, number: i64) -> Result<PullDetails, GitHubError> {
         self.call(

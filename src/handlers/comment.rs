@@ -158,6 +158,17 @@ pub async fn handle(
                 turn.reply(&texts::repo_config::config_reply(found, &effective))
                     .await?
             }
+            Command::Rebuild => {
+                let engine = crate::docker::Engine::connect(ctx.config.docker_host.as_deref())
+                    .await
+                    .context("connecting to the Docker engine to remove snapshots")?;
+                let removed =
+                    crate::worker::snapshot::remove_for_repo(&ctx.db, &engine, repo.repo_id)
+                        .await
+                        .context("removing the repository's setup snapshots")?;
+                info!(repo = %repo.full_name, removed, "setup snapshots removed on request");
+                turn.reply(&texts::repo_config::rebuilt(removed)).await?
+            }
             Command::Help => turn.reply(&comments::help()).await?,
             Command::Status => {
                 let latest = turn.latest_task().await?;

@@ -29,7 +29,7 @@ pub struct Bounds {
 /// Keys of the file that this version of the service knows but does not apply yet. A file that
 /// sets one is refused at the key's line and column rather than half applied: a repository is
 /// never told a setting is in effect when it is not.
-pub const NOT_YET_APPLIED: &[&str] = &["cache_key"];
+pub const NOT_YET_APPLIED: &[&str] = &[];
 
 impl Bounds {
     pub fn from_config(config: &Config) -> Bounds {

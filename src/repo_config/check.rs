@@ -52,7 +52,18 @@ pub(super) fn check(file: File, bounds: &Bounds, problems: &mut Problems) -> Rep
     let agent = file.agent.unwrap_or_default();
     let ci = file.ci.unwrap_or_default();
     let permissions = file.permissions.unwrap_or_default();
-    let required = ci.required.map(|l| c.check_names("ci.required", l));
+    let required = ci.required.and_then(|l| {
+        if l.get_ref().is_empty() {
+            c.problem(
+                "ci.required",
+                l.span().start,
+                "lists no check, so nothing would have to pass; leave it out to require every \
+                 check",
+            );
+            return None;
+        }
+        Some(c.check_names("ci.required", l))
+    });
     RepoConfig {
         image: file.image.and_then(|v| c.value("image", v, image)),
         setup: file

@@ -460,7 +460,7 @@ fn a_file_too_large_is_not_read() {
 #[test]
 fn a_key_the_service_does_not_apply_yet_is_refused_where_it_is() {
     let bounds = Bounds {
-        refused_keys: NOT_YET_APPLIED,
+        refused_keys: &["cache_key"],
         ..bounds()
     };
     let text = "cache_key = [\"a.lock\"]\n[agent]\nmode = \"high\"\n\n[ci]\nmax_rounds = 2\n";
@@ -479,6 +479,8 @@ fn a_key_the_service_does_not_apply_yet_is_refused_where_it_is() {
                    [permissions]\nminimum = \"admin\"\n\
                    users = [\"octocat\"]\n[paths]\nworkdir = \"a/b\"\n";
     assert!(parse(applied, &bounds).is_ok());
+    // This version applies every key.
+    assert!(NOT_YET_APPLIED.is_empty());
 }
 
 #[test]
@@ -490,5 +492,18 @@ fn a_secret_the_service_does_not_hold_is_named_with_how_to_add_it() {
         found[0].message,
         "`secrets`: \"PYPI_TOKEN\" is not a secret this service holds; its operator can add it \
          as the variable AMP_REPO_SECRET_PYPI_TOKEN"
+    );
+}
+
+#[test]
+fn an_empty_list_of_required_checks_is_refused() {
+    let found = problems("[ci]\nrequired = []\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .message
+            .starts_with("`ci.required`: lists no check"),
+        "{}",
+        found[0].message
     );
 }

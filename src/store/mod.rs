@@ -10,6 +10,7 @@ pub mod delivery_writer;
 pub mod github_app;
 pub mod installations;
 pub mod rounds;
+pub mod snapshots;
 pub mod task_log;
 pub mod tasks;
 

@@ -203,6 +203,7 @@ pub fn help() -> String {
      | `/amp stop` | Stop the running task. |\n\
      | `/amp retry` | Run the last task again. |\n\
      | `/amp config` | Show this repository's settings (`.github/amp.toml`) and any problem with them. |\n\
+     | `/amp config --rebuild` | Remove this repository's setup snapshots: the next task runs setup from the start. |\n\
      | `/amp help` | This list. |\n\n\
      Commands are lines that start with `/amp`; people with write access to the repository can \
      use them."

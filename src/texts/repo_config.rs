@@ -259,6 +259,20 @@ fn code(value: &str) -> String {
     format!("{fence}{pad}{value}{pad}{fence}")
 }
 
+/// `/amp config --rebuild` removed the repository's setup snapshots (`removed` of them).
+pub fn rebuilt(removed: usize) -> String {
+    match removed {
+        0 => "This repository has no setup snapshot; the next task runs its setup anyway.".into(),
+        1 => "Removed this repository's setup snapshot: the next task runs its setup from the \
+              start and saves a new one."
+            .into(),
+        n => format!(
+            "Removed this repository's {n} setup snapshots: the next task runs its setup from the \
+             start and saves a new one."
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -341,6 +355,7 @@ users = ["@someone"]
         );
         insta::assert_snapshot!("invalid_config", invalid_config("mona", &problems));
         insta::assert_snapshot!("not_listed", not_listed("mona"));
+        insta::assert_snapshot!("rebuilt", [rebuilt(0), rebuilt(1), rebuilt(2)].join("\n\n"));
     }
 
     #[test]

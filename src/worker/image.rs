@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::docker::{
-    CLI_DIR, ContainerSpec, DockerError, Engine, Exec, Output, TaskContainer, WORKSPACE,
-    WorkspaceAccess,
+    CLI_DIR, ContainerSpec, DockerError, Engine, Exec, FOREIGN_HOME, Output, TaskContainer,
+    WORKSPACE, WorkspaceAccess,
 };
 
 /// How long pulling a repository's image may take.
@@ -55,13 +55,13 @@ pub async fn cli_volume(engine: &Engine, spec: &ContainerSpec) -> Result<String,
 }
 
 /// Copy the CLI out of the service's image into `volume`, unless it is there: the copy lands
-/// under another name and is renamed, so a reader never finds half a file (nor do two
-/// replicas filling at once).
+/// under a name of its own and is renamed, so a reader never finds half a file, and two fills
+/// at once (two tasks, two replicas) do not meet.
 const FILL: &str = "set -e
 [ -x \"$DEST/amp\" ] && exit 0
 src=$(command -v amp) || { echo 'the service image has no amp on its PATH' >&2; exit 1; }
 src=$(readlink -f \"$src\")
-tmp=\"$DEST/.amp.$$\"
+tmp=\"$DEST/.amp.$(cat /proc/sys/kernel/random/uuid)\"
 cp \"$src\" \"$tmp\"
 chmod 0755 \"$tmp\"
 mv \"$tmp\" \"$DEST/amp\"";
@@ -121,7 +121,8 @@ pub async fn lacks(
     engine: &Engine,
     container: &TaskContainer,
 ) -> Result<Option<Lack>, DockerError> {
-    match run(engine, container, "command -v git >/dev/null 2>&1").await {
+    let script = format!("mkdir -p {FOREIGN_HOME} 2>/dev/null; command -v git >/dev/null 2>&1");
+    match run(engine, container, &script).await {
         Ok((Some(0), _)) => Ok(None),
         Ok((_, said)) if no_executable(&said) => Ok(Some(Lack::Shell)),
         Ok(_) => Ok(Some(Lack::Git)),
@@ -132,5 +133,5 @@ pub async fn lacks(
 
 /// Docker's words for a command (or a container's) whose executable the image does not have.
 pub fn no_executable(said: &str) -> bool {
-    said.contains("executable file not found") || said.contains("no such file or directory")
+    said.contains("executable file not found")
 }

@@ -8,7 +8,8 @@
 //! - [`target`]: where the work goes (a new branch, or a pull request's);
 //! - [`image`]: the agent's image, the service's or the repository's (with the CLI provided);
 //! - [`workspace`]: the container and everything run in it;
-//! - [`setup`]: the repository's setup commands, in a new workspace before the agent;
+//! - [`setup`]: the repository's setup commands, in a new workspace before the agent, and
+//!   [`snapshot`]: the container saved after setup, for the next task to start from;
 //! - [`agent_turn`]: one turn of the agent, and [`agent_log`]: its output into the log, bounded;
 //! - [`publish`]: commit, push, pull request;
 //! - [`outcome`]: how a run ends, decided from what happened.
@@ -23,6 +24,7 @@ pub mod publish;
 pub mod recovery;
 pub mod run;
 pub mod setup;
+pub mod snapshot;
 pub mod target;
 pub mod workspace;
 

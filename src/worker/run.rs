@@ -12,6 +12,7 @@ use super::job::{Job, container_spec, github_failure};
 use super::lease;
 use super::outcome::{End, Facts, Next, next_step};
 use super::publish;
+use super::snapshot;
 use super::target::{self, Target};
 use super::workspace::{Seed, ShellError, StartError, Workspace};
 use crate::agent::stream::TurnOutcome;
@@ -143,11 +144,24 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
             }
         };
     }
-    // A new container is set up as the repository says before the agent starts in it.
-    let prompt = if opened == Opened::New {
+    // A new container is set up as the repository says before the agent starts in it (and one
+    // whose run was cut off before its setup was through, when it resumes).
+    let save_as = match &opened {
+        Opened::New { save_as } => Some(save_as.clone()),
+        Opened::Resumed if !config.setup.value.is_empty() && !setup_done(&ws).await => Some(None),
+        _ => None,
+    };
+    let prompt = if let Some(save_as) = save_as {
         match super::setup::run(ctx, &ws, &run.journal, &run.task, &amp_key, &config).await {
-            Ok(None) => prompt,
+            Ok(None) => {
+                mark_setup_done(&ws).await;
+                if let Some(key) = save_as {
+                    save_snapshot(run, &ws, &key).await;
+                }
+                prompt
+            }
             Ok(Some(failed)) if config.setup_failure.value == SetupFailure::Continue => {
+                mark_setup_done(&ws).await;
                 run.journal
                     .info(&format!(
                         "Setup command {} failed; the agent starts anyway (setup_failure = \"continue\")",
@@ -181,10 +195,14 @@ async fn drive(run: &mut Job<'_>, start: Start) -> End {
 }
 
 /// How the workspace of a run came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Opened {
-    /// A new container, freshly cloned.
-    New,
+    /// A new container, freshly cloned; its setup, once it succeeds, is saved as the snapshot of
+    /// `save_as` (`None`: no setup, or no key could be made).
+    New { save_as: Option<String> },
+    /// A new container from a setup snapshot, freshly cloned with the snapshot's workspace files
+    /// unpacked: setup is done.
+    FromSnapshot,
     /// The task's container, still running from its last round.
     Continued,
     /// The container of an interrupted run.
@@ -239,6 +257,30 @@ async fn open_workspace(
     if own_image {
         pull_if_missing(run, &engine, &spec.image).await?;
     }
+    // A setup snapshot for this task, if it has setup: the one to start from, or the key to save
+    // one as.
+    let key = if config.setup.value.is_empty() {
+        None
+    } else {
+        snapshot_key(run, github, &engine, target, config, &spec.image).await
+    };
+    let from_snapshot = match &key {
+        Some(key) => snapshot::find(&ctx.db, &engine, key).await,
+        None => None,
+    };
+    if let Some(found) = &from_snapshot {
+        let age = std::time::Duration::from_secs(
+            ((crate::db::now_ms() - found.created_at).max(0) / 1000) as u64,
+        );
+        run.journal
+            .info(&format!(
+                "Starting from the setup snapshot {} (saved {} ago): setup is skipped",
+                found.image,
+                humantime::format_duration(age)
+            ))
+            .await;
+        spec.image = found.image.clone();
+    }
     let token = github
         .repo_token(&run.task.repo())
         .await
@@ -281,7 +323,103 @@ async fn open_workspace(
         }
     }
     prepare(run, &ws, &token, target).await?;
-    Ok((ws, Opened::New))
+    if let Some(found) = from_snapshot {
+        ws.sh(&snapshot::restore_script(), vec![])
+            .await
+            .map_err(|e| {
+                Failure::internal("unpacking the setup snapshot's workspace files failed", e)
+            })?;
+        if let Err(e) = crate::store::snapshots::used(&ctx.db, &found.key).await {
+            warn!(error = %e, "recording a snapshot's use failed");
+        }
+        return Ok((ws, Opened::FromSnapshot));
+    }
+    Ok((ws, Opened::New { save_as: key }))
+}
+
+/// Where a container records that its setup is through (kept in its snapshot too).
+const SETUP_DONE: &str = "/tmp/.amp-orchestrator-setup-done";
+
+async fn setup_done(ws: &Workspace) -> bool {
+    ws.sh(&format!("test -f {SETUP_DONE}"), vec![])
+        .await
+        .is_ok()
+}
+
+async fn mark_setup_done(ws: &Workspace) {
+    if let Err(e) = ws.sh(&format!("touch {SETUP_DONE}"), vec![]).await {
+        warn!(error = %e, "marking the setup done failed");
+    }
+}
+
+/// The key of the task's setup snapshot (see [`snapshot::key`]); `None` when it cannot be made
+/// (the task then runs setup and saves nothing).
+async fn snapshot_key(
+    run: &Job<'_>,
+    github: &GitHub,
+    engine: &Engine,
+    target: &Target,
+    config: &Effective,
+    image: &str,
+) -> Option<String> {
+    let image_id = match engine.image_id(image).await {
+        Ok(Some(id)) => id,
+        Ok(None) | Err(_) => return None,
+    };
+    let files = snapshot::cache_files(config);
+    match snapshot::file_ids(github, &run.task.repo(), &target.clone_branch, files).await {
+        Ok(ids) => Some(snapshot::key(&image_id, config, &ids)),
+        Err(e) => {
+            warn!(task_id = %run.task.id, error = %e, "reading the cache key's files failed; no setup snapshot");
+            None
+        }
+    }
+}
+
+/// Save the container, its setup just done, as the snapshot of `key` (a failure is noted, and
+/// the task goes on).
+async fn save_snapshot(run: &Job<'_>, ws: &Workspace, key: &str) {
+    let ctx = run.ctx;
+    let started = std::time::Instant::now();
+    if let Err(e) = ws.sh(&snapshot::archive_script(), vec![]).await {
+        run.journal
+            .info(&format!(
+                "The setup snapshot was not saved: archiving the workspace failed ({e})"
+            ))
+            .await;
+        return;
+    }
+    let limits = snapshot::Limits {
+        per_repo: ctx.config.snapshots_per_repo,
+        total_bytes: (ctx.config.snapshot_max_gib as i64) << 30,
+    };
+    let saved = snapshot::save(
+        &ctx.db,
+        ws.engine(),
+        ws.container(),
+        run.task.repo_id,
+        key,
+        limits,
+    )
+    .await;
+    let _ = ws.sh(&format!("rm -f {}", snapshot::ARCHIVE), vec![]).await;
+    match saved {
+        Ok(bytes) => {
+            run.journal
+                .info(&format!(
+                    "Saved the setup as a snapshot ({:.1} MiB) in {:.1} s: the next task with the same setup and cache key skips it",
+                    bytes as f64 / 1_048_576.0,
+                    started.elapsed().as_secs_f64()
+                ))
+                .await
+        }
+        Err(e) => {
+            warn!(task_id = %run.task.id, error = %e, "saving the setup snapshot failed");
+            run.journal
+                .info("The setup snapshot was not saved (the service's logs say why)")
+                .await
+        }
+    }
 }
 
 /// Pull a repository's image the engine does not have yet.

@@ -168,6 +168,14 @@ impl Workspace {
         }
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn container(&self) -> &TaskContainer {
+        &self.container
+    }
+
     /// The Amp CLI to run: the service's, provided at [`crate::docker::CLI_DIR`] in a
     /// repository's image, or the image's own `amp`.
     pub fn amp_program(&self) -> String {
