@@ -58,6 +58,15 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/tasks/new", get(pages::admin::form))
         .route("/api/tasks", post(pages::admin::api_create))
         .route("/api/tasks/{public_id}", get(pages::admin::api_show))
+        .route(
+            "/api/snapshots",
+            get(pages::setup_snapshots::api_list)
+                .delete(pages::setup_snapshots::api_remove_for_repo),
+        )
+        .route(
+            "/api/snapshots/{key}",
+            axum::routing::delete(pages::setup_snapshots::api_remove),
+        )
         .route("/tasks/{public_id}", get(pages::task::show))
         .route("/tasks/{public_id}/events", get(pages::sse::events))
         .route("/static/style.css", get(pages::style))

@@ -399,3 +399,80 @@ async fn wrong_admin_tokens_are_slowed_down() {
     assert!(r.headers().contains_key("retry-after"));
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_and_removes_setup_snapshots() {
+    use amp_orchestrator::store::snapshots;
+    let s = story_with(
+        TestDb::new(common::Backend::Sqlite).await,
+        &[("ADMIN_TOKEN", TOKEN)],
+        FILES,
+    )
+    .await;
+    // A snapshot as a task leaves one: an image on the engine and its row.
+    let key = format!("admin{:016x}", rand::random::<u64>());
+    let image = format!("amp-orchestrator-snapshot:{key}");
+    let base = std::env::var("TEST_AGENT_IMAGE").expect("TEST_AGENT_IMAGE");
+    let tagged = std::process::Command::new("docker")
+        .args(["tag", &base, &image])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    snapshots::record(&s.conn, &key, s.repo.id, &image, 1234)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = |p: &str| s.service.url(p);
+
+    let unauthorized = http.get(url("/api/snapshots")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let listed: Value = http
+        .get(url("/api/snapshots"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["key"], key.as_str());
+    assert_eq!(listed[0]["bytes"], 1234);
+
+    // Not the whole store by a missing parameter.
+    let r = http
+        .delete(url("/api/snapshots"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .delete(url(&format!("/api/snapshots/{key}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let gone = std::process::Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the image is removed");
+    let again = http
+        .delete(url(&format!("/api/snapshots/{key}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    let by_repo: Value = http
+        .delete(url(&format!("/api/snapshots?repo_id={}", s.repo.id)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_repo["removed"], 0);
+}

@@ -244,7 +244,7 @@ async fn setup_prepares_the_workspace_before_the_agent_starts() {
     let config = "secrets = [\"WIDGETS_TOKEN\"]\n\
                   setup = [\n  \"echo fetching; sleep 2\",\n  \
                   \"echo \\\"$TOOLCHAIN in $(pwd)\\\" > /tmp/prepared\",\n  \
-                  \"echo \\\"token is $WIDGETS_TOKEN\\\"; printf %s \\\"$WIDGETS_TOKEN\\\" | wc -c > /tmp/token-length\",\n]\n\
+                  \"echo \\\"token is $WIDGETS_TOKEN\\\"; printf %s \\\"$WIDGETS_TOKEN\\\" | wc -c > /tmp/token-length; sleep 300 >/dev/null 2>&1 &\",\n]\n\
                   [env]\nTOOLCHAIN = \"widgets-1.2\"\n[paths]\nworkdir = \"api\"\n";
     let s = story_with(
         db,
@@ -258,7 +258,9 @@ async fn setup_prepares_the_workspace_before_the_agent_starts() {
             ("api/README.md", "# api\n"),
             (
                 "api/.amp-stub/json.sh",
-                "cp /tmp/prepared FOUND; cp /tmp/token-length TOKEN_LENGTH\n",
+                "cp /tmp/prepared FOUND; cp /tmp/token-length TOKEN_LENGTH\n\
+                 # What setup left running would hold the secret in its environment.\n\
+                 cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c '^WIDGETS_TOKEN=' > LEAKS || true\n",
             ),
             ("api/.amp-stub/show-env", "TOOLCHAIN\nWIDGETS_TOKEN\n"),
         ],
@@ -277,6 +279,8 @@ async fn setup_prepares_the_workspace_before_the_agent_starts() {
         show("api/TOKEN_LENGTH").trim(),
         WIDGETS_TOKEN.len().to_string()
     );
+    // Nothing setup started (a `sleep` in the background) was left running with it.
+    assert_eq!(show("api/LEAKS").trim(), "0");
     let events = s.events(task.id).await;
     let said = |text: &str| events.iter().any(|e| e.data.contains(text));
     assert!(said("env TOOLCHAIN=widgets-1.2"));

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod log;
 pub mod metrics;
 pub mod setup;
+pub mod setup_snapshots;
 pub mod sse;
 pub mod task;
 

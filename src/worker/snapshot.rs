@@ -203,6 +203,19 @@ async fn remove(
     }
 }
 
+/// Remove the snapshot of `key`; whether there was one.
+pub async fn remove_key(
+    db: &sea_orm::DatabaseConnection,
+    engine: &Engine,
+    key: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    let Some(row) = snapshots::by_key(db, key).await? else {
+        return Ok(false);
+    };
+    remove(db, engine, std::slice::from_ref(&row), key).await;
+    Ok(true)
+}
+
 /// Remove every snapshot of a repository (`/amp config --rebuild`); how many there were.
 pub async fn remove_for_repo(
     db: &sea_orm::DatabaseConnection,
