@@ -33,9 +33,16 @@
       olderLink(log.firstElementChild.id.slice(1));
     }
   }
+  var setupSection = document.getElementById("setup-section");
+  var setup = document.getElementById("setup");
   source.addEventListener("line", function (e) {
     var d = JSON.parse(e.data);
-    append(log, d.html, d.seq);
+    if (d.kind === "setup" && setup) {
+      setupSection.hidden = false;
+      append(setup, d.html, d.seq);
+    } else {
+      append(log, d.html, d.seq);
+    }
   });
   source.addEventListener("state", function (e) {
     var d = JSON.parse(e.data);

@@ -300,6 +300,19 @@ async fn setup_prepares_the_workspace_before_the_agent_starts() {
     assert!(at("Setup 1/3: echo fetching") < printed);
     assert!(printed < at("Setup 2/3"));
     assert!(at("Setup finished: 3 commands") < at("Starting Amp"));
+    // The status page shows setup's output in its own section, the secret masked there too.
+    let page = reqwest::get(s.service.url(&format!("/tasks/{}", task.public_id)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = &page[page.find("<ol id=\"setup\"").expect("a setup section")..];
+    let section = &section[..section.find("</ol>").unwrap()];
+    assert!(section.contains("$ echo fetching; sleep 2"), "{section}");
+    assert!(section.contains(">fetching</li>"), "{section}");
+    assert!(section.contains("token is [REDACTED]"), "{section}");
+    assert!(!page.contains(WIDGETS_TOKEN));
     let comments: Vec<String> = s
         .sim
         .app_comments(&s.repo, 46)

@@ -146,6 +146,7 @@ pub fn sse_payload(seq: i64, payload: &EventPayload) -> String {
     let kind = match payload {
         EventPayload::State(_) => "state",
         EventPayload::Log(_) => "log",
+        EventPayload::Agent(AgentLine::Setup { .. }) => "setup",
         EventPayload::Agent(_) => "agent",
     };
     let mut out = serde_json::json!({"seq": seq, "kind": kind, "html": line.html()});
@@ -190,6 +191,14 @@ mod tests {
         assert_eq!((l.class, l.text.as_str()), ("change", "→ pushing"));
         let l = line(6, &EventPayload::Log(LogLine::error("boom")));
         assert_eq!(l.class, "error");
+        // A setup line goes to the page's setup section, live too.
+        let setup = agent(json!({"type": "setup", "text": "\u{1b}[1mnpm\u{1b}[0m ci"}));
+        assert_eq!(
+            (line(9, &setup).class, line(9, &setup).text.as_str()),
+            ("setup", "npm ci")
+        );
+        let payload: Value = serde_json::from_str(&sse_payload(9, &setup)).unwrap();
+        assert_eq!(payload["kind"], "setup");
         let html = line(
             7,
             &agent(json!({"type": "text", "text": "<script>x</script>"})),

@@ -46,6 +46,8 @@ pub struct TaskPage {
     pub rounds: Vec<RoundView>,
     /// Connections the sandbox refused: `3 connections to example.com:443`.
     pub blocked: Vec<String>,
+    /// What the repository's setup commands printed (in the page's part of the log).
+    pub setup: Vec<Line>,
     pub lines: Vec<Line>,
     /// The page with the lines before these, when there are any.
     pub older: Option<String>,
@@ -101,7 +103,10 @@ pub fn page(
     let rendered = |events: &[task_event::Model]| -> Vec<Line> {
         events.iter().map(|e| line(e.seq, &e.payload())).collect()
     };
-    let lines = rendered(&log.lines);
+    // Setup's output has a section of its own; the log keeps the rest.
+    let (setup, lines): (Vec<Line>, Vec<Line>) = rendered(&log.lines)
+        .into_iter()
+        .partition(|l| l.class == "setup");
     let older = match (log.more_before, log.lines.first()) {
         (true, Some(first)) => Some(format!("/tasks/{}?before={}", task.public_id, first.seq)),
         _ => None,
@@ -134,6 +139,7 @@ pub fn page(
             &BlockedEgress::from_stored(task.egress_blocked.as_deref()),
             |address| address.to_string(),
         ),
+        setup,
         lines,
         older,
         past: log.past,
@@ -387,6 +393,39 @@ mod tests {
             "page_failed",
             render(&failed, &["preparing", "failed"], &[])
         );
+    }
+
+    #[test]
+    fn setup_output_has_a_section_of_its_own() {
+        let mut events = events(&["preparing"]);
+        for text in ["$ npm ci", "added 12 packages"] {
+            let seq = events.len() as i64 + 1;
+            events.push(event(
+                seq,
+                EventKind::Agent,
+                json!({"type": "setup", "text": text}),
+            ));
+        }
+        let t = task(TaskState::Running);
+        let html = page(&t, &view(events), &[], "https://github.com", 0)
+            .render()
+            .unwrap();
+        let setup = html.find("<ol id=\"setup\"").expect("the setup section");
+        let log = html.find("<ol id=\"log\"").expect("the log");
+        let added = html.find("added 12 packages").unwrap();
+        assert!(setup < added && added < log, "{html}");
+        assert!(!html.contains("id=\"setup-section\" hidden"), "{html}");
+        // Without setup the section is there for the live stream, hidden.
+        let plain = page(
+            &t,
+            &view(super::tests::events(&["preparing"])),
+            &[],
+            "https://github.com",
+            0,
+        )
+        .render()
+        .unwrap();
+        assert!(plain.contains("id=\"setup-section\" hidden"), "{plain}");
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub async fn run(
         journal
             .info(&format!("Setup {number}/{}: {command}", commands.len()))
             .await;
+        // The command heads its output in the setup section.
+        log.push(AgentLine::Setup {
+            text: format!("$ {command}"),
+        });
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let cmd = vec!["sh".to_string(), "-c".to_string(), command.clone()];
         let child = ws.spawn(cmd, env.clone(), config.workdir.value.as_deref(), tx);
