@@ -323,15 +323,14 @@ impl GitHub {
         .await
     }
 
-    /// The content of the file at `path` on `git_ref` (a branch name), or `None` when there is
-    /// no such file there (GitHub's contents API answers 404). A directory at `path`, or a file
-    /// larger than the API's 1 MB, is an error.
-    pub async fn file_at(
+    /// What GitHub's contents API says of `path` on `git_ref` (an object for a file, a list for a
+    /// directory); `None` when there is no such path or ref (404).
+    async fn contents(
         &self,
         repo: &RepoRef,
         path: &str,
         git_ref: &str,
-    ) -> Result<Option<Vec<u8>>, GitHubError> {
+    ) -> Result<Option<Value>, GitHubError> {
         let url = format!(
             "/repos/{}/contents/{}?ref={}",
             repo.full_name,
@@ -341,13 +340,27 @@ impl GitHub {
                 .join("/"),
             query_escape(git_ref)
         );
-        let answer: Value = match self
+        match self
             .call(Auth::Repo(repo), Method::GET, &url, None::<&Value>)
             .await
         {
-            Ok(answer) => answer,
-            Err(GitHubError::Status { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
+            Ok(answer) => Ok(Some(answer)),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The content of the file at `path` on `git_ref` (a branch name), or `None` when there is
+    /// no such file there (GitHub's contents API answers 404). A directory at `path`, or a file
+    /// larger than the API's 1 MB, is an error.
+    pub async fn file_at(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        git_ref: &str,
+    ) -> Result<Option<Vec<u8>>, GitHubError> {
+        let Some(answer) = self.contents(repo, path, git_ref).await? else {
+            return Ok(None);
         };
         let file: RepoFile = serde_json::from_value(answer)
             .map_err(|_| GitHubError::Other(format!("{path} on {git_ref} is not a file")))?;
@@ -364,22 +377,8 @@ impl GitHub {
         path: &str,
         git_ref: &str,
     ) -> Result<Option<String>, GitHubError> {
-        let url = format!(
-            "/repos/{}/contents/{}?ref={}",
-            repo.full_name,
-            path.split('/')
-                .map(query_escape)
-                .collect::<Vec<_>>()
-                .join("/"),
-            query_escape(git_ref)
-        );
-        let answer: Value = match self
-            .call(Auth::Repo(repo), Method::GET, &url, None::<&Value>)
-            .await
-        {
-            Ok(answer) => answer,
-            Err(GitHubError::Status { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(answer) = self.contents(repo, path, git_ref).await? else {
+            return Ok(None);
         };
         // A directory is a list, not a file: it keys nothing.
         Ok(answer["sha"]

@@ -90,6 +90,17 @@ pub struct Effective {
     pub egress_allow: Setting<Vec<String>>,
 }
 
+impl Effective {
+    /// `[env]` as `NAME=value` entries of a process's environment (for setup and the agent).
+    pub fn variables(&self) -> Vec<String> {
+        self.env
+            .value
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect()
+    }
+}
+
 /// The configuration a task runs with, from the repository's file (`None` when it has none) and
 /// the operator's bounds. A value of the file beyond the bounds (which [`super::parse`] refuses,
 /// but a file checked against other bounds may hold) is held to them.

@@ -48,12 +48,7 @@ pub async fn run(
         cmd.extend(["--mode".into(), mode.as_str().into()]);
     }
     // The repository's variables first: the service's own (which a file may not name) follow.
-    let mut env: Vec<String> = config
-        .env
-        .value
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
+    let mut env = config.variables();
     // No turn outlives its task, so neither does the credential it gets in the sandbox.
     let until = SystemTime::now() + ctx.config.task_timeout;
     env.extend(ws.agent_env(
@@ -129,7 +124,7 @@ pub async fn run(
 
 /// Chunks of output (of at most a pipe's worth each, as Docker forwards them) waiting to be
 /// taken in.
-const CHUNKS_IN_FLIGHT: usize = 64;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 64;
 
 /// A turn's output as it comes: both streams cut into bounded lines, the end of stderr kept for
 /// the failure's reason, and everything counted.

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 
 use super::agent_log::AgentLog;
+use super::agent_turn::CHUNKS_IN_FLIGHT;
 use super::outcome::End;
 use super::workspace::Workspace;
 use crate::agent::lines::{LineSplitter, Tail};
@@ -51,12 +52,7 @@ pub async fn run(
     if commands.is_empty() {
         return Ok(None);
     }
-    let mut env: Vec<String> = config
-        .env
-        .value
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
+    let mut env = config.variables();
     // The secrets the file lists, for setup alone (the service masks their values everywhere).
     env.extend(ctx.config.repo_secrets.env_for(&config.secrets.value));
     // The sandbox's proxy (which needs the task's credential), but nothing that reaches Amp.
@@ -140,9 +136,6 @@ async fn end_with_secrets(ws: &Workspace, config: &Effective) {
         ws.kill_leftovers().await;
     }
 }
-
-/// Chunks of output waiting to be taken in.
-const CHUNKS_IN_FLIGHT: usize = 64;
 
 /// Why a command's output was cut off.
 enum Cut {
