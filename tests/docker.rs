@@ -151,6 +151,53 @@ async fn the_agent_runs_locked_down_and_everything_is_removed() {
     );
 }
 
+/// A command that prints a burst and exits while its reader is stalled (the log writer behind
+/// under load) is still read to its last byte, with its own exit status: the engine keeps an
+/// exec's output until it is read, well past the process's exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_prints_a_burst_and_exits_is_read_to_the_end_by_a_slow_reader() {
+    let engine = engine().await;
+    let spec = spec(&test_image());
+    let container = engine.start_task_container(&spec).await.unwrap();
+    // Less than what the pipes between the command and the reader hold: the command has
+    // printed all it will and exited while the reader waits.
+    let stall_left = 200_000;
+    const OUT: usize = 4_000_000;
+    const ERR: usize = 1_000_000;
+    let burst = format!(
+        "head -c {OUT} /dev/zero | tr '\\000' o; head -c {ERR} /dev/zero | tr '\\000' e >&2; cat; exit 7"
+    );
+    let (tx, mut rx) = mpsc::channel(1);
+    let exec = tokio::spawn({
+        let (engine, container) = (engine.clone(), container.clone());
+        async move { engine.exec(&container, sh(&burst), tx).await }
+    });
+    let read = async {
+        let (mut out, mut err) = (0, 0);
+        let mut stalled = false;
+        while let Some(o) = rx.recv().await {
+            match o {
+                Output::Stdout(s) => out += s.len(),
+                Output::Stderr(s) => err += s.len(),
+            }
+            if !stalled && out + err + stall_left >= OUT + ERR {
+                stalled = true;
+                tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            }
+        }
+        (exec.await.unwrap().unwrap(), out, err)
+    };
+    let (code, out, err) = tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("the command ends");
+    engine.remove(&container).await;
+    assert_eq!(
+        (code, out, err),
+        (Some(7), OUT, ERR),
+        "the command's status and all it printed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_within_reach_of_the_agent_is_found() {
     let engine = engine().await;
