@@ -28,6 +28,7 @@ pub async fn handle(ctx: &Ctx, delivery: &Claimed) -> anyhow::Result<Outcome> {
         WebhookEvent::InstallationRepositories(e) => {
             handlers::installation::handle_repositories(ctx, &e).await
         }
+        WebhookEvent::PullRequest(e) => handlers::pull_request::handle(ctx, &e).await,
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use amp_orchestrator::domain::{TaskId, TaskState};
-use amp_orchestrator::entities::{task, task_event, task_round};
+use amp_orchestrator::entities::{delivery, task, task_event, task_round};
 use common::github_sim::git::git;
 use common::story::{Story, story_with};
 use common::{TestDb, eventually};
@@ -450,5 +450,104 @@ both_backends!(
         assert!(s.sim.pulls()[0].draft, "the pull request stays a draft");
         s.status_saying(58, "seems stuck").await;
         s.assert_no_containers_for(&task).await;
+    }
+);
+
+/// Wait until task `id` is in `state`.
+async fn task_reaches(s: &Story, id: TaskId, state: TaskState, secs: u64) -> task::Model {
+    eventually(secs, &format!("task {id} is {state}"), || async {
+        let task = task_by_id(s, id).await;
+        (task.state == state).then_some(task)
+    })
+    .await
+}
+
+both_backends!(
+    a_pull_request_closed_or_merged_while_it_waits_ends_its_task,
+    |db: TestDb| async move {
+        let mut repo_files = files(false);
+        repo_files.push((".amp-stub/slowly.sh", "sleep 300\n"));
+        let s = story_with(db, &[("CI_WAIT_TIMEOUT", "10m")], &repo_files).await;
+        let mut waiting = Vec::new();
+        for issue in [61, 62, 63] {
+            s.sim
+                .comment(&s.repo, issue, "writer", "/amp add the counter")
+                .await;
+            let task = eventually(90, "the task waits for CI", || async {
+                let newest = s.wait_for_state("awaiting_ci", 90).await;
+                (newest.issue_number == issue).then_some(newest)
+            })
+            .await;
+            waiting.push(task);
+        }
+        let (closed, merged, still_open) = (&waiting[0], &waiting[1], &waiting[2]);
+        let pr = |t: &task::Model| t.pr_number.unwrap();
+
+        // Closed without merging: cancelled, its container gone, the status comment says who.
+        s.sim.close_pull(pr(closed), false, "writer").await;
+        task_reaches(&s, closed.id, TaskState::Cancelled, 30).await;
+        let status = s
+            .status_saying(61, &format!("#{} was closed by @writer", pr(closed)))
+            .await;
+        assert!(status.body.contains("`cancelled`"), "{}", status.body);
+        s.assert_no_containers_for(closed).await;
+
+        // Merged: the work is in, the task succeeded.
+        s.sim.close_pull(pr(merged), true, "writer").await;
+        task_reaches(&s, merged.id, TaskState::Succeeded, 30).await;
+        let status = s
+            .status_saying(62, &format!("#{} was merged by @writer", pr(merged)))
+            .await;
+        assert!(status.body.contains("`succeeded`"), "{}", status.body);
+        s.assert_no_containers_for(merged).await;
+
+        // A signed `closed` delivery replayed for a pull request that is open (as after a
+        // reopen) ends nothing: GitHub's own answer says it is open.
+        let mut replay = s
+            .sim
+            .hook_deliveries()
+            .into_iter()
+            .find(|d| d.event == "pull_request")
+            .unwrap()
+            .payload;
+        replay["number"] = pr(still_open).into();
+        replay["pull_request"]["number"] = pr(still_open).into();
+        let status = s
+            .sim
+            .send_webhook("pull_request", "replayed-close", &replay)
+            .await;
+        assert_eq!(status, 202);
+        eventually(20, "the replayed delivery is handled", || async {
+            let delivery = delivery::Entity::find()
+                .filter(delivery::Column::DeliveryId.eq("replayed-close"))
+                .one(&s.conn)
+                .await
+                .unwrap()?;
+            (delivery.status == "ignored").then_some(delivery)
+        })
+        .await;
+        assert_eq!(
+            task_by_id(&s, still_open.id).await.state,
+            TaskState::AwaitingCi
+        );
+
+        // Closed while the agent works on a follow-up: stopped, saying why.
+        s.sim
+            .pr_comment(&s.repo, pr(still_open), "writer", "/amp slowly")
+            .await;
+        task_reaches(&s, still_open.id, TaskState::Fixing, 30).await;
+        eventually(30, "the agent is at work", || async {
+            let events = s.events(still_open.id).await;
+            let agent_runs = events.iter().filter(|e| e.data.contains("Starting Amp"));
+            (agent_runs.count() >= 2).then_some(())
+        })
+        .await;
+        s.sim.close_pull(pr(still_open), false, "writer").await;
+        task_reaches(&s, still_open.id, TaskState::Cancelled, 30).await;
+        let status = s
+            .status_saying(63, &format!("#{} was closed by @writer", pr(still_open)))
+            .await;
+        assert!(!status.body.contains("/amp stop"), "{}", status.body);
+        s.assert_no_containers_for(still_open).await;
     }
 );

@@ -160,7 +160,7 @@ async fn a_change_to_workflow_files_is_kept_on_the_task_page_not_pushed() {
 async fn merged_pull_requests_and_deleted_forks_are_refused_with_the_reason() {
     let s = story(&[], &[PASSING_CI, JSON_STEP]).await;
     let merged = s.sim.open_pull(&s.repo, "done", None, ("X", "x\n"));
-    s.sim.close_pull(merged, true);
+    s.sim.close_pull(merged, true, "writer").await;
     s.sim
         .pr_comment(&s.repo, merged, "writer", "/amp add json")
         .await;

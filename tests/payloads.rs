@@ -13,6 +13,7 @@ fn every_fixture_of_a_handled_event_parses() {
         "check_suite",
         "installation",
         "installation_repositories",
+        "pull_request",
         "ping",
     ] {
         let mut files: Vec<_> = std::fs::read_dir(dir.join(event))
@@ -87,13 +88,22 @@ fn every_fixture_of_a_handled_event_parses() {
                             + json["repositories_removed"].as_array().unwrap().len()
                     );
                 }
+                (WebhookEvent::PullRequest(e), _) => {
+                    assert_eq!(e.number, json["number"].as_i64().unwrap());
+                    assert_eq!(e.pull_request.number, e.number);
+                    assert_eq!(e.pull_request.state, json["pull_request"]["state"]);
+                    assert_eq!(
+                        e.pull_request.merged,
+                        json["pull_request"]["merged"].as_bool()
+                    );
+                }
                 (WebhookEvent::Ping, "ping") => {}
                 (other, name) => panic!("{name} parsed as {other:?}"),
             }
             parsed += 1;
         }
     }
-    assert!(parsed >= 27, "only {parsed} fixtures parsed");
+    assert!(parsed >= 55, "only {parsed} fixtures parsed");
 }
 
 #[test]
@@ -134,6 +144,9 @@ fn actionable_events_are_the_ones_the_service_acts_on() {
         "/amp fix it",
         Some("/amp fix it")
     ));
+    assert!(actionable("pull_request", "closed.payload.json"));
+    assert!(!actionable("pull_request", "reopened.payload.json"));
+    assert!(!actionable("pull_request", "synchronize.payload.json"));
     assert!(actionable("check_suite", "completed.payload.json"));
     assert!(!actionable("check_suite", "requested.payload.json"));
     assert!(!actionable("check_suite", "rerequested.payload.json"));

@@ -17,6 +17,7 @@ mod m20261203_000002_notify_per_statement;
 mod m20261204_000001_egress_blocked;
 mod m20261205_000001_repo_config;
 mod m20261206_000001_snapshots;
+mod m20261207_000001_stop_note;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_egress_blocked::Migration),
             Box::new(m20261205_000001_repo_config::Migration),
             Box::new(m20261206_000001_snapshots::Migration),
+            Box::new(m20261207_000001_stop_note::Migration),
         ]
     }
 }

@@ -40,6 +40,8 @@ pub struct Model {
     pub lease_until: Option<i64>,
     /// When a `/amp stop` asked the replica running the task to stop it.
     pub stop_requested_at: Option<i64>,
+    /// Why the stop was asked for, for the status comment (none: `/amp stop`'s own words).
+    pub stop_note: Option<String>,
     /// When the task last started waiting for CI.
     pub awaiting_since: Option<i64>,
     /// The delivery whose `/amp retry` or follow-up last queued the task again.

@@ -2,3 +2,4 @@
 
 pub mod comment;
 pub mod installation;
+pub mod pull_request;

@@ -249,22 +249,77 @@ impl Lifecycle {
     }
 
     /// `/amp stop`: a queued task is cancelled, and one waiting for CI ends, here (nothing runs
-    /// for them); a running one is stopped where it runs, this process or another replica.
+    /// for them); a running one is stopped where it runs, this process or another replica. A
+    /// stop asked for earlier with its own reason (see [`Lifecycle::pull_closed`]) keeps it.
     pub async fn stop(&self, task: &task::Model) -> Result<Stopped, TaskError> {
+        let asked_before = task.stop_note.clone();
+        self.end_or_stop(
+            task,
+            |state| {
+                let note = match (&asked_before, state) {
+                    (Some(note), _) => note.clone(),
+                    (None, TaskState::Queued) => texts::notes::stopped_before_start(),
+                    (None, _) => texts::notes::stopped(),
+                };
+                (TaskState::Cancelled, note)
+            },
+            None,
+        )
+        .await
+    }
+
+    /// The task's pull request was closed (merged or not) by `by`: a task waiting for CI ends,
+    /// `succeeded` when merged and `cancelled` when not, and a queued one is cancelled, here; a
+    /// running one is stopped as `/amp stop` stops it, its status comment saying why. GitHub's
+    /// own answer says `merged`.
+    pub async fn pull_closed(
+        &self,
+        task: &task::Model,
+        merged: bool,
+        by: &str,
+    ) -> Result<Stopped, TaskError> {
+        let note = texts::notes::pull_closed(task.pr_number.unwrap_or_default(), merged, by);
+        let stopped = self
+            .end_or_stop(
+                task,
+                |state| {
+                    let to = if merged && state == TaskState::AwaitingCi {
+                        TaskState::Succeeded
+                    } else {
+                        TaskState::Cancelled
+                    };
+                    (to, note.clone())
+                },
+                Some(&note),
+            )
+            .await?;
+        if stopped == Stopped::Asked {
+            self.log(task.id, LogLine::info(&note)).await;
+        }
+        Ok(stopped)
+    }
+
+    /// End `task` here as `end` says for its state when it is queued or waiting for CI (nothing
+    /// runs for it then); when it is mid-run, ask whoever runs it to stop it, for `stop_note`'s
+    /// reason (none: `/amp stop`'s own).
+    async fn end_or_stop(
+        &self,
+        task: &task::Model,
+        end: impl Fn(TaskState) -> (TaskState, String),
+        stop_note: Option<&str>,
+    ) -> Result<Stopped, TaskError> {
         let mut task = task.clone();
         for _ in 0..3 {
-            let mv = match task.state {
-                TaskState::Queued => Move::to(TaskState::Cancelled),
-                TaskState::AwaitingCi => Move::to(TaskState::Cancelled),
+            let (to, note) = match task.state {
+                TaskState::Queued | TaskState::AwaitingCi => end(task.state),
                 state if state.is_terminal() => return Ok(Stopped::Over),
                 _ => break,
             };
-            let note = if task.state == TaskState::Queued {
-                texts::notes::stopped_before_start()
-            } else {
-                texts::notes::stopped()
-            };
-            if self.transition(&task, mv.saying(&note)).await?.is_some() {
+            if self
+                .transition(&task, Move::to(to).saying(&note))
+                .await?
+                .is_some()
+            {
                 return Ok(Stopped::Ended);
             }
             // Moved on meanwhile (claimed, or a CI round started): look again.
@@ -273,11 +328,14 @@ impl Lifecycle {
                 None => return Ok(Stopped::Over),
             }
         }
+        // Stored first, so that the run, here or on another replica, ends saying why.
+        let active = tasks::request_stop(&self.db, task.id, stop_note).await?;
         if self.local.stop(task.id) {
             return Ok(Stopped::Asked);
         }
-        // Another replica runs it (or a worker is about to): it sees the request at its next check.
-        if tasks::request_stop(&self.db, task.id).await? {
+        if active {
+            // Another replica runs it (or a worker is about to): it sees the request at its
+            // next check.
             tracing::info!(task_id = %task.id, "the task runs elsewhere; stop requested through the database");
             Ok(Stopped::Asked)
         } else {

@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(m["url"], "https://amp.example.com/");
         assert_eq!(
             m["default_events"],
-            serde_json::json!(["issue_comment", "check_suite"])
+            serde_json::json!(["issue_comment", "check_suite", "pull_request"])
         );
         assert_eq!(m["default_permissions"]["contents"], "write");
     }

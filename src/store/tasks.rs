@@ -258,6 +258,7 @@ pub async fn transition(
                started_at = CASE WHEN $3 AND started_at IS NULL THEN $2 ELSE started_at END, \
                finished_at = CASE WHEN $4 THEN $2 ELSE NULL END, \
                stop_requested_at = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE stop_requested_at END, \
+               stop_note = CASE WHEN $4 OR $1 = 'queued' THEN NULL ELSE stop_note END, \
                error_message = CASE WHEN $1 = 'queued' THEN NULL \
                  WHEN $7 THEN COALESCE($8, error_message) ELSE error_message END, \
                lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END, \
@@ -517,8 +518,13 @@ pub async fn take_over(
     Ok(result.rows_affected() == 1)
 }
 
-/// Ask whichever replica runs the task to stop it; `false` when the task is already over.
-pub async fn request_stop(db: &DatabaseConnection, task_id: TaskId) -> Result<bool, DbErr> {
+/// Ask whichever replica runs the task to stop it, saying why (`note`, for its status comment;
+/// the first request's reason stands); `false` when the task is already over.
+pub async fn request_stop(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+    note: Option<&str>,
+) -> Result<bool, DbErr> {
     let active: Vec<String> = TaskState::active()
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
@@ -527,11 +533,13 @@ pub async fn request_stop(db: &DatabaseConnection, task_id: TaskId) -> Result<bo
         .execute_raw(stmt(
             db,
             &format!(
-                "UPDATE tasks SET stop_requested_at = COALESCE(stop_requested_at, $1), updated_at = $1 \
+                "UPDATE tasks SET stop_note = CASE WHEN stop_requested_at IS NULL THEN $3 \
+                   ELSE stop_note END, \
+                 stop_requested_at = COALESCE(stop_requested_at, $1), updated_at = $1 \
                  WHERE id = $2 AND state IN ({})",
                 active.join(", ")
             ),
-            [now.into(), task_id.into()],
+            [now.into(), task_id.into(), note.map(str::to_string).into()],
         ))
         .await?;
     Ok(result.rows_affected() == 1)

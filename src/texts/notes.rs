@@ -22,6 +22,15 @@ pub fn stopped_before_start() -> String {
     "Stopped with /amp stop before it started.".into()
 }
 
+/// The task's pull request was closed by `by`, merged or not.
+pub fn pull_closed(pr_number: i64, merged: bool, by: &str) -> String {
+    if merged {
+        format!("Pull request #{pr_number} was merged by @{by}.")
+    } else {
+        format!("Pull request #{pr_number} was closed by @{by}.")
+    }
+}
+
 /// The App was uninstalled, or its installation suspended, while the task waited in the queue.
 pub fn installation_gone(suspended: bool) -> String {
     if suspended {
@@ -245,6 +254,8 @@ mod tests {
             no_changes("The flag exists already."),
             stopped(),
             stopped_before_start(),
+            pull_closed(21, true, "mona"),
+            pull_closed(21, false, "mona"),
             follow_up("mona", 7),
             retried(),
             ci_passed(2, Duration::from_millis(754_300), &[]),

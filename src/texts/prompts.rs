@@ -181,6 +181,7 @@ mod tests {
             lease_owner: None,
             lease_until: None,
             stop_requested_at: None,
+            stop_note: None,
             awaiting_since: None,
             command_delivery_id: None,
             status_note: None,

@@ -17,6 +17,7 @@ pub enum WebhookEvent {
     CheckSuite(CheckSuiteEvent),
     Installation(InstallationEvent),
     InstallationRepositories(InstallationRepositoriesEvent),
+    PullRequest(PullRequestEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Option<WebhookEvent>, PayloadEr
         "check_suite" => WebhookEvent::CheckSuite(de(event, body)?),
         "installation" => WebhookEvent::Installation(de(event, body)?),
         "installation_repositories" => WebhookEvent::InstallationRepositories(de(event, body)?),
+        "pull_request" => WebhookEvent::PullRequest(de(event, body)?),
         _ => return Ok(None),
     }))
 }
@@ -69,6 +71,7 @@ impl WebhookEvent {
             WebhookEvent::CheckSuite(e) => Some(e.action.as_str()),
             WebhookEvent::Installation(e) => Some(e.action.as_str()),
             WebhookEvent::InstallationRepositories(e) => Some(e.action.as_str()),
+            WebhookEvent::PullRequest(e) => Some(e.action.as_str()),
         }
     }
 
@@ -79,6 +82,7 @@ impl WebhookEvent {
             WebhookEvent::CheckSuite(e) => e.installation.as_ref().map(|i| i.id),
             WebhookEvent::Installation(e) => Some(e.installation.id),
             WebhookEvent::InstallationRepositories(e) => Some(e.installation.id),
+            WebhookEvent::PullRequest(e) => e.installation.as_ref().map(|i| i.id),
         }
     }
 
@@ -92,6 +96,8 @@ impl WebhookEvent {
             WebhookEvent::IssueComment(e) => !e.commands().is_empty(),
             WebhookEvent::CheckSuite(e) => e.action.is(CheckSuiteAction::Completed),
             WebhookEvent::Installation(_) | WebhookEvent::InstallationRepositories(_) => true,
+            // A closed pull request may end the task working on it.
+            WebhookEvent::PullRequest(e) => e.action.is(PullRequestAction::Closed),
         }
     }
 }
@@ -181,6 +187,10 @@ known_actions!(
         Unsuspend = "unsuspend",
         NewPermissionsAccepted = "new_permissions_accepted",
     }
+);
+known_actions!(
+    /// `pull_request` actions the service tells apart (there are many more).
+    PullRequestAction { Opened = "opened", Closed = "closed", Reopened = "reopened", Synchronize = "synchronize" }
 );
 known_actions!(
     /// `installation_repositories` actions.
@@ -378,6 +388,28 @@ pub struct CheckSuite {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullRequestRef {
     pub number: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: Action<PullRequestAction>,
+    pub number: i64,
+    pub pull_request: PullRequest,
+    pub repository: Repository,
+    pub sender: User,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequest {
+    pub number: i64,
+    /// `open` or `closed`.
+    pub state: String,
+    /// Whether a `closed` pull request was merged.
+    #[serde(default)]
+    pub merged: Option<bool>,
+    pub html_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

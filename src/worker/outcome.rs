@@ -18,7 +18,8 @@ pub enum End {
     /// A round in which the agent changed nothing that had to change something.
     NeedsHuman(String),
     Failed(Failure),
-    Stopped,
+    /// Stopped on request: `/amp stop`, or the reason stored with the request.
+    Stopped(Option<String>),
     TimedOut(String),
     /// This replica is shutting down: the task goes on elsewhere, in its container.
     HandedBack,
@@ -35,7 +36,10 @@ impl End {
             }
             End::NeedsHuman(why) => (TaskState::NeedsHuman, why.clone()),
             End::Failed(failure) => (TaskState::Failed, failures::shown(failure)),
-            End::Stopped => (TaskState::Cancelled, notes::stopped()),
+            End::Stopped(why) => (
+                TaskState::Cancelled,
+                why.clone().unwrap_or_else(notes::stopped),
+            ),
             End::TimedOut(why) => (TaskState::TimedOut, why.clone()),
             End::HandedBack => return None,
         })
@@ -235,7 +239,10 @@ mod tests {
         assert_eq!(state, TaskState::Failed);
         assert!(note.starts_with("cloning the repository failed"), "{note}");
         assert!(!note.contains("10.0.0.1"));
-        assert_eq!(End::Stopped.outcome().unwrap().0, TaskState::Cancelled);
+        assert_eq!(
+            End::Stopped(None).outcome().unwrap().0,
+            TaskState::Cancelled
+        );
         assert_eq!(End::HandedBack.outcome(), None);
     }
 
@@ -250,7 +257,7 @@ mod tests {
             End::NeedsHuman(String::new()).round_outcome(false),
             Some(RoundOutcome::NoChanges)
         );
-        assert_eq!(End::Stopped.round_outcome(true), None);
+        assert_eq!(End::Stopped(None).round_outcome(true), None);
         assert_eq!(End::Failed(Failure::user("x")).round_outcome(false), None);
     }
 }

@@ -36,8 +36,9 @@ pub enum Start {
 
 /// Run a task claimed by this replica, until it ends or is handed back.
 pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
-    let stop = ctx.lifecycle.local.insert(task.id);
-    let keeper = lease::keep(ctx, task.id, stop.clone());
+    let task_id = task.id;
+    let stop = ctx.lifecycle.local.insert(task_id);
+    let keeper = lease::keep(ctx, task_id, stop.clone());
     let mut run = Job {
         ctx,
         state: task.state,
@@ -54,7 +55,7 @@ pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         // A run that has finished is not handed back or stopped after the fact.
         biased;
         end = drive(&mut run, start) => end,
-        _ = stop.cancelled() => End::Stopped,
+        _ = stop.cancelled() => End::Stopped(stop_note(ctx, task_id).await),
         _ = ctx.handoff.cancelled() => End::HandedBack,
         _ = tokio::time::sleep(timeout) => End::TimedOut(failures::task_too_long(timeout)),
     };
@@ -79,6 +80,17 @@ pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         && let Err(e) = ctx.lifecycle.stop(&task).await
     {
         warn!(task_id = %task.id, error = %e, "ending a stopped task failed");
+    }
+}
+
+/// Why a stop was asked for the task, when not with `/amp stop`.
+async fn stop_note(ctx: &Ctx, task_id: crate::domain::TaskId) -> Option<String> {
+    match tasks::get(&ctx.db, task_id).await {
+        Ok(task) => task.and_then(|t| t.stop_note),
+        Err(e) => {
+            warn!(%task_id, error = %e, "reading why the task was stopped failed");
+            None
+        }
     }
 }
 

@@ -194,7 +194,7 @@ fn installation_json(s: &SimState, id: i64, owner: &str) -> Value {
         "html_url": format!(
             "https://github.com/organizations/{owner}/settings/installations/{id}"
         ),
-        "events": ["issue_comment", "check_suite"],
+        "events": ["issue_comment", "check_suite", "pull_request"],
         "permissions": s.installation_grants(id),
         "created_at": "2026-01-01T00:00:00Z",
         "updated_at": "2026-01-01T00:00:00Z",

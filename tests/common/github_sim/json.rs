@@ -86,7 +86,7 @@ pub(super) fn app_json(owner: &str) -> Value {
         "created_at": "2026-01-01T00:00:00Z",
         "updated_at": "2026-01-01T00:00:00Z",
         "permissions": app_permissions(),
-        "events": ["issue_comment", "check_suite"],
+        "events": ["issue_comment", "check_suite", "pull_request"],
     })
 }
 
@@ -174,10 +174,13 @@ pub(super) fn comment_json(c: &Comment) -> Value {
 /// its merge state, counts and who may change it.
 pub(super) fn full_pull_json(state: &SimState, repo: &Repo, pull: &Pull) -> Value {
     let mut json = pull_json(state, repo, pull);
-    json["merged"] = false.into();
+    json["merged"] = pull.merged.into();
     json["mergeable"] = Value::Null;
     json["mergeable_state"] = "unknown".into();
-    json["merged_by"] = Value::Null;
+    json["merged_by"] = match &pull.closed_by {
+        Some(login) if pull.merged => user_json(login, "User"),
+        _ => Value::Null,
+    };
     json["maintainer_can_modify"] = false.into();
     json["comments"] = 0.into();
     json["review_comments"] = 0.into();

@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 use super::GitHubSim;
 use super::auth::{AuthorizedRepo, authorized_repo};
 use super::git::{bare_path, branches, git};
-use super::json::{full_pull_json, github_error, pull_json};
-use super::state::{Comment, Pull, Repo, Shared};
+use super::json::{full_pull_json, github_error, pull_json, repo_json, user_json};
+use super::state::{Comment, Pull, Repo, Shared, find_repo};
+use super::webhooks::send_webhook_with;
+use crate::common::fixtures::fixture;
 
 pub(super) async fn create_ref(
     State(state): State<Shared>,
@@ -184,6 +186,7 @@ pub(super) async fn create_pull(
         reviewers: vec![],
         head_repo: None,
         head_repo_deleted: false,
+        closed_by: None,
     };
     s.pulls.push(pull.clone());
     (
@@ -388,16 +391,32 @@ impl GitHubSim {
             reviewers: vec![],
             head_repo: fork.map(str::to_string),
             head_repo_deleted: false,
+            closed_by: None,
         });
         number
     }
 
-    /// Close pull request `number`, merged or not.
-    pub fn close_pull(&self, number: i64, merged: bool) {
-        let mut s = self.state.lock().unwrap();
-        let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
-        pull.state = "closed".into();
-        pull.merged = merged;
+    /// `login` closes pull request `number`, merged or not, and GitHub sends the
+    /// `pull_request` `closed` webhook.
+    pub async fn close_pull(&self, number: i64, merged: bool, login: &str) {
+        let payload = {
+            let mut s = self.state.lock().unwrap();
+            let pull = s.pulls.iter_mut().find(|p| p.number == number).unwrap();
+            pull.state = "closed".into();
+            pull.merged = merged;
+            pull.closed_by = Some(login.to_string());
+            let pull = pull.clone();
+            let (owner, name) = pull.repo.split_once('/').unwrap();
+            let repo = find_repo(&s, owner, name).unwrap();
+            let mut payload = fixture("webhooks/pull_request/closed.payload.json");
+            payload["number"] = number.into();
+            payload["pull_request"] = full_pull_json(&s, &repo, &pull);
+            payload["repository"] = repo_json(&s, &repo);
+            payload["sender"] = user_json(login, "User");
+            payload["installation"]["id"] = repo.installation_id.into();
+            payload
+        };
+        send_webhook_with(&self.state, "pull_request", &payload).await;
     }
 
     /// The fork holding pull request `number`'s head branch is deleted (`head.repo` is null).

@@ -112,6 +112,8 @@ pub struct Pull {
     pub head_repo: Option<String>,
     /// The fork holding the head branch was deleted (`head.repo` is null).
     pub head_repo_deleted: bool,
+    /// Who closed (or merged) it.
+    pub closed_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
