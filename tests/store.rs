@@ -437,3 +437,76 @@ both_backends!(
         assert_eq!(timeline.len(), 1);
     }
 );
+
+both_backends!(
+    a_stop_request_is_taken_only_mid_run_and_keeps_its_first_reason,
+    |db: TestDb| async move {
+        let conn = db.connect().await;
+        let task = create(&conn, new_task("d-1")).await.unwrap().unwrap();
+        let stop = |note: Option<&'static str>| {
+            let conn = conn.clone();
+            async move { tasks::request_stop(&conn, task.id, note).await.unwrap() }
+        };
+        let stored = || async { tasks::get(&conn, task.id).await.unwrap().unwrap() };
+        // Queued: whoever asks ends it; nothing is left on it to stop a later run.
+        assert!(!stop(Some("closed")).await);
+        assert!(stored().await.stop_requested_at.is_none());
+
+        transition(
+            &conn,
+            task.id,
+            TaskState::Queued,
+            TaskState::Preparing,
+            None,
+        )
+        .await
+        .unwrap();
+        transition(
+            &conn,
+            task.id,
+            TaskState::Preparing,
+            TaskState::Running,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(stop(Some("Pull request #7 was closed by @mona.")).await);
+        assert!(stop(None).await, "asked again: still taken");
+        let asked = stored().await;
+        assert!(asked.stop_requested_at.is_some());
+        assert_eq!(
+            asked.stop_note.as_deref(),
+            Some("Pull request #7 was closed by @mona."),
+            "the first reason stands"
+        );
+
+        // Waiting for CI: no longer taken (the one who asks ends the task there).
+        transition(
+            &conn,
+            task.id,
+            TaskState::Running,
+            TaskState::AwaitingCi,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(!stop(Some("later")).await);
+        assert_eq!(
+            stored().await.stop_note.as_deref(),
+            Some("Pull request #7 was closed by @mona."),
+            "a request the run missed while winding up is still there for it"
+        );
+        // Ended: both go.
+        transition(
+            &conn,
+            task.id,
+            TaskState::AwaitingCi,
+            TaskState::Cancelled,
+            None,
+        )
+        .await
+        .unwrap();
+        let ended = stored().await;
+        assert!(ended.stop_requested_at.is_none() && ended.stop_note.is_none());
+    }
+);

@@ -139,6 +139,9 @@ pub struct PullDetails {
     pub draft: Option<bool>,
     #[serde(default)]
     pub merged: Option<bool>,
+    /// Who merged it (a merge queue's merges included).
+    #[serde(default)]
+    pub merged_by: Option<Account>,
     pub head: PullHead,
     pub base: PullBase,
 }

@@ -56,9 +56,14 @@ pub async fn handle(ctx: &Ctx, event: &PullRequestEvent) -> anyhow::Result<Outco
         return Ok(Outcome::Ignored("the pull request is open".into()));
     }
     let merged = pull.merged == Some(true);
+    // Who merged it says GitHub; the event's sender may be the merge queue's bot.
+    let by = match pull.merged_by.and_then(|a| a.login) {
+        Some(login) if merged => login,
+        _ => event.sender.login.clone(),
+    };
     let stopped = ctx
         .lifecycle
-        .pull_closed(&task, merged, &event.sender.login)
+        .pull_closed(&task, merged, &by)
         .await
         .context("ending the pull request's task")?;
     info!(task_id = %task.id, pr = event.number, merged, ?stopped, "the task's pull request was closed");

@@ -310,37 +310,43 @@ impl Lifecycle {
     ) -> Result<Stopped, TaskError> {
         let mut task = task.clone();
         for _ in 0..3 {
-            let (to, note) = match task.state {
-                TaskState::Queued | TaskState::AwaitingCi => end(task.state),
+            let done = match task.state {
+                TaskState::Queued | TaskState::AwaitingCi => {
+                    let (to, note) = end(task.state);
+                    self.transition(&task, Move::to(to).saying(&note))
+                        .await?
+                        .is_some()
+                }
                 state if state.is_terminal() => return Ok(Stopped::Over),
-                _ => break,
+                // Stored first, so that the run, here or on another replica, ends saying why.
+                _ if tasks::request_stop(&self.db, task.id, stop_note).await? => {
+                    if !self.local.stop(task.id) {
+                        // Another replica runs it (or a worker is about to): it sees the
+                        // request at its next check.
+                        tracing::info!(task_id = %task.id, "the task runs elsewhere; stop requested through the database");
+                    }
+                    return Ok(Stopped::Asked);
+                }
+                _ => false,
             };
-            if self
-                .transition(&task, Move::to(to).saying(&note))
-                .await?
-                .is_some()
-            {
+            if done {
                 return Ok(Stopped::Ended);
             }
-            // Moved on meanwhile (claimed, or a CI round started): look again.
+            // Moved on meanwhile (claimed, a CI round started, or a run ended): look again.
             match tasks::get(&self.db, task.id).await? {
                 Some(fresh) => task = fresh,
                 None => return Ok(Stopped::Over),
             }
         }
-        // Stored first, so that the run, here or on another replica, ends saying why.
-        let active = tasks::request_stop(&self.db, task.id, stop_note).await?;
-        if self.local.stop(task.id) {
-            return Ok(Stopped::Asked);
-        }
-        if active {
-            // Another replica runs it (or a worker is about to): it sees the request at its
-            // next check.
-            tracing::info!(task_id = %task.id, "the task runs elsewhere; stop requested through the database");
-            Ok(Stopped::Asked)
-        } else {
-            Ok(Stopped::Over)
-        }
+        // Still moving after three looks: the run it is in sees the request.
+        Ok(
+            if tasks::request_stop(&self.db, task.id, stop_note).await? {
+                self.local.stop(task.id);
+                Stopped::Asked
+            } else {
+                Stopped::Over
+            },
+        )
     }
 
     /// Cancel the queued tasks of an installation that was removed or suspended; how many.

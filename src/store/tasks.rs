@@ -519,13 +519,18 @@ pub async fn take_over(
 }
 
 /// Ask whichever replica runs the task to stop it, saying why (`note`, for its status comment;
-/// the first request's reason stands); `false` when the task is already over.
+/// the first request's reason stands). Only a task in the middle of a run takes the request
+/// (`false` otherwise): one queued or waiting for CI is ended by the one who asks, and a request
+/// left on it would stop its next round. A request a run missed while it wound up into
+/// `awaiting_ci` is acted on by that run, which looks for one after it has ended.
 pub async fn request_stop(
     db: &DatabaseConnection,
     task_id: TaskId,
     note: Option<&str>,
 ) -> Result<bool, DbErr> {
-    let active: Vec<String> = TaskState::active()
+    let mid_run: Vec<String> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_mid_run())
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     let now = now_ms();
@@ -537,7 +542,7 @@ pub async fn request_stop(
                    ELSE stop_note END, \
                  stop_requested_at = COALESCE(stop_requested_at, $1), updated_at = $1 \
                  WHERE id = $2 AND state IN ({})",
-                active.join(", ")
+                mid_run.join(", ")
             ),
             [now.into(), task_id.into(), note.map(str::to_string).into()],
         ))

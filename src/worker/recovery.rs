@@ -94,6 +94,15 @@ async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Optio
         if !claim(ctx, &task).await {
             return None;
         }
+        // A stop asked for while it was being prepared still holds.
+        if task.stop_requested_at.is_some() {
+            let note = task.stop_note.clone().unwrap_or_else(notes::stopped);
+            let mv = Move::to(TaskState::Cancelled).saying(&note);
+            if let Err(e) = ctx.lifecycle.transition(&task, mv).await {
+                warn!(task_id = %task.id, error = %e, "ending an abandoned task that was stopped failed");
+            }
+            return None;
+        }
         // Nothing was done that cannot be done again.
         warn!(task_id = %task.id, "the task's worker is gone before its agent started; queueing it again");
         let reason = notes::requeued_after_restart();
