@@ -254,9 +254,9 @@ pub fn follow_up_accepted(login: &str, task: &TaskView) -> String {
 /// A command that came while a round of the task runs: kept for the next round.
 pub fn queued_for_next_round(login: &str, task: &TaskView) -> String {
     format!(
-        "@{login}, noted: Amp is working on this task now (`{state}`), and takes this up in its \
-         next round, with anything else asked meanwhile, in order ([follow the task]({link})). \
-         Comment `/amp stop` to stop it instead.",
+        "@{login}, noted: a round of this task is under way (`{state}`). Amp takes this up in \
+         the next round, with anything else asked meanwhile, in order ([follow the task]({link})). \
+         Comment `/amp stop` to stop the task instead.",
         state = task.state.as_str(),
         link = task.link(),
     )
