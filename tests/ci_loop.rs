@@ -551,3 +551,90 @@ both_backends!(
         s.assert_no_containers_for(still_open).await;
     }
 );
+
+both_backends!(
+    what_people_ask_while_a_round_runs_is_taken_by_the_next_round_in_order,
+    |db: TestDb| async move {
+        let mut repo_files = files(false);
+        repo_files.push((".amp-stub/leisurely.sh", "sleep 6\n"));
+        let s = story_with(db, &[("CI_WAIT_TIMEOUT", "10m")], &repo_files).await;
+        s.sim.add_collaborator(&s.repo, "maintainer", "maintain");
+        s.sim
+            .comment(&s.repo, 64, "writer", "/amp add the counter")
+            .await;
+        let task = s.wait_for_state("awaiting_ci", 90).await;
+        let pr = task.pr_number.unwrap();
+
+        // A round that takes a while; two people ask for more while it runs.
+        s.sim
+            .pr_comment(&s.repo, pr, "writer", "/amp take it leisurely")
+            .await;
+        task_reaches(&s, task.id, TaskState::Fixing, 30).await;
+        s.sim
+            .pr_comment(&s.repo, pr, "maintainer", "/amp also add json output")
+            .await;
+        s.sim
+            .pr_comment(&s.repo, pr, "writer", "/amp and document the flag")
+            .await;
+        let replies = eventually(30, "both are answered", || async {
+            let replies: Vec<_> = s
+                .sim
+                .app_comments(&s.repo, pr)
+                .into_iter()
+                .filter(|c| c.body.contains("next round"))
+                .collect();
+            (replies.len() == 2).then_some(replies)
+        })
+        .await;
+        assert!(
+            replies[0].body.starts_with("@maintainer"),
+            "{}",
+            replies[0].body
+        );
+        assert!(
+            replies[1].body.starts_with("@writer"),
+            "{}",
+            replies[1].body
+        );
+        assert!(
+            s.sim
+                .app_comments(&s.repo, pr)
+                .iter()
+                .all(|c| !c.body.contains("already running")),
+            "nothing was refused"
+        );
+
+        // The round ends; the next one has both requests, in order, with who asked.
+        let next = eventually(60, "a round takes both requests", || async {
+            rounds(&s, task.id)
+                .await
+                .into_iter()
+                .find(|r| r.prompt.contains("1. From @maintainer"))
+        })
+        .await;
+        let first = next.prompt.find("also add json output").unwrap();
+        let second = next
+            .prompt
+            .find("2. From @writer:\n\nand document the flag")
+            .unwrap();
+        assert!(first < second, "{}", next.prompt);
+        assert_eq!(next.requested_by.as_deref(), Some("maintainer"));
+        // It runs and the task waits for CI again, in the same container.
+        eventually(60, "the follow-up round is done", || async {
+            let done = rounds(&s, task.id)
+                .await
+                .into_iter()
+                .all(|r| r.outcome.is_some());
+            let waiting = task_by_id(&s, task.id).await.state == TaskState::AwaitingCi;
+            (done && waiting).then_some(())
+        })
+        .await;
+        let events = s.events(task.id).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.contains("follow-up from @maintainer and @writer")),
+            "the timeline says who asked"
+        );
+    }
+);

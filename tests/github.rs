@@ -237,9 +237,10 @@ both_backends!(help_status_and_a_second_prompt, |db: TestDb| async move {
     s.sim
         .comment(&s.repo, 5, "admin", "/amp do something else")
         .await;
+    // The task has not started: this is for its next round, not refused.
     let comments = s.expect_app_comments(5, 5).await;
     assert!(
-        comments[4].body.contains("already running"),
+        comments[4].body.contains("takes this up in the next round"),
         "{}",
         comments[4].body
     );

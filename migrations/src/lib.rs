@@ -18,6 +18,7 @@ mod m20261204_000001_egress_blocked;
 mod m20261205_000001_repo_config;
 mod m20261206_000001_snapshots;
 mod m20261207_000001_stop_note;
+mod m20261208_000001_task_requests;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_repo_config::Migration),
             Box::new(m20261206_000001_snapshots::Migration),
             Box::new(m20261207_000001_stop_note::Migration),
+            Box::new(m20261208_000001_task_requests::Migration),
         ]
     }
 }

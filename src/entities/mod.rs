@@ -10,4 +10,5 @@ pub mod setup_state;
 pub mod snapshot;
 pub mod task;
 pub mod task_event;
+pub mod task_request;
 pub mod task_round;

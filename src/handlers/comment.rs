@@ -19,15 +19,17 @@ use crate::context::Ctx;
 use crate::domain::{RepoRef, RoundKind, TaskState};
 use crate::entities::task;
 use crate::github::GitHub;
+use crate::lifecycle::requests::Asking;
 use crate::lifecycle::status_comment::AnnounceError;
 use crate::lifecycle::{Created, Move, Stopped, TaskRequest};
 use crate::repo_config::{self, Found};
 use crate::store::commands::{self as commands_seen, Seen};
 use crate::store::deliveries::Outcome;
+use crate::store::requests;
 use crate::store::rounds::{self, NewRound};
 use crate::store::tasks;
 use crate::texts::repo_config::FileFound;
-use crate::texts::{self, TaskView, comments, notes, prompts};
+use crate::texts::{self, TaskView, comments, notes};
 use crate::webhook::events::IssueCommentEvent;
 
 /// A user without access who keeps commenting is told so at most this often per issue.
@@ -346,58 +348,38 @@ impl Turn<'_> {
         again
     }
 
-    /// A prompt on a task's pull request: a new round on the same branch, in the same container
-    /// and Amp thread while the task waits for CI, or in a new container (same thread) after it
-    /// ended.
+    /// A prompt for a task that exists: on its pull request, or on its issue while it is
+    /// active. It is queued on the task and taken by the task's next round: at once when the
+    /// task waits for CI (the same container and Amp thread) or has ended (a new container, the
+    /// same thread); when a round runs, after it, with whatever else was asked meanwhile.
     async fn follow_up(&self, task: task::Model, prompt: String) -> anyhow::Result<()> {
         if self.handled_before(&task) {
             return Ok(());
         }
         let login = self.login();
-        let to = match task.state {
-            TaskState::AwaitingCi => TaskState::Fixing,
-            s if s.is_terminal() => TaskState::Queued,
-            _ => {
-                return self
-                    .reply(&comments::already_running(login, &self.view(&task)))
-                    .await;
-            }
-        };
-        let number = self.event.issue.number;
-        let reason = notes::follow_up_reason(login);
-        let note = notes::follow_up(login, number);
-        let round = NewRound {
-            requested_by: Some(login.to_string()),
-            ..NewRound::new(
-                RoundKind::FollowUp,
-                prompts::follow_up_prompt(login, number, &prompt),
-            )
-        };
-        let mut mv = Move::to(to)
-            .reason(&reason)
-            .note(&note)
-            .by_command(self.delivery_id)
-            .with_round(round);
-        if to == TaskState::Queued {
-            // A finished task reopened by a follow-up gets a fresh set of CI rounds.
-            mv = mv.ci_round(0);
-        }
+        requests::queue(&self.ctx.db, task.id, login, &prompt, self.event.comment.id)
+            .await
+            .context("queueing the request on the task")?;
         let started = self
             .ctx
             .lifecycle
-            .transition(&task, mv)
+            .take_requests(&task, Asking::Now, Some(self.delivery_id))
             .await
             .context("starting a follow-up round")?;
-        if started.is_none() {
-            // The task moved on meanwhile.
-            return self
-                .reply(&comments::already_running(login, &self.view(&task)))
-                .await;
-        }
-        info!(task_id = %task.id, "follow-up round queued");
         self.acknowledge().await?;
-        self.reply(&comments::follow_up_accepted(login, &self.view(&task)))
-            .await
+        if started {
+            info!(task_id = %task.id, "follow-up round queued");
+            self.reply(&comments::follow_up_accepted(login, &self.view(&task)))
+                .await
+        } else {
+            info!(task_id = %task.id, "request queued for the task's next round");
+            let fresh = tasks::get(&self.ctx.db, task.id)
+                .await
+                .context("reading the task")?
+                .unwrap_or(task);
+            self.reply(&comments::queued_for_next_round(login, &self.view(&fresh)))
+                .await
+        }
     }
 
     /// `/amp retry`: the issue's last task, if it ended without success, is queued again. It
@@ -504,7 +486,7 @@ impl Turn<'_> {
             requester_id: event.sender.id,
             comment_id: event.comment.id,
             delivery_id: Some(self.delivery_id.to_string()),
-            prompt,
+            prompt: prompt.clone(),
             repo_config: self.config.text().map(str::to_string),
         };
         let task = match ctx
@@ -514,14 +496,8 @@ impl Turn<'_> {
             .context("creating the task")?
         {
             Created::New(task) | Created::Again(task) => task,
-            Created::Busy(active) => {
-                return self
-                    .reply(&comments::already_running(
-                        self.login(),
-                        &self.view(&active),
-                    ))
-                    .await;
-            }
+            // The issue's task is at work: this is for its next round.
+            Created::Busy(active) => return self.follow_up(active, prompt).await,
         };
         self.acknowledge().await?;
         match ctx.lifecycle.announce(&task).await {

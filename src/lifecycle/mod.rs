@@ -11,6 +11,7 @@
 mod cleanup;
 pub mod create;
 pub mod local_runs;
+pub mod requests;
 pub mod status_comment;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod delivery_writer;
 pub mod github_app;
 pub mod installations;
+pub mod requests;
 pub mod rounds;
 pub mod snapshots;
 pub mod task_log;

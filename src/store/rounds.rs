@@ -24,6 +24,9 @@ pub struct NewRound {
     pub requested_by: Option<String>,
     /// Set for a round recorded already finished (the failure the CI loop gave up on).
     pub outcome: Option<RoundOutcome>,
+    /// The queued requests (see [`super::requests`]) the round takes; the change fails as a
+    /// conflict when another round took one first.
+    pub requests: Vec<i64>,
 }
 
 impl NewRound {
@@ -37,6 +40,7 @@ impl NewRound {
             prompt,
             requested_by: None,
             outcome: None,
+            requests: Vec::new(),
         }
     }
 }

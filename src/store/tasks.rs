@@ -297,7 +297,25 @@ pub async fn transition(
         });
     }
     let round = match round {
-        Some(new) => Some(rounds::insert(&txn, task_id, new, now).await?),
+        Some(new) => {
+            let requests = new.requests.clone();
+            let round = rounds::insert(&txn, task_id, new, now).await?;
+            if !super::requests::take(&txn, round.id, &requests).await? {
+                // Another round took a request first: this change is someone else's to make.
+                txn.rollback().await?;
+                let actual = get(db, task_id)
+                    .await?
+                    .ok_or(TaskError::NotFound(task_id))?
+                    .state;
+                return Err(TaskError::Conflict {
+                    task_id,
+                    expected: from,
+                    actual,
+                    to,
+                });
+            }
+            Some(round)
+        }
         None => None,
     };
     let event = append_event(

@@ -251,6 +251,17 @@ pub fn follow_up_accepted(login: &str, task: &TaskView) -> String {
     )
 }
 
+/// A command that came while a round of the task runs: kept for the next round.
+pub fn queued_for_next_round(login: &str, task: &TaskView) -> String {
+    format!(
+        "@{login}, noted: a round of this task is under way (`{state}`). Amp takes this up in \
+         the next round, with anything else asked meanwhile, in order ([follow the task]({link})). \
+         Comment `/amp stop` to stop the task instead.",
+        state = task.state.as_str(),
+        link = task.link(),
+    )
+}
+
 /// `/amp retry` after a task that succeeded.
 pub fn nothing_to_retry(login: &str, task: &TaskView) -> String {
     format!(
@@ -391,6 +402,10 @@ mod tests {
         insta::assert_snapshot!(
             "follow_up_accepted",
             follow_up_accepted("mona", &view(TaskState::Fixing))
+        );
+        insta::assert_snapshot!(
+            "queued_for_next_round",
+            queued_for_next_round("mona", &view(TaskState::Running))
         );
         insta::assert_snapshot!(
             "nothing_to_retry",

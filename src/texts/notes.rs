@@ -40,14 +40,30 @@ pub fn installation_gone(suspended: bool) -> String {
     }
 }
 
-/// A prompt on the task's pull request started a new round.
-pub fn follow_up(login: &str, pr_number: i64) -> String {
-    format!("Follow-up from @{login} on #{pr_number}.")
+/// Follow-up requests (from `logins`, in order, on `place`) started a new round.
+pub fn follow_up(logins: &[&str], place: &str) -> String {
+    format!("Follow-up from {} on {place}.", people(logins))
 }
 
 /// The timeline's reason for a follow-up round.
-pub fn follow_up_reason(login: &str) -> String {
-    format!("follow-up from @{login}")
+pub fn follow_up_reason(logins: &[&str]) -> String {
+    format!("follow-up from {}", people(logins))
+}
+
+/// `@a`, `@a and @b`, `@a, @b and @c`, each named once.
+fn people(logins: &[&str]) -> String {
+    let mut unique: Vec<String> = Vec::new();
+    for login in logins {
+        let at = format!("@{login}");
+        if !unique.contains(&at) {
+            unique.push(at);
+        }
+    }
+    match unique.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// `/amp retry` queued the task again.
@@ -256,7 +272,8 @@ mod tests {
             stopped_before_start(),
             pull_closed(21, true, "mona"),
             pull_closed(21, false, "mona"),
-            follow_up("mona", 7),
+            follow_up(&["mona"], "#7"),
+            follow_up(&["mona", "hubot", "mona", "octocat"], "#7"),
             retried(),
             ci_passed(2, Duration::from_millis(754_300), &[]),
             ci_passed(1, Duration::from_secs(300), &["flaky e2e", "lint"]),

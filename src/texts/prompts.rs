@@ -49,13 +49,42 @@ pub fn with_setup_failure(prompt: String, failed: &crate::worker::setup::SetupFa
     )
 }
 
-/// What the agent gets for a follow-up prompt on the task's pull request.
-pub fn follow_up_prompt(login: &str, pr_number: i64, prompt: &str) -> String {
-    format!(
-        "Follow-up request from @{login} on pull request #{pr_number}, which holds your work on \
-         this branch so far. Keep the change focused. Do not commit or push; that is done for \
-         you when you finish. End with a short summary of what you changed.\n\n{prompt}\n"
-    )
+/// One thing someone asked of a task after its first round.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub login: &'a str,
+    pub prompt: &'a str,
+}
+
+/// What the agent gets for follow-up requests on the task (`place`: "pull request #7", or the
+/// issue before there is one), in the order they were made.
+pub fn follow_up_prompt(place: &str, asked: &[Asked<'_>]) -> String {
+    const RULES: &str = "Keep the change focused. Do not commit or push; that is done for you \
+                         when you finish.";
+    match asked {
+        [one] => format!(
+            "Follow-up request from @{login} on {place}, which holds your work on this branch so \
+             far. {RULES} End with a short summary of what you changed.\n\n{prompt}\n",
+            login = one.login,
+            prompt = one.prompt,
+        ),
+        many => {
+            let mut text = format!(
+                "Follow-up requests on {place}, which holds your work on this branch so far, made \
+                 while you were working: take them in order. {RULES} End with a short summary \
+                 of what you changed for each.\n"
+            );
+            for (i, a) in many.iter().enumerate() {
+                text.push_str(&format!(
+                    "\n{n}. From @{login}:\n\n{prompt}\n",
+                    n = i + 1,
+                    login = a.login,
+                    prompt = a.prompt
+                ));
+            }
+            text
+        }
+    }
 }
 
 /// A prompt given again after the service restarted in the middle of the agent's turn.
@@ -202,7 +231,29 @@ mod tests {
         );
         insta::assert_snapshot!(
             "follow_up_prompt",
-            follow_up_prompt("mona", 7, "Also document the flag.")
+            follow_up_prompt(
+                "pull request #7",
+                &[Asked {
+                    login: "mona",
+                    prompt: "Also document the flag."
+                }]
+            )
+        );
+        insta::assert_snapshot!(
+            "follow_up_prompt_of_several",
+            follow_up_prompt(
+                "pull request #7",
+                &[
+                    Asked {
+                        login: "mona",
+                        prompt: "Also document the flag."
+                    },
+                    Asked {
+                        login: "hubot",
+                        prompt: "And rename it to --json-out.\nKeep the old name working."
+                    },
+                ]
+            )
         );
         insta::assert_snapshot!("resumed", resumed("Fix the failing test."));
         insta::assert_snapshot!(

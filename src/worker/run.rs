@@ -22,6 +22,7 @@ use crate::domain::{BlockedEgress, Failure, TaskState};
 use crate::entities::{task, task_round};
 use crate::github::GitHub;
 use crate::lifecycle::Move;
+use crate::lifecycle::requests::Asking;
 use crate::repo_config::{self, Effective, SetupFailure};
 use crate::store::{rounds, tasks};
 use crate::texts::{failures, prompts};
@@ -74,12 +75,24 @@ pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
     ctx.lifecycle.local.remove(run.task.id);
     // A stop that came while the run was winding up (nothing listened for it any more) ends the
     // task now, if the run left it waiting for CI.
-    if let Ok(Some(task)) = tasks::get(&ctx.db, run.task.id).await
-        && task.state == TaskState::AwaitingCi
+    let Ok(Some(task)) = tasks::get(&ctx.db, run.task.id).await else {
+        return;
+    };
+    if task.state == TaskState::AwaitingCi
         && (stop.is_cancelled() || task.stop_requested_at.is_some())
-        && let Err(e) = ctx.lifecycle.stop(&task).await
     {
-        warn!(task_id = %task.id, error = %e, "ending a stopped task failed");
+        if let Err(e) = ctx.lifecycle.stop(&task).await {
+            warn!(task_id = %task.id, error = %e, "ending a stopped task failed");
+        }
+        return;
+    }
+    // What people asked while the round ran starts the next one.
+    if let Err(e) = ctx
+        .lifecycle
+        .take_requests(&task, Asking::AfterRun, None)
+        .await
+    {
+        warn!(task_id = %task.id, error = %e, "starting a round for the requests made meanwhile failed");
     }
 }
 

@@ -245,6 +245,13 @@ impl GitHubSim {
         )
     }
 
+    /// `login` becomes a collaborator of `repo` with `role`.
+    pub fn add_collaborator(&self, repo: &Repo, login: &str, role: &str) {
+        let mut s = self.state.lock().unwrap();
+        let stored = s.repos.iter_mut().find(|r| r.id == repo.id).unwrap();
+        stored.collaborators.insert(login.into(), role.into());
+    }
+
     /// Like [`GitHubSim::add_repo`], with the first commit's files given.
     pub fn add_repo_with_files(
         &self,
