@@ -636,5 +636,45 @@ both_backends!(
                 .any(|e| e.data.contains("follow-up from @maintainer and @writer")),
             "the timeline says who asked"
         );
+
+        // A stop drops what waits for the next round: nothing starts after it.
+        s.sim
+            .pr_comment(&s.repo, pr, "writer", "/amp take it leisurely again")
+            .await;
+        task_reaches(&s, task.id, TaskState::Fixing, 30).await;
+        s.sim
+            .pr_comment(&s.repo, pr, "maintainer", "/amp one more thing")
+            .await;
+        eventually(30, "the request is queued", || async {
+            let replies = s.sim.app_comments(&s.repo, pr);
+            (replies
+                .iter()
+                .filter(|c| c.body.contains("next round"))
+                .count()
+                == 3)
+                .then_some(())
+        })
+        .await;
+        s.sim.pr_comment(&s.repo, pr, "writer", "/amp stop").await;
+        task_reaches(&s, task.id, TaskState::Cancelled, 30).await;
+        eventually(20, "the log says the request was dropped", || async {
+            let events = s.events(task.id).await;
+            events
+                .iter()
+                .any(|e| {
+                    e.data
+                        .contains("A request made for the next round was dropped")
+                })
+                .then_some(())
+        })
+        .await;
+        let rounds_then = rounds(&s, task.id).await.len();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_eq!(
+            task_by_id(&s, task.id).await.state,
+            TaskState::Cancelled,
+            "no round starts after the stop"
+        );
+        assert_eq!(rounds(&s, task.id).await.len(), rounds_then);
     }
 );

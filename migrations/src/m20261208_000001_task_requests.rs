@@ -58,6 +58,18 @@ impl MigrationTrait for Migration {
                     .col(TaskRequests::Id)
                     .to_owned(),
             )
+            .await?;
+        // One comment is one request, however often its delivery is handled.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_task_requests_comment")
+                    .table(TaskRequests::Table)
+                    .col(TaskRequests::TaskId)
+                    .col(TaskRequests::CommentId)
+                    .unique()
+                    .to_owned(),
+            )
             .await
     }
 

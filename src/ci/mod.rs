@@ -30,6 +30,7 @@ use crate::domain::{CommitSha, LogLine, RepoRef, RoundKind, RoundOutcome, TaskId
 use crate::entities::task;
 use crate::github::{GitHub, GitHubError};
 use crate::lifecycle::Move;
+use crate::lifecycle::requests::Asking;
 use crate::repo_config::{self, Effective};
 use crate::store::deliveries::Outcome;
 use crate::store::rounds::{self, NewRound};
@@ -201,6 +202,15 @@ async fn evaluate(ctx: &Ctx, task: &task::Model, waited_out: bool) -> anyhow::Re
     let (Some(github), Some(sha)) = (ctx.github(), &task.head_sha) else {
         return Ok(());
     };
+    // What people asked meanwhile goes first (the run that ended normally starts it; this
+    // catches a run that could not): its round pushes a new head whose checks decide.
+    if ctx
+        .lifecycle
+        .take_requests(task, Asking::AfterRun, None)
+        .await?
+    {
+        return Ok(());
+    }
     let repo = task.repo();
     let settings = repo_config::settings_of(task, &ctx.config);
     let rules = check_rules(&settings);

@@ -309,6 +309,22 @@ impl Lifecycle {
         end: impl Fn(TaskState) -> (TaskState, String),
         stop_note: Option<&str>,
     ) -> Result<Stopped, TaskError> {
+        // What was asked for the next round goes with the task's work: dropped first, so that
+        // nothing takes it into a round once the task has ended.
+        let dropped = crate::store::requests::drop_waiting(&self.db, task.id).await?;
+        if dropped > 0 {
+            let line = texts::notes::requests_dropped(dropped);
+            self.log(task.id, LogLine::info(&line)).await;
+        }
+        self.end_or_stop_run(task, end, stop_note).await
+    }
+
+    async fn end_or_stop_run(
+        &self,
+        task: &task::Model,
+        end: impl Fn(TaskState) -> (TaskState, String),
+        stop_note: Option<&str>,
+    ) -> Result<Stopped, TaskError> {
         let mut task = task.clone();
         for _ in 0..3 {
             let done = match task.state {

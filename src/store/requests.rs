@@ -23,7 +23,6 @@ pub async fn queue(
     let queued = task_request::Entity::find()
         .filter(task_request::Column::TaskId.eq(task_id))
         .filter(task_request::Column::CommentId.eq(comment_id))
-        .filter(task_request::Column::Prompt.eq(prompt))
         .one(db)
         .await?;
     if queued.is_some() {
@@ -54,6 +53,16 @@ pub async fn waiting(
         .order_by_asc(task_request::Column::Id)
         .all(db)
         .await
+}
+
+/// Drop the task's waiting requests (the task was stopped, or its pull request closed); how many.
+pub async fn drop_waiting(db: &DatabaseConnection, task_id: TaskId) -> Result<u64, DbErr> {
+    let result = task_request::Entity::delete_many()
+        .filter(task_request::Column::TaskId.eq(task_id))
+        .filter(task_request::Column::RoundId.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Mark requests `ids` as taken by round `round_id` (inside the transaction that starts it);

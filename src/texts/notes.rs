@@ -66,6 +66,14 @@ fn people(logins: &[&str]) -> String {
     }
 }
 
+/// The task was stopped (or its pull request closed) with requests waiting for its next round.
+pub fn requests_dropped(count: u64) -> String {
+    match count {
+        1 => "A request made for the next round was dropped with the task's work.".into(),
+        n => format!("{n} requests made for the next round were dropped with the task's work."),
+    }
+}
+
 /// `/amp retry` queued the task again.
 pub fn retried() -> String {
     "Queued again with /amp retry.".into()
@@ -274,6 +282,8 @@ mod tests {
             pull_closed(21, false, "mona"),
             follow_up(&["mona"], "#7"),
             follow_up(&["mona", "hubot", "mona", "octocat"], "#7"),
+            requests_dropped(1),
+            requests_dropped(3),
             retried(),
             ci_passed(2, Duration::from_millis(754_300), &[]),
             ci_passed(1, Duration::from_secs(300), &["flaky e2e", "lint"]),

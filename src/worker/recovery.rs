@@ -13,6 +13,7 @@ use crate::docker::{Engine, TaskContainer};
 use crate::domain::TaskState;
 use crate::entities::task;
 use crate::lifecycle::Move;
+use crate::lifecycle::requests::Asking;
 use crate::store::tasks;
 use crate::texts::{failures, notes};
 
@@ -140,12 +141,23 @@ async fn recover(ctx: &Ctx, engine: Option<&Engine>, task: task::Model) -> Optio
     }
     warn!(task_id = %task.id, state = %task.state, "the task's worker and container are gone; ending it");
     let note = failures::container_lost();
-    if let Err(e) = ctx
+    match ctx
         .lifecycle
         .transition(&task, Move::to(TaskState::Failed).saying(&note))
         .await
     {
-        warn!(task_id = %task.id, error = %e, "ending an abandoned task failed");
+        // What people asked meanwhile starts again in a new container, with the same thread.
+        Ok(Some(_)) => {
+            if let Err(e) = ctx
+                .lifecycle
+                .take_requests(&task, Asking::AfterRun, None)
+                .await
+            {
+                warn!(task_id = %task.id, error = %e, "starting a round for the requests made meanwhile failed");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!(task_id = %task.id, error = %e, "ending an abandoned task failed"),
     }
     None
 }

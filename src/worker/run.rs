@@ -86,7 +86,11 @@ pub async fn execute(ctx: &Ctx, task: task::Model, start: Start) {
         }
         return;
     }
-    // What people asked while the round ran starts the next one.
+    // What people asked while the round ran starts the next one (not after a stop: that
+    // dropped them).
+    if stop.is_cancelled() || task.stop_requested_at.is_some() {
+        return;
+    }
     if let Err(e) = ctx
         .lifecycle
         .take_requests(&task, Asking::AfterRun, None)
