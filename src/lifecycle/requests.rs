@@ -4,7 +4,7 @@
 //! when the running round ends.
 
 use crate::domain::{RoundKind, TaskState};
-use crate::entities::task;
+use crate::entities::{task, task_request};
 use crate::store::requests;
 use crate::store::rounds::NewRound;
 use crate::store::tasks::{self, TaskError};
@@ -21,6 +21,27 @@ pub enum Asking {
     AfterRun,
 }
 
+/// At most this many requests go into one round, and at most this many bytes of what they
+/// asked: the prompt stays well within what one argument of a command may hold (128 KiB on
+/// Linux); the rest wait for the round after.
+const REQUESTS_PER_ROUND: usize = 10;
+const REQUEST_BYTES_PER_ROUND: usize = 64 * 1024;
+
+/// The oldest of `waiting` that fit one round (always the first: one comment is at most
+/// 65,536 characters on GitHub).
+fn within_one_round(waiting: Vec<task_request::Model>) -> Vec<task_request::Model> {
+    let mut bytes = 0;
+    let mut taken = Vec::new();
+    for request in waiting.into_iter().take(REQUESTS_PER_ROUND) {
+        bytes += request.prompt.len();
+        if !taken.is_empty() && bytes > REQUEST_BYTES_PER_ROUND {
+            break;
+        }
+        taken.push(request);
+    }
+    taken
+}
+
 impl Lifecycle {
     /// Start a round for the requests waiting on `task` if it is between rounds: waiting for CI
     /// (the same container and Amp thread) or ended (queued again, a new container with the same
@@ -33,7 +54,7 @@ impl Lifecycle {
         command: Option<&str>,
     ) -> Result<bool, TaskError> {
         for _ in 0..3 {
-            let waiting = requests::waiting(&self.db, task.id).await?;
+            let waiting = within_one_round(requests::waiting(&self.db, task.id).await?);
             if waiting.is_empty() {
                 return Ok(false);
             }
@@ -84,5 +105,41 @@ impl Lifecycle {
             // The task moved, or another round took the requests: look again.
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: i64, bytes: usize) -> task_request::Model {
+        task_request::Model {
+            id,
+            task_id: crate::domain::TaskId(1),
+            login: "mona".into(),
+            prompt: "x".repeat(bytes),
+            comment_id: id,
+            created_at: 0,
+            round_id: None,
+        }
+    }
+
+    fn ids(taken: Vec<task_request::Model>) -> Vec<i64> {
+        taken.into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn one_round_takes_the_oldest_requests_that_fit() {
+        let many = (1..=12).map(|i| request(i, 10)).collect();
+        assert_eq!(ids(within_one_round(many)), (1..=10).collect::<Vec<_>>());
+        let large = vec![request(1, 40_000), request(2, 30_000), request(3, 10)];
+        assert_eq!(
+            ids(within_one_round(large)),
+            [1],
+            "the rest wait for the next round"
+        );
+        let huge = vec![request(1, 70_000), request(2, 10)];
+        assert_eq!(ids(within_one_round(huge)), [1], "the first always goes");
+        assert!(within_one_round(Vec::new()).is_empty());
     }
 }

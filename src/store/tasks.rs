@@ -285,16 +285,7 @@ pub async fn transition(
         .await?;
     if result.rows_affected() != 1 {
         txn.rollback().await?;
-        let actual = get(db, task_id)
-            .await?
-            .ok_or(TaskError::NotFound(task_id))?
-            .state;
-        return Err(TaskError::Conflict {
-            task_id,
-            expected: from,
-            actual,
-            to,
-        });
+        return Err(conflict(db, task_id, from, to).await);
     }
     let round = match round {
         Some(new) => {
@@ -303,16 +294,7 @@ pub async fn transition(
             if !super::requests::take(&txn, round.id, &requests).await? {
                 // Another round took a request first: this change is someone else's to make.
                 txn.rollback().await?;
-                let actual = get(db, task_id)
-                    .await?
-                    .ok_or(TaskError::NotFound(task_id))?
-                    .state;
-                return Err(TaskError::Conflict {
-                    task_id,
-                    expected: from,
-                    actual,
-                    to,
-                });
+                return Err(conflict(db, task_id, from, to).await);
             }
             Some(round)
         }
@@ -330,6 +312,25 @@ pub async fn transition(
     .await?;
     txn.commit().await?;
     Ok(Applied { event, round })
+}
+
+/// A change from `from` to `to` that did not apply: the state the task is in instead.
+async fn conflict(
+    db: &DatabaseConnection,
+    task_id: TaskId,
+    from: TaskState,
+    to: TaskState,
+) -> TaskError {
+    match get(db, task_id).await {
+        Ok(Some(task)) => TaskError::Conflict {
+            task_id,
+            expected: from,
+            actual: task.state,
+            to,
+        },
+        Ok(None) => TaskError::NotFound(task_id),
+        Err(e) => TaskError::Db(e),
+    }
 }
 
 pub async fn get(db: &DatabaseConnection, task_id: TaskId) -> Result<Option<task::Model>, DbErr> {
