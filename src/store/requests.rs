@@ -42,7 +42,9 @@ pub async fn queue(
     Ok(())
 }
 
-/// The task's requests no round has taken yet, oldest first.
+/// The task's requests no round has taken yet, in the order they were made: by comment id,
+/// which GitHub hands out in order (deliveries are handled concurrently, so rows may be stored
+/// in another order).
 pub async fn waiting(
     db: &DatabaseConnection,
     task_id: TaskId,
@@ -50,6 +52,7 @@ pub async fn waiting(
     task_request::Entity::find()
         .filter(task_request::Column::TaskId.eq(task_id))
         .filter(task_request::Column::RoundId.is_null())
+        .order_by_asc(task_request::Column::CommentId)
         .order_by_asc(task_request::Column::Id)
         .all(db)
         .await
